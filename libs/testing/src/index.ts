@@ -1,0 +1,22 @@
+// Public entry of @woodstream/testing: the harness that runs real servers for tests.
+export { startEtcd } from './etcd-server.js';
+export type { EtcdServer } from './etcd-server.js';
+export { createTestBucket, harness, makeS3Client, uniqueName } from './fixtures.js';
+export type { TestBucket } from './fixtures.js';
+export type { HarnessInfo } from './harness-info.js';
+export { ManagedProcess } from './managed-process.js';
+export type { ProcessExit, SpawnOptions } from './managed-process.js';
+export { freePort, isPortOpen } from './ports.js';
+export { startRadosgw } from './radosgw-server.js';
+export type { RadosgwServer } from './radosgw-server.js';
+export { runCommand } from './run-command.js';
+export type { CommandResult } from './run-command.js';
+export type { S3Endpoint } from './s3-endpoint.js';
+export { startS3rver } from './s3rver-server.js';
+export type { S3rverServer } from './s3rver-server.js';
+export { makeTempDir } from './temp-dir.js';
+export type { TempDir } from './temp-dir.js';
+export { waitFor, WaitTimeoutError } from './wait-for.js';
+export type { WaitForOptions } from './wait-for.js';
+export { spawnService } from './service-process.js';
+export type { ServiceOptions } from './service-process.js';
