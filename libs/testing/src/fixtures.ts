@@ -10,13 +10,45 @@ import { inject } from 'vitest';
 import type { HarnessInfo } from './harness-info.js';
 import type { S3Endpoint } from './s3-endpoint.js';
 
-/** The servers started by the global setup. Only valid inside integration and e2e tests. */
-export function harness(): HarnessInfo {
-  const info = inject('harness');
+/** The servers started by the global setup, each one guaranteed present. */
+export interface Harness {
+  readonly etcdEndpoint: string;
+  readonly s3rver: S3Endpoint;
+  readonly radosgw: S3Endpoint;
+}
+
+/**
+ * The servers started by the global setup. Only valid inside integration and e2e tests.
+ * Reading a server that was not started throws an error that says how to start it.
+ */
+export function harness(): Harness {
+  const info: HarnessInfo | undefined = inject('harness');
   if (info === undefined) {
     throw new Error('no test servers: harness() works only in the integration and e2e projects');
   }
-  return info;
+  const need = <K extends keyof HarnessInfo>(
+    key: K,
+    server: string,
+  ): NonNullable<HarnessInfo[K]> => {
+    const value = info[key];
+    if (value === undefined) {
+      throw new Error(
+        `${server} was not started for this run; unset WOODSTREAM_TEST_SERVERS or include '${server}'`,
+      );
+    }
+    return value;
+  };
+  return {
+    get etcdEndpoint() {
+      return need('etcdEndpoint', 'etcd');
+    },
+    get s3rver() {
+      return need('s3rver', 's3rver');
+    },
+    get radosgw() {
+      return need('radosgw', 'radosgw');
+    },
+  };
 }
 
 /**

@@ -2,7 +2,7 @@
 export { startEtcd } from './etcd-server.js';
 export type { EtcdServer } from './etcd-server.js';
 export { createTestBucket, harness, makeS3Client, uniqueName } from './fixtures.js';
-export type { TestBucket } from './fixtures.js';
+export type { Harness, TestBucket } from './fixtures.js';
 export type { HarnessInfo } from './harness-info.js';
 export { ManagedProcess } from './managed-process.js';
 export type { ProcessExit, SpawnOptions } from './managed-process.js';
