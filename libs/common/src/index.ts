@@ -1,0 +1,6 @@
+// Public entry of @woodstream/common.
+export { abortable, sleep } from './abort.js';
+export { assert, AssertionError } from './assert.js';
+export { errorCode, isRetryable, WoodstreamError } from './errors.js';
+export { retry } from './retry.js';
+export type { RetryPolicy } from './retry.js';
