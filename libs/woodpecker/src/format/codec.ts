@@ -1,0 +1,259 @@
+import { crc32 } from 'node:zlib';
+import { assert } from '@woodstream/common';
+import { CorruptDataError } from '../errors.js';
+
+// Binary layout of blocks and entry records. FORMAT.md is the normative description; keep
+// the two in step and add golden fixtures for every new version.
+
+/** "WPBK" read as a little-endian u32. */
+export const BLOCK_MAGIC = 0x4b425057;
+export const FORMAT_VERSION = 1;
+export const BLOCK_HEADER_BYTES = 48;
+const RECORD_HEADER_BYTES = 12;
+
+/** Block flags. */
+export const BlockFlags = {
+  /** An empty block that caps a segment: nothing at or after it belongs to the segment. */
+  fence: 1 << 0,
+} as const;
+
+/** One entry as stored: its payload and optional string properties. */
+export interface EntryData {
+  payload: Uint8Array;
+  properties?: Readonly<Record<string, string>>;
+}
+
+/** The decoded fixed-size header of a block. */
+export interface BlockHeader {
+  version: number;
+  flags: number;
+  segmentId: number;
+  /** Entry id of the block's first entry; ids are dense within a segment. */
+  firstEntryId: number;
+  entryCount: number;
+  /** Writer epoch that wrote the block. */
+  epoch: number;
+  /** Bytes of the record section that follows the header. */
+  recordsBytes: number;
+  recordsCrc: number;
+}
+
+/** A decoded block: its header and entries (entry i has id firstEntryId + i). */
+export interface DecodedBlock {
+  header: BlockHeader;
+  entries: EntryData[];
+  /** Total encoded size including the header. */
+  sizeBytes: number;
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+function encodeProperties(properties: Readonly<Record<string, string>> | undefined): Uint8Array[] {
+  if (properties === undefined) return [];
+  const parts: Uint8Array[] = [];
+  for (const [key, value] of Object.entries(properties)) {
+    parts.push(textEncoder.encode(key), textEncoder.encode(value));
+  }
+  return parts;
+}
+
+/** Encoded size of one record, for size-based batching before encoding. */
+export function recordSize(entry: EntryData): number {
+  let size = RECORD_HEADER_BYTES + entry.payload.byteLength;
+  if (entry.properties !== undefined) {
+    for (const [key, value] of Object.entries(entry.properties)) {
+      size += 6 + Buffer.byteLength(key) + Buffer.byteLength(value);
+    }
+  }
+  return size;
+}
+
+/**
+ * Encodes a block: header, then one record per entry. Record layout (little-endian):
+ * `length u32` (bytes after the CRC field) · `crc u32` (CRC-32 of those bytes) ·
+ * `propertyCount u16` · `reserved u16` · per property `keyLen u16, valueLen u32, key, value` · payload.
+ */
+export function encodeBlock(options: {
+  segmentId: number;
+  firstEntryId: number;
+  epoch: number;
+  entries: readonly EntryData[];
+  flags?: number;
+}): Buffer {
+  const { segmentId, firstEntryId, epoch, entries, flags = 0 } = options;
+  assert(Number.isSafeInteger(segmentId) && segmentId >= 0, 'segmentId is a non-negative safe integer');
+  assert(Number.isSafeInteger(firstEntryId) && firstEntryId >= 0, 'firstEntryId is a non-negative safe integer');
+  assert(Number.isSafeInteger(epoch) && epoch >= 0, 'epoch is a non-negative safe integer');
+  let recordsBytes = 0;
+  for (const entry of entries) recordsBytes += recordSize(entry);
+  const buf = Buffer.allocUnsafe(BLOCK_HEADER_BYTES + recordsBytes);
+  let off = BLOCK_HEADER_BYTES;
+  for (const entry of entries) {
+    const start = off;
+    off += 8; // length + crc, filled below
+    const props = encodeProperties(entry.properties);
+    buf.writeUInt16LE(props.length / 2, off);
+    buf.writeUInt16LE(0, off + 2);
+    off += 4;
+    for (let i = 0; i < props.length; i += 2) {
+      const key = props[i] as Uint8Array;
+      const value = props[i + 1] as Uint8Array;
+      buf.writeUInt16LE(key.byteLength, off);
+      buf.writeUInt32LE(value.byteLength, off + 2);
+      off += 6;
+      buf.set(key, off);
+      off += key.byteLength;
+      buf.set(value, off);
+      off += value.byteLength;
+    }
+    buf.set(entry.payload, off);
+    off += entry.payload.byteLength;
+    buf.writeUInt32LE(off - start - 8, start);
+    buf.writeUInt32LE(crc32(buf.subarray(start + 8, off)), start + 4);
+  }
+  assert(off === buf.byteLength, 'record sizes add up to the block size');
+  const recordsCrc = crc32(buf.subarray(BLOCK_HEADER_BYTES));
+  writeHeader(buf, {
+    version: FORMAT_VERSION,
+    flags,
+    segmentId,
+    firstEntryId,
+    entryCount: entries.length,
+    epoch,
+    recordsBytes,
+    recordsCrc,
+  });
+  return buf;
+}
+
+/**
+ * Header layout (48 bytes, little-endian): magic u32 · version u16 · flags u16 ·
+ * segmentId u64 · firstEntryId u64 · entryCount u32 · epoch u64 · recordsBytes u32 ·
+ * recordsCrc u32 · headerCrc u32 (CRC-32 of bytes 0..43).
+ */
+function writeHeader(buf: Buffer, h: BlockHeader): void {
+  buf.writeUInt32LE(BLOCK_MAGIC, 0);
+  buf.writeUInt16LE(h.version, 4);
+  buf.writeUInt16LE(h.flags, 6);
+  buf.writeBigUInt64LE(BigInt(h.segmentId), 8);
+  buf.writeBigUInt64LE(BigInt(h.firstEntryId), 16);
+  buf.writeUInt32LE(h.entryCount, 24);
+  buf.writeBigUInt64LE(BigInt(h.epoch), 28);
+  buf.writeUInt32LE(h.recordsBytes, 36);
+  buf.writeUInt32LE(h.recordsCrc, 40);
+  buf.writeUInt32LE(crc32(buf.subarray(0, 44)), 44);
+}
+
+/** Outcome of parsing a header: a torn or foreign header is an expected outcome, not a throw. */
+export type HeaderParse =
+  | { status: 'ok'; header: BlockHeader }
+  | { status: 'short' }
+  | { status: 'invalid'; reason: string };
+
+/** Parses the block header at `offset`. Never throws on bad input. */
+export function parseBlockHeader(buf: Uint8Array, offset = 0): HeaderParse {
+  if (buf.byteLength - offset < BLOCK_HEADER_BYTES) return { status: 'short' };
+  const b = Buffer.from(buf.buffer, buf.byteOffset + offset, BLOCK_HEADER_BYTES);
+  if (b.readUInt32LE(0) !== BLOCK_MAGIC) return { status: 'invalid', reason: 'bad magic' };
+  if (b.readUInt32LE(44) !== crc32(b.subarray(0, 44))) return { status: 'invalid', reason: 'header checksum mismatch' };
+  const version = b.readUInt16LE(4);
+  if (version !== FORMAT_VERSION) return { status: 'invalid', reason: `unsupported format version ${version}` };
+  const segmentId = Number(b.readBigUInt64LE(8));
+  const firstEntryId = Number(b.readBigUInt64LE(16));
+  const epoch = Number(b.readBigUInt64LE(28));
+  if (![segmentId, firstEntryId, epoch].every(Number.isSafeInteger)) {
+    return { status: 'invalid', reason: 'id out of range' };
+  }
+  return {
+    status: 'ok',
+    header: {
+      version,
+      flags: b.readUInt16LE(6),
+      segmentId,
+      firstEntryId,
+      entryCount: b.readUInt32LE(24),
+      epoch,
+      recordsBytes: b.readUInt32LE(36),
+      recordsCrc: b.readUInt32LE(40),
+    },
+  };
+}
+
+/** Outcome of decoding a whole block at an offset. */
+export type BlockParse =
+  | { status: 'ok'; block: DecodedBlock }
+  | { status: 'short' }
+  | { status: 'invalid'; reason: string };
+
+/**
+ * Decodes the block starting at `offset`: header, block CRC, then every record and its CRC.
+ * `short` means the buffer ends inside the block (a torn tail); `invalid` means the bytes are
+ * not a valid block. Never returns entries from a block that failed any check.
+ */
+export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
+  const parsed = parseBlockHeader(buf, offset);
+  if (parsed.status !== 'ok') return parsed;
+  const { header } = parsed;
+  const end = offset + BLOCK_HEADER_BYTES + header.recordsBytes;
+  if (buf.byteLength < end) return { status: 'short' };
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const records = b.subarray(offset + BLOCK_HEADER_BYTES, end);
+  if (crc32(records) !== header.recordsCrc) return { status: 'invalid', reason: 'block checksum mismatch' };
+  const entries: EntryData[] = [];
+  let off = 0;
+  try {
+    for (let i = 0; i < header.entryCount; i++) {
+      if (records.byteLength - off < RECORD_HEADER_BYTES) return { status: 'invalid', reason: 'record header past block end' };
+      const length = records.readUInt32LE(off);
+      const crc = records.readUInt32LE(off + 4);
+      const bodyStart = off + 8;
+      const bodyEnd = bodyStart + length;
+      if (bodyEnd > records.byteLength || length < 4) return { status: 'invalid', reason: 'record length out of bounds' };
+      const body = records.subarray(bodyStart, bodyEnd);
+      if (crc32(body) !== crc) return { status: 'invalid', reason: `record ${i} checksum mismatch` };
+      const propertyCount = body.readUInt16LE(0);
+      let p = 4;
+      let properties: Record<string, string> | undefined;
+      for (let k = 0; k < propertyCount; k++) {
+        const keyLen = body.readUInt16LE(p);
+        const valueLen = body.readUInt32LE(p + 2);
+        p += 6;
+        if (p + keyLen + valueLen > body.byteLength) return { status: 'invalid', reason: 'property out of bounds' };
+        const key = textDecoder.decode(body.subarray(p, p + keyLen));
+        p += keyLen;
+        const value = textDecoder.decode(body.subarray(p, p + valueLen));
+        p += valueLen;
+        properties ??= {};
+        properties[key] = value;
+      }
+      // Copy out: entries must not pin (or alias) the whole block buffer.
+      const payload = new Uint8Array(body.subarray(p));
+      entries.push(properties === undefined ? { payload } : { payload, properties });
+      off = bodyEnd;
+    }
+  } catch (err) {
+    // A property that is not valid UTF-8 after a matching CRC means a writer bug, not a torn write.
+    return { status: 'invalid', reason: `undecodable record: ${String(err)}` };
+  }
+  if (off !== records.byteLength) return { status: 'invalid', reason: 'trailing bytes after the last record' };
+  return { status: 'ok', block: { header, entries, sizeBytes: end - offset } };
+}
+
+/** Like {@link decodeBlock} for a buffer that must hold exactly one valid block; throws CorruptDataError. */
+export function decodeWholeBlock(buf: Uint8Array, where: string): DecodedBlock {
+  const parsed = decodeBlock(buf);
+  if (parsed.status === 'short') throw new CorruptDataError(`${where}: block is truncated`);
+  if (parsed.status === 'invalid') throw new CorruptDataError(`${where}: ${parsed.reason}`);
+  if (parsed.block.sizeBytes !== buf.byteLength) throw new CorruptDataError(`${where}: trailing bytes after the block`);
+  return parsed.block;
+}
+
+/** An empty block with the fence flag: it caps the segment at `atEntryId`. */
+export function encodeFenceBlock(segmentId: number, atEntryId: number, epoch: number): Buffer {
+  return encodeBlock({ segmentId, firstEntryId: atEntryId, epoch, entries: [], flags: BlockFlags.fence });
+}
+
+export function isFence(header: BlockHeader): boolean {
+  return (header.flags & BlockFlags.fence) !== 0;
+}

@@ -1,0 +1,198 @@
+import type { WalLimits } from '../config.js';
+import { ConflictError, FencedError, InvalidArgumentError, LogNotFoundError } from '../errors.js';
+import type { SegmentExtent, SegmentStore } from '../segment/segment-store.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import { LogReader, type ReadFrom } from './log-reader.js';
+import type { LogRuntime } from './log-runtime.js';
+import { LogWriter } from './log-writer.js';
+import { decodeJson, encodeJson, keys, listSegments, type LogMeta, type SegmentMeta, type WriterMeta } from './metadata.js';
+import { comparePositions, type LogPosition } from './position.js';
+import { createWalTelemetry } from './telemetry.js';
+
+export interface LogHandleContext {
+  meta: LogMeta;
+  metadata: MetadataStore;
+  segments: SegmentStore;
+  runtime: LogRuntime;
+  limits: Readonly<WalLimits>;
+  track: <T extends { close(): Promise<void> }>(resource: T) => () => void;
+}
+
+const MAX_CAS_ATTEMPTS = 32;
+
+/** A log opened by name. Cheap; many handles may exist for one log. */
+export class LogHandle {
+  constructor(private readonly ctx: LogHandleContext) {}
+
+  get name(): string {
+    return this.ctx.meta.name;
+  }
+
+  /** Numeric id of the log (stable for its lifetime; a re-created log gets a new one). */
+  get id(): number {
+    return this.ctx.meta.id;
+  }
+
+  /**
+   * Opens the log's single writer. It bumps the writer epoch with a compare-and-swap, which
+   * fences any earlier writer (in this or another process): that writer's next append fails
+   * with FencedError. Segments the earlier writer left active are fenced in storage and
+   * completed at their recovered end, which includes every entry the earlier writer acked.
+   */
+  async openWriter(options: { signal?: AbortSignal } = {}): Promise<LogWriter> {
+    const { signal } = options;
+    const { metadata, segments, runtime, limits, meta } = this.ctx;
+    const name = meta.name;
+    const { epoch, writerRevision } = await this.bumpEpoch(signal);
+    // Complete what earlier writers left active. Every write is guarded by our writer
+    // revision, so a newer writer that opens meanwhile wins and we fail with FencedError.
+    const existing = await listSegments(metadata, name, signal);
+    for (const { meta: seg, modRevision } of existing) {
+      if (seg.state !== 'active') continue;
+      const extent: SegmentExtent = segments.storageFencing
+        ? await segments.fenceAndRecover(meta.id, seg.segmentId, epoch, { signal })
+        : { lastEntryId: seg.lastEntryId, blockCount: seg.blockCount, sizeBytes: seg.sizeBytes };
+      const completed: SegmentMeta = { ...seg, state: 'completed', ...extent, completedAtMs: Date.now() };
+      const key = keys.segment(name, seg.segmentId);
+      const result = await metadata.txn(
+        [
+          { key: keys.writer(name), modRevision: writerRevision },
+          { key, modRevision },
+        ],
+        [{ type: 'put', key, value: encodeJson(completed) }],
+        { signal },
+      );
+      if (!result.succeeded) throw new FencedError(`log ${name}: a newer writer opened while this one was recovering`);
+    }
+    const nextSegmentId = (existing.at(-1)?.meta.segmentId ?? -1) + 1;
+    let untrack = (): void => {};
+    const writer = await LogWriter.start(
+      {
+        logName: name,
+        logId: meta.id,
+        epoch,
+        writerRevision,
+        metadata,
+        segments,
+        runtime,
+        limits,
+        telemetry: createWalTelemetry(name, segments.mode),
+        onClosed: () => untrack(),
+      },
+      nextSegmentId,
+      signal,
+    );
+    untrack = this.ctx.track(writer);
+    return writer;
+  }
+
+  private async bumpEpoch(signal?: AbortSignal): Promise<{ epoch: number; writerRevision: number }> {
+    const { metadata, meta } = this.ctx;
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const [logKv, writerKv] = await Promise.all([
+        metadata.get(keys.log(meta.name), { signal }),
+        metadata.get(keys.writer(meta.name), { signal }),
+      ]);
+      if (logKv === undefined || decodeJson<LogMeta>(logKv).id !== meta.id) {
+        throw new LogNotFoundError(`log ${meta.name} does not exist`);
+      }
+      const epoch = (writerKv === undefined ? 0 : decodeJson<WriterMeta>(writerKv).epoch) + 1;
+      const value: WriterMeta = { epoch, openedAtMs: Date.now() };
+      const result = await metadata.txn(
+        [
+          { key: keys.log(meta.name), modRevision: logKv.modRevision },
+          { key: keys.writer(meta.name), modRevision: writerKv?.modRevision ?? 0 },
+        ],
+        [{ type: 'put', key: keys.writer(meta.name), value: encodeJson(value) }],
+        { signal },
+      );
+      if (result.succeeded) return { epoch, writerRevision: result.revision };
+    }
+    throw new ConflictError(`log ${meta.name}: could not open a writer: too many concurrent writer opens`);
+  }
+
+  /** Opens a reader. See LogReader. Throws TruncatedError for a position before the truncation point. */
+  async openReader(options: { from?: ReadFrom; signal?: AbortSignal } = {}): Promise<LogReader> {
+    const { metadata, segments, runtime, limits, meta } = this.ctx;
+    const reader = await LogReader.open(
+      { logName: meta.name, logId: meta.id, metadata, segments, runtime, limits },
+      options.from ?? 'earliest',
+      options.signal,
+    );
+    const untrack = this.ctx.track(reader);
+    void reader.closed.then(untrack);
+    return reader;
+  }
+
+  /**
+   * Discards every entry before `position`: readers can no longer start before it, and whole
+   * segments below it are deleted from storage and metadata. The truncation point only moves
+   * forward; truncating to an earlier position is a no-op. Returns the number of segments deleted.
+   */
+  async truncate(position: LogPosition, options: { signal?: AbortSignal } = {}): Promise<{ deletedSegments: number }> {
+    const { signal } = options;
+    const { metadata, meta } = this.ctx;
+    if (![position.segmentId, position.entryId].every((n) => Number.isSafeInteger(n) && n >= 0)) {
+      throw new InvalidArgumentError(`invalid position ${JSON.stringify(position)}`);
+    }
+    for (let attempt = 0; ; attempt++) {
+      if (attempt >= MAX_CAS_ATTEMPTS) throw new ConflictError(`log ${meta.name}: truncate lost too many races`);
+      const kv = await metadata.get(keys.log(meta.name), { signal });
+      if (kv === undefined) throw new LogNotFoundError(`log ${meta.name} does not exist`);
+      const current = decodeJson<LogMeta>(kv);
+      if (current.id !== meta.id) throw new LogNotFoundError(`log ${meta.name} was deleted`);
+      if (comparePositions(position, current.truncatedBefore) <= 0) break;
+      const next: LogMeta = { ...current, truncatedBefore: { segmentId: position.segmentId, entryId: position.entryId } };
+      const result = await metadata.txn([{ key: kv.key, modRevision: kv.modRevision }], [{ type: 'put', key: kv.key, value: encodeJson(next) }], {
+        signal,
+      });
+      if (result.succeeded) break;
+    }
+    return this.collectGarbage({ signal });
+  }
+
+  /**
+   * Deletes completed segments that lie wholly before the truncation point: first marked
+   * `truncated` in metadata, then removed from storage, then their metadata deleted, so a
+   * crash at any step leaves a state this method finishes next time. Never touches an
+   * active segment.
+   */
+  async collectGarbage(options: { signal?: AbortSignal } = {}): Promise<{ deletedSegments: number }> {
+    const { signal } = options;
+    const { metadata, segments, meta, runtime } = this.ctx;
+    const kv = await metadata.get(keys.log(meta.name), { signal });
+    if (kv === undefined) throw new LogNotFoundError(`log ${meta.name} does not exist`);
+    const { truncatedBefore } = decodeJson<LogMeta>(kv);
+    let deleted = 0;
+    for (const { meta: seg, modRevision } of await listSegments(metadata, meta.name, signal)) {
+      if (seg.segmentId >= truncatedBefore.segmentId) break;
+      if (seg.state === 'active') continue;
+      const key = keys.segment(meta.name, seg.segmentId);
+      let revision = modRevision;
+      if (seg.state !== 'truncated') {
+        const marked = await metadata.txn([{ key, modRevision }], [{ type: 'put', key, value: encodeJson({ ...seg, state: 'truncated' }) }], {
+          signal,
+        });
+        if (!marked.succeeded) continue;
+        revision = marked.revision;
+      }
+      await segments.deleteSegment(meta.id, seg.segmentId, { signal });
+      const removed = await metadata.txn([{ key, modRevision: revision }], [{ type: 'delete', key }], { signal });
+      if (removed.succeeded) deleted += 1;
+    }
+    runtime.dropBefore(truncatedBefore.segmentId);
+    return { deletedSegments: deleted };
+  }
+
+  /** The log's segments with their metadata, ascending. For inspection and tooling. */
+  async listSegments(options: { signal?: AbortSignal } = {}): Promise<SegmentMeta[]> {
+    return (await listSegments(this.ctx.metadata, this.ctx.meta.name, options.signal)).map((s) => s.meta);
+  }
+
+  /** The current truncation point. */
+  async truncationPoint(options: { signal?: AbortSignal } = {}): Promise<LogPosition> {
+    const kv = await this.ctx.metadata.get(keys.log(this.ctx.meta.name), options);
+    if (kv === undefined) throw new LogNotFoundError(`log ${this.ctx.meta.name} does not exist`);
+    return decodeJson<LogMeta>(kv).truncatedBefore;
+  }
+}

@@ -1,0 +1,613 @@
+import { assert } from '@woodstream/common';
+import type { WalLimits } from '../config.js';
+import {
+  ClosedError,
+  EntryTooLargeError,
+  FencedError,
+  InvalidArgumentError,
+  WalError,
+  WriterFailedError,
+} from '../errors.js';
+import { encodeBlock, recordSize, type EntryData } from '../format/codec.js';
+import type { BlockInfo, PendingBlock, SegmentExtent, SegmentSink, SegmentStore } from '../segment/segment-store.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import { encodeJson, keys, type SegmentMeta } from './metadata.js';
+import type { LogRuntime } from './log-runtime.js';
+import type { LogPosition } from './position.js';
+import type { WalTelemetry } from './telemetry.js';
+
+/** An entry to append. */
+export interface AppendEntry {
+  payload: Uint8Array;
+  /** String properties stored with the entry (for example trace context). */
+  properties?: Record<string, string>;
+}
+
+interface PendingEntry {
+  data: EntryData;
+  sizeBytes: number;
+  startedAt: number;
+  resolve: (position: LogPosition) => void;
+  reject: (err: Error) => void;
+}
+
+interface InflightBlock {
+  segmentId: number;
+  /** Byte offset of the block in its segment (the local store's cursor). */
+  offset: number;
+  info: BlockInfo;
+  entries: PendingEntry[];
+  isDone: boolean;
+}
+
+interface ActiveSegment {
+  segmentId: number;
+  sink: SegmentSink;
+  /** Revision of the segment's metadata key; every update of it compares against this. */
+  modRevision: number;
+  createdAtMs: number;
+  // Invariant: nextEntryId == sum of entryCount over blocks.
+  nextEntryId: number;
+  sizeBytes: number;
+  blocks: BlockInfo[];
+  ageTimer: NodeJS.Timeout | undefined;
+}
+
+type WriterState = 'open' | 'rolling' | 'closing' | 'failed' | 'closed';
+
+/** What a LogWriter needs from its log handle; built by LogHandle.openWriter. */
+export interface WriterContext {
+  logName: string;
+  logId: number;
+  epoch: number;
+  /** modRevision of the writer key after our epoch bump: the fencing token for metadata writes. */
+  writerRevision: number;
+  metadata: MetadataStore;
+  segments: SegmentStore;
+  runtime: LogRuntime;
+  limits: Readonly<WalLimits>;
+  telemetry: WalTelemetry;
+  onClosed: () => void;
+}
+
+/**
+ * The single writer of a log. `append` may be called many times without waiting; entries are
+ * acknowledged strictly in append order once durable. A failure fails the entry and every
+ * later pending entry, and the writer stops (its outcome for those entries is indeterminate:
+ * an entry may or may not be in the log). A newer writer fences this one: its pending and
+ * later appends reject with FencedError.
+ */
+export class LogWriter {
+  private state: WriterState = 'open';
+  private failure: WalError | undefined;
+  private segment: ActiveSegment | undefined;
+  // Entries waiting to be put into a block, in append order.
+  private buffer: PendingEntry[] = [];
+  private bufferBytes = 0;
+  // Blocks handed to the sink, in block order. Acks pop from the head only.
+  private inflight: InflightBlock[] = [];
+  private writesInFlight = 0;
+  // Invariant: usedBytes == bufferBytes + bytes of inflight blocks' entries.
+  private usedBytes = 0;
+  private capacityWaiters: { bytes: number; wake: () => void }[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private drainWaiters: (() => void)[] = [];
+  /** Published LAC for stores without storage fencing (see publishLac). */
+  private lacPublish: Promise<void> | undefined;
+  private readonly abort = new AbortController();
+
+  private constructor(private readonly ctx: WriterContext) {}
+
+  /** Creates the writer's first segment. Called by LogHandle after fencing older segments. */
+  static async start(ctx: WriterContext, firstSegmentId: number, signal?: AbortSignal): Promise<LogWriter> {
+    const writer = new LogWriter(ctx);
+    // The newest writer in this process owns the shared tail state; an older one (now fenced)
+    // must not touch it.
+    ctx.runtime.owner = writer;
+    ctx.runtime.lac = undefined;
+    ctx.runtime.writerSegmentId = undefined;
+    try {
+      await writer.createSegment(firstSegmentId, signal);
+    } catch (err) {
+      writer.state = 'failed';
+      writer.detach();
+      throw err;
+    }
+    return writer;
+  }
+
+  get epoch(): number {
+    return this.ctx.epoch;
+  }
+
+  /** Appends one entry; resolves with its position once durable. */
+  append(payload: Uint8Array, options: { properties?: Record<string, string>; signal?: AbortSignal } = {}): Promise<LogPosition> {
+    const entry = { payload, ...(options.properties === undefined ? {} : { properties: options.properties }) };
+    return this.enqueue([entry], options.signal).then((positions) => positions[0] as LogPosition);
+  }
+
+  /** Appends entries as one unit of admission; they stay consecutive and are acked in order. */
+  appendBatch(entries: readonly AppendEntry[], options: { signal?: AbortSignal } = {}): Promise<LogPosition[]> {
+    return this.enqueue(entries, options.signal);
+  }
+
+  private async enqueue(entries: readonly AppendEntry[], signal?: AbortSignal): Promise<LogPosition[]> {
+    this.throwIfUnusable();
+    if (entries.length === 0) return [];
+    let bytes = 0;
+    const data: EntryData[] = [];
+    for (const e of entries) {
+      if (!(e.payload instanceof Uint8Array)) throw new InvalidArgumentError('payload must be a Uint8Array');
+      if (e.payload.byteLength > this.ctx.limits.maxEntryBytes) {
+        throw new EntryTooLargeError(
+          `entry of ${e.payload.byteLength} bytes exceeds maxEntryBytes (${this.ctx.limits.maxEntryBytes})`,
+        );
+      }
+      if (e.properties !== undefined) {
+        for (const [k, v] of Object.entries(e.properties)) {
+          if (typeof v !== 'string' || k.length === 0 || Buffer.byteLength(k) > 0xffff) {
+            throw new InvalidArgumentError(`property ${JSON.stringify(k)} must have a 1-65535 byte name and a string value`);
+          }
+        }
+      }
+      // Copy: the caller may reuse its buffer as soon as append returns.
+      const d: EntryData = { payload: new Uint8Array(e.payload) };
+      if (e.properties !== undefined) d.properties = { ...e.properties };
+      data.push(d);
+      bytes += recordSize(d);
+    }
+    await this.reserve(bytes, signal);
+    this.throwIfUnusable();
+    const startedAt = performance.now();
+    const promises = data.map(
+      (d) =>
+        new Promise<LogPosition>((resolve, reject) => {
+          const sizeBytes = recordSize(d);
+          this.buffer.push({ data: d, sizeBytes, startedAt, resolve, reject });
+          this.bufferBytes += sizeBytes;
+        }),
+    );
+    this.scheduleFlush();
+    return Promise.all(promises);
+  }
+
+  private throwIfUnusable(): void {
+    if (this.state === 'failed') throw this.failure as WalError;
+    if (this.state === 'closing' || this.state === 'closed') throw new ClosedError('the writer is closed');
+  }
+
+  /** Waits until `bytes` fit under maxInflightBytes, first come first served. */
+  private async reserve(bytes: number, signal?: AbortSignal): Promise<void> {
+    const limit = this.ctx.limits.maxInflightBytes;
+    if (this.capacityWaiters.length === 0 && (this.usedBytes + bytes <= limit || this.usedBytes === 0)) {
+      this.usedBytes += bytes;
+      return;
+    }
+    signal?.throwIfAborted();
+    await new Promise<void>((resolve, reject) => {
+      const waiter = {
+        bytes,
+        wake: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = (): void => {
+        this.capacityWaiters = this.capacityWaiters.filter((w) => w !== waiter);
+        reject(signal?.reason as Error);
+        this.admitWaiters();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.capacityWaiters.push(waiter);
+    });
+  }
+
+  private release(bytes: number): void {
+    this.usedBytes -= bytes;
+    assert(this.usedBytes >= 0, 'released no more bytes than were reserved');
+    this.admitWaiters();
+  }
+
+  private admitWaiters(): void {
+    const limit = this.ctx.limits.maxInflightBytes;
+    while (this.capacityWaiters.length > 0) {
+      const next = this.capacityWaiters[0] as { bytes: number; wake: () => void };
+      if (this.state === 'open' || this.state === 'rolling') {
+        if (this.usedBytes + next.bytes > limit && this.usedBytes > 0) return;
+        this.usedBytes += next.bytes;
+      }
+      this.capacityWaiters.shift();
+      next.wake();
+    }
+  }
+
+  private scheduleFlush(): void {
+    if (this.state !== 'open' && this.state !== 'closing') return;
+    if (this.buffer.length === 0) return;
+    const sink = this.segment?.sink;
+    if (sink === undefined) return;
+    const groupCommit = this.ctx.segments.mode === 'local';
+    if (groupCommit || this.state === 'closing' || this.bufferBytes >= this.ctx.limits.maxBlockBytes) {
+      this.flush(groupCommit || this.state === 'closing');
+      return;
+    }
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flush(true);
+    }, this.ctx.limits.flushAgeMs);
+  }
+
+  /** Cuts blocks from the buffer and hands them to the sink while upload slots are free. */
+  private flush(includePartial: boolean): void {
+    const segment = this.segment;
+    if (segment === undefined) return;
+    const maxBlockBytes = this.ctx.limits.maxBlockBytes;
+    while (
+      (this.state === 'open' || this.state === 'closing') &&
+      this.buffer.length > 0 &&
+      this.writesInFlight < segment.sink.maxConcurrentWrites &&
+      (includePartial || this.bufferBytes >= maxBlockBytes)
+    ) {
+      if (this.state === 'open' && this.needsRoll(segment)) {
+        void this.roll();
+        return;
+      }
+      let bytes = 0;
+      let count = 0;
+      while (count < this.buffer.length && (count === 0 || bytes + (this.buffer[count] as PendingEntry).sizeBytes <= maxBlockBytes)) {
+        bytes += (this.buffer[count] as PendingEntry).sizeBytes;
+        count += 1;
+      }
+      const entries = this.buffer.splice(0, count);
+      this.bufferBytes -= bytes;
+      this.submit(segment, entries);
+    }
+    if (this.buffer.length === 0 && this.flushTimer !== undefined) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+  }
+
+  private needsRoll(segment: ActiveSegment): boolean {
+    if (segment.nextEntryId === 0) return false;
+    const { maxSegmentBytes, maxSegmentBlocks, maxSegmentAgeMs } = this.ctx.limits;
+    return (
+      segment.sizeBytes >= maxSegmentBytes ||
+      segment.blocks.length >= maxSegmentBlocks ||
+      Date.now() - segment.createdAtMs >= maxSegmentAgeMs
+    );
+  }
+
+  private submit(segment: ActiveSegment, entries: PendingEntry[]): void {
+    const firstEntryId = segment.nextEntryId;
+    const bytes = encodeBlock({
+      segmentId: segment.segmentId,
+      firstEntryId,
+      epoch: this.ctx.epoch,
+      entries: entries.map((e) => e.data),
+    });
+    const info: BlockInfo = { index: segment.blocks.length, firstEntryId, entryCount: entries.length, sizeBytes: bytes.byteLength };
+    const offset = segment.sizeBytes;
+    segment.blocks.push(info);
+    segment.nextEntryId += entries.length;
+    segment.sizeBytes += bytes.byteLength;
+    const block: InflightBlock = { segmentId: segment.segmentId, offset, info, entries, isDone: false };
+    this.inflight.push(block);
+    this.writesInFlight += 1;
+    const pending: PendingBlock = { index: info.index, firstEntryId, entryCount: entries.length, bytes };
+    const started = performance.now();
+    segment.sink.writeBlocks([pending], { signal: this.abort.signal }).then(
+      () => {
+        this.ctx.telemetry.recordFlush(bytes.byteLength, performance.now() - started);
+        block.isDone = true;
+        this.writesInFlight -= 1;
+        this.acknowledge();
+      },
+      (err: unknown) => {
+        this.writesInFlight -= 1;
+        this.ctx.telemetry.recordError('flush');
+        this.fail(err, block);
+      },
+    );
+  }
+
+  /** Acknowledges finished blocks at the head of the queue, strictly in block order. */
+  private acknowledge(): void {
+    if (this.state === 'closed') return;
+    if (!this.ctx.segments.storageFencing) {
+      // Without storage fencing nothing is acknowledged after a failure: publishing would need
+      // the writer revision that the failure may have lost.
+      if (this.state === 'failed') this.fail(this.failure, this.inflight[0]);
+      else this.publishLac();
+      return;
+    }
+    let progressed = false;
+    while (this.inflight[0]?.isDone === true) {
+      this.ackBlock(this.inflight.shift() as InflightBlock);
+      progressed = true;
+    }
+    if (progressed) this.afterAck();
+  }
+
+  private ackBlock(block: InflightBlock): void {
+    const { segmentId, info, entries } = block;
+    const now = performance.now();
+    let released = 0;
+    entries.forEach((e, i) => {
+      released += e.sizeBytes;
+      this.ctx.telemetry.recordAppend(e.data.payload.byteLength, now - e.startedAt);
+      e.resolve({ segmentId, entryId: info.firstEntryId + i });
+    });
+    if (this.ctx.runtime.owner === this) {
+      this.ctx.runtime.lac = { segmentId, entryId: info.firstEntryId + info.entryCount - 1 };
+      // Local cursors are byte offsets, object cursors block indexes.
+      const isLocal = this.ctx.segments.mode === 'local';
+      const location = isLocal ? block.offset : info.index;
+      this.ctx.runtime.cacheBlock({
+        segmentId,
+        firstEntryId: info.firstEntryId,
+        entries: entries.map((e) => e.data),
+        sizeBytes: info.sizeBytes,
+        location,
+        nextLocation: isLocal ? location + info.sizeBytes : info.index + 1,
+      });
+    }
+    this.release(released);
+  }
+
+  private afterAck(): void {
+    this.ctx.runtime.notify();
+    this.scheduleFlush();
+    if (this.inflight.length === 0) this.wakeDrainWaiters();
+  }
+
+  private wakeDrainWaiters(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /**
+   * Stores without conditional writes cannot stop a stale writer, so visibility is decided in
+   * metadata: a block counts only once the segment's lastEntryId covering it is written with a
+   * compare on our writer revision. One publish is in flight at a time and covers every block
+   * done by then; a lost compare means a newer writer exists.
+   */
+  private publishLac(): void {
+    if (this.lacPublish !== undefined) return;
+    const done: InflightBlock[] = [];
+    for (const b of this.inflight) {
+      if (!b.isDone) break;
+      done.push(b);
+    }
+    const last = done.at(-1);
+    const segment = this.segment;
+    if (last === undefined || segment === undefined || last.segmentId !== segment.segmentId) return;
+    const meta: SegmentMeta = {
+      segmentId: segment.segmentId,
+      state: 'active',
+      epoch: this.ctx.epoch,
+      createdAtMs: segment.createdAtMs,
+      lastEntryId: last.info.firstEntryId + last.info.entryCount - 1,
+      sizeBytes: done.reduce((n, b) => n + b.info.sizeBytes, 0) + this.ackedBytes(segment),
+      blockCount: last.info.index + 1,
+    };
+    this.lacPublish = this.updateSegment(segment, meta)
+      .then(() => {
+        this.lacPublish = undefined;
+        if (this.state === 'failed' || this.state === 'closed') return;
+        for (const b of done) {
+          assert(this.inflight[0] === b, 'published blocks are acknowledged in order');
+          this.inflight.shift();
+          this.ackBlock(b);
+        }
+        this.afterAck();
+        this.acknowledge();
+      })
+      .catch((err: unknown) => {
+        this.lacPublish = undefined;
+        this.fail(err, done[0]);
+      });
+  }
+
+  private ackedBytes(segment: ActiveSegment): number {
+    const inflightBytes = this.inflight.filter((b) => b.segmentId === segment.segmentId).reduce((n, b) => n + b.info.sizeBytes, 0);
+    return segment.sizeBytes - inflightBytes;
+  }
+
+  /** CAS-updates the active segment's metadata, guarded by our writer revision. */
+  private async updateSegment(segment: ActiveSegment, meta: SegmentMeta, signal?: AbortSignal): Promise<void> {
+    const { metadata, logName, writerRevision } = this.ctx;
+    const key = keys.segment(logName, segment.segmentId);
+    const result = await metadata.txn(
+      [
+        { key: keys.writer(logName), modRevision: writerRevision },
+        { key, modRevision: segment.modRevision },
+      ],
+      [{ type: 'put', key, value: encodeJson(meta) }],
+      { signal },
+    );
+    if (!result.succeeded) throw new FencedError(`log ${logName}: a newer writer took over (epoch ${this.ctx.epoch} is stale)`);
+    segment.modRevision = result.revision;
+  }
+
+  /** Fails `from` and every later block and buffered entry; earlier blocks may still be acked. */
+  private fail(err: unknown, from: InflightBlock | undefined): void {
+    if (this.state !== 'failed') {
+      this.failure =
+        err instanceof FencedError
+          ? err
+          : new WriterFailedError(
+              `log ${this.ctx.logName}: the writer stopped after a failure (${err instanceof Error ? err.message : String(err)}); ` +
+                'pending entries may or may not be in the log; open a new writer',
+              { cause: err },
+            );
+      this.state = 'failed';
+      if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+      this.abort.abort(this.failure);
+    }
+    const failure = this.failure as WalError;
+    const at = from === undefined ? 0 : Math.max(0, this.inflight.indexOf(from));
+    const failed = this.inflight.splice(at);
+    let releasedBytes = 0;
+    for (const b of failed) {
+      for (const e of b.entries) {
+        releasedBytes += e.sizeBytes;
+        e.reject(failure);
+      }
+    }
+    for (const e of this.buffer) {
+      releasedBytes += e.sizeBytes;
+      e.reject(failure);
+    }
+    this.buffer = [];
+    this.bufferBytes = 0;
+    // Wakes capacity waiters too: they re-check the state and reject.
+    this.release(releasedBytes);
+    if (this.inflight.length === 0) this.wakeDrainWaiters();
+    this.detach();
+  }
+
+  /** Waits until every block handed to the sink is acknowledged or failed. */
+  private inflightDrained(): Promise<void> {
+    if (this.inflight.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Seals the current segment and starts the next one. Appends keep buffering meanwhile. */
+  private roll(): Promise<void> {
+    if (this.state !== 'open') return Promise.resolve();
+    this.state = 'rolling';
+    this.rolling = this.doRoll().finally(() => {
+      this.rolling = undefined;
+    });
+    return this.rolling;
+  }
+
+  private rolling: Promise<void> | undefined;
+
+  private async doRoll(): Promise<void> {
+    try {
+      await this.inflightDrained();
+      if ((this.state as WriterState) === 'failed') return;
+      const segment = this.segment as ActiveSegment;
+      await this.sealSegment(segment);
+      await this.createSegment(segment.segmentId + 1);
+      if ((this.state as WriterState) === 'rolling') this.state = 'open';
+      this.ctx.runtime.notify();
+      this.scheduleFlush();
+    } catch (err) {
+      this.fail(err, undefined);
+    }
+  }
+
+  private async sealSegment(segment: ActiveSegment, signal?: AbortSignal): Promise<void> {
+    if (segment.ageTimer !== undefined) clearTimeout(segment.ageTimer);
+    const extent: SegmentExtent = { lastEntryId: segment.nextEntryId - 1, blockCount: segment.blocks.length, sizeBytes: segment.sizeBytes };
+    await segment.sink.seal(extent, segment.blocks, { signal: signal ?? this.abort.signal });
+    await this.updateSegment(
+      segment,
+      {
+        segmentId: segment.segmentId,
+        state: 'completed',
+        epoch: this.ctx.epoch,
+        createdAtMs: segment.createdAtMs,
+        lastEntryId: extent.lastEntryId,
+        sizeBytes: extent.sizeBytes,
+        blockCount: extent.blockCount,
+        completedAtMs: Date.now(),
+      },
+      signal,
+    );
+    await segment.sink.close();
+  }
+
+  private async createSegment(segmentId: number, signal?: AbortSignal): Promise<void> {
+    const { metadata, logName, writerRevision, segments, logId, epoch } = this.ctx;
+    const createdAtMs = Date.now();
+    const meta: SegmentMeta = { segmentId, state: 'active', epoch, createdAtMs, lastEntryId: -1, sizeBytes: 0, blockCount: 0 };
+    const key = keys.segment(logName, segmentId);
+    // Create-if-absent under our writer revision: a stale writer can never add a segment.
+    const result = await metadata.txn(
+      [
+        { key: keys.writer(logName), modRevision: writerRevision },
+        { key, modRevision: 0 },
+      ],
+      [{ type: 'put', key, value: encodeJson(meta) }],
+      { signal },
+    );
+    if (!result.succeeded) throw new FencedError(`log ${logName}: a newer writer took over (epoch ${epoch} is stale)`);
+    const sink = await segments.createSegment(logId, segmentId, epoch, { signal });
+    const segment: ActiveSegment = {
+      segmentId,
+      sink,
+      modRevision: result.revision,
+      createdAtMs,
+      nextEntryId: 0,
+      sizeBytes: 0,
+      blocks: [],
+      ageTimer: undefined,
+    };
+    // Roll by age even when nobody appends, so an idle log does not pin an old segment open.
+    segment.ageTimer = setTimeout(() => this.onSegmentAge(segment), this.ctx.limits.maxSegmentAgeMs);
+    segment.ageTimer.unref();
+    this.segment = segment;
+    if (this.ctx.runtime.owner === this) this.ctx.runtime.writerSegmentId = segmentId;
+  }
+
+  private onSegmentAge(segment: ActiveSegment): void {
+    segment.ageTimer = undefined;
+    if (this.segment !== segment || this.state !== 'open') return;
+    if (segment.nextEntryId === 0) {
+      // Empty: nothing to seal; check again after another period.
+      segment.ageTimer = setTimeout(() => this.onSegmentAge(segment), this.ctx.limits.maxSegmentAgeMs);
+      segment.ageTimer.unref();
+      return;
+    }
+    void this.roll();
+  }
+
+  /**
+   * Flushes and acknowledges everything appended so far, seals the segment (so the next writer
+   * need not recover it) and releases the log. Appends after close reject with ClosedError.
+   */
+  async close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.state === 'closed' || this.state === 'closing') return;
+    if (this.rolling !== undefined) await this.rolling;
+    if (this.state !== 'failed') {
+      this.state = 'closing';
+      // Flush and acknowledge everything appended before close.
+      while ((this.state as WriterState) === 'closing' && (this.buffer.length > 0 || this.inflight.length > 0)) {
+        this.scheduleFlush();
+        await this.inflightDrained();
+      }
+      try {
+        if ((this.state as WriterState) === 'closing' && this.segment !== undefined) {
+          await this.sealSegment(this.segment, options.signal);
+        }
+      } finally {
+        if ((this.state as WriterState) !== 'failed') this.state = 'closed';
+      }
+    }
+    await this.release_();
+  }
+
+  private async release_(): Promise<void> {
+    if (this.segment?.ageTimer !== undefined) clearTimeout(this.segment.ageTimer);
+    this.abort.abort(new ClosedError('the writer is closed'));
+    this.detach();
+    await this.segment?.sink.close().catch(() => undefined);
+  }
+
+  private detached = false;
+  private detach(): void {
+    if (this.detached) return;
+    this.detached = true;
+    if (this.ctx.runtime.owner === this) {
+      this.ctx.runtime.owner = undefined;
+      this.ctx.runtime.writerSegmentId = undefined;
+    }
+    this.ctx.runtime.notify();
+    this.ctx.onClosed();
+  }
+}

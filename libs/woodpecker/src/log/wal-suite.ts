@@ -1,0 +1,283 @@
+// The behaviour suite of the WAL, run against every storage/metadata combination by
+// wal.test.ts (in-memory backends) and wal.int.test.ts (real servers and disks).
+import { waitFor } from '@woodstream/testing';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { WalLimits } from '../config.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { Woodpecker, type StorageOptions } from '../woodpecker.js';
+import type { LogEntry, LogReader } from './log-reader.js';
+import type { LogPosition } from './position.js';
+
+/** Counts calls on every method of an object (a port), for "no requests while idle" checks. */
+export function countCalls<T extends object>(target: T): { proxy: T; total: () => number } {
+  let calls = 0;
+  const proxy = new Proxy(target, {
+    get(obj, prop, receiver) {
+      const value: unknown = Reflect.get(obj, prop, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls += 1;
+        return (value as (...a: unknown[]) => unknown).apply(obj, args);
+      };
+    },
+  });
+  return { proxy, total: () => calls };
+}
+
+/** A fresh metadata store and storage for one test, with what they hold inspectable. */
+export interface WalEnv {
+  metadata: MetadataStore;
+  storage: StorageOptions;
+  /** The object store under test (object mode), to count requests or damage objects. */
+  objects?: ObjectStore;
+  /** Local mode: the data directory. */
+  rootDir?: string;
+  cleanup: () => Promise<void>;
+}
+
+export type WalEnvFactory = () => Promise<WalEnv>;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const text = (e: LogEntry): string => dec.decode(e.payload);
+
+/** Reads exactly `count` entries from a reader, failing after `timeoutMs`. */
+export async function take(reader: LogReader, count: number, timeoutMs = 10_000): Promise<LogEntry[]> {
+  const out: LogEntry[] = [];
+  const timer = setTimeout(() => void reader.close(), timeoutMs);
+  try {
+    while (out.length < count) {
+      const entry = await reader.next();
+      if (entry === undefined) throw new Error(`reader ended after ${out.length} of ${count} entries`);
+      out.push(entry);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  return out;
+}
+
+export function describeWalSuite(name: string, factory: WalEnvFactory, options: { limits?: Partial<WalLimits> } = {}): void {
+  describe(`WAL on ${name}`, () => {
+    let env: WalEnv;
+    let wp: Woodpecker;
+    const open = (limits: Partial<WalLimits> = {}): Woodpecker =>
+      Woodpecker.open({ metadata: env.metadata, storage: env.storage, limits: { flushAgeMs: 2, ...options.limits, ...limits } });
+
+    beforeEach(async () => {
+      env = await factory();
+      wp = open();
+    });
+    afterEach(async () => {
+      await wp.close();
+      await env.cleanup();
+    });
+
+    it('creates, lists, opens and deletes logs by name', async () => {
+      await wp.createLog('alpha');
+      await wp.createLog('beta');
+      expect(await wp.listLogs()).toEqual(['alpha', 'beta']);
+      await expect(wp.createLog('alpha')).rejects.toMatchObject({ code: 'WAL_LOG_EXISTS' });
+      await wp.deleteLog('alpha');
+      expect(await wp.listLogs()).toEqual(['beta']);
+      await expect(wp.openLog('alpha')).rejects.toMatchObject({ code: 'WAL_LOG_NOT_FOUND', retryable: false });
+      await expect(wp.deleteLog('alpha')).rejects.toMatchObject({ code: 'WAL_LOG_NOT_FOUND' });
+    });
+
+    it('rejects invalid log names with WAL_INVALID_NAME', async () => {
+      for (const bad of ['', 'a/b', '-x', 'x'.repeat(129), 'sp ace', '\u00e9']) {
+        await expect(wp.createLog(bad)).rejects.toMatchObject({ code: 'WAL_INVALID_NAME' });
+      }
+    });
+
+    it('acknowledges many in-flight appends in order with dense positions and reads them back', async () => {
+      const log = await wp.createLog('ordered');
+      const writer = await log.openWriter();
+      const acks = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => writer.append(enc.encode(`m${i}`), i % 7 === 0 ? { properties: { i: String(i) } } : {})),
+      );
+      expect(acks.map((p) => p.entryId)).toEqual(acks.map((_, i) => i));
+      expect(new Set(acks.map((p) => p.segmentId)).size).toBe(1);
+      const batch = await writer.appendBatch([{ payload: enc.encode('b0') }, { payload: enc.encode('b1') }]);
+      expect(batch.map((p) => p.entryId)).toEqual([500, 501]);
+      const reader = await log.openReader({ from: 'earliest' });
+      const read = await take(reader, 502);
+      expect(read.map(text)).toEqual([...acks.map((_, i) => `m${i}`), 'b0', 'b1']);
+      expect(read[7]?.properties).toEqual({ i: '7' });
+      expect(read[8]?.properties).toBeUndefined();
+      await reader.close();
+      await writer.close();
+    });
+
+    it('rejects an oversize entry with WAL_ENTRY_TOO_LARGE and keeps the writer usable', async () => {
+      const small = open({ maxEntryBytes: 1024 });
+      try {
+        const writer = await (await small.createLog('limits')).openWriter();
+        await expect(writer.append(new Uint8Array(1025))).rejects.toMatchObject({ code: 'WAL_ENTRY_TOO_LARGE', retryable: false });
+        await expect(writer.append(new Uint8Array(1024))).resolves.toMatchObject({ entryId: 0 });
+        await expect(writer.append('text' as unknown as Uint8Array)).rejects.toMatchObject({ code: 'WAL_INVALID_ARGUMENT' });
+        await writer.close();
+      } finally {
+        await small.close();
+      }
+    });
+
+    it('rejects appends after close with WAL_CLOSED', async () => {
+      const writer = await (await wp.createLog('closing')).openWriter();
+      await writer.append(enc.encode('x'));
+      await writer.close();
+      await expect(writer.append(enc.encode('y'))).rejects.toMatchObject({ code: 'WAL_CLOSED' });
+    });
+
+    it('continues in a new segment after the writer is closed and reopened', async () => {
+      const log = await wp.createLog('reopen');
+      const w1 = await log.openWriter();
+      await w1.append(enc.encode('one'));
+      await w1.close();
+      const w2 = await log.openWriter();
+      const p = await w2.append(enc.encode('two'));
+      expect(p).toEqual({ segmentId: 1, entryId: 0 });
+      const segments = await log.listSegments();
+      expect(segments.map((s) => [s.segmentId, s.state, s.lastEntryId])).toEqual([
+        [0, 'completed', 0],
+        [1, 'active', expect.any(Number) as number],
+      ]);
+      expect((await take(await log.openReader(), 2)).map(text)).toEqual(['one', 'two']);
+      await w2.close();
+    });
+
+    it('fences the older of two writers: its next append fails and only the newer epoch is readable after its open', async () => {
+      const log = await wp.createLog('race');
+      const old = await log.openWriter();
+      const acked = await Promise.all([0, 1, 2].map((i) => old.append(enc.encode(`old-${i}`))));
+      const newer = await (await wp.openLog('race')).openWriter();
+      expect(newer.epoch).toBe(old.epoch + 1);
+      await expect(old.append(enc.encode('old-late'))).rejects.toMatchObject({ code: 'WAL_FENCED', retryable: false });
+      await expect(old.append(enc.encode('old-later'))).rejects.toMatchObject({ code: 'WAL_FENCED' });
+      await newer.append(enc.encode('new-0'));
+      const read = await take(await log.openReader(), 4);
+      expect(read.map(text)).toEqual(['old-0', 'old-1', 'old-2', 'new-0']);
+      expect(read.slice(0, 3).map((e) => e.position)).toEqual(acked);
+      const reader = await log.openReader({ from: read[3]?.position });
+      expect((await take(reader, 1)).map(text)).toEqual(['new-0']);
+      await reader.close();
+      await old.close();
+      await newer.close();
+    });
+
+    it('wakes a tail reader promptly after an ack and makes no storage or metadata requests while idle', async () => {
+      const metadata = countCalls(env.metadata);
+      const objects = env.objects === undefined ? undefined : countCalls(env.objects);
+      const storage: StorageOptions = objects === undefined ? env.storage : { ...env.storage, mode: 'object', objectStore: objects.proxy };
+      const counted = Woodpecker.open({ metadata: metadata.proxy, storage, limits: { flushAgeMs: 2 } });
+      try {
+        const log = await counted.createLog('tail');
+        const writer = await log.openWriter();
+        await writer.append(enc.encode('before'));
+        const reader = await log.openReader({ from: 'latest' });
+        const first = reader.next();
+        await writer.append(enc.encode('live-1'));
+        expect((await first)?.payload).toEqual(enc.encode('live-1'));
+        // Park the reader at the live end, then watch the request counters for a while.
+        const parked = reader.next();
+        const before = metadata.total() + (objects?.total() ?? 0);
+        const idleUntil = Date.now() + 1_500;
+        await waitFor(() => Date.now() >= idleUntil, { timeoutMs: 5_000, intervalMs: 100 });
+        expect(metadata.total() + (objects?.total() ?? 0)).toBe(before);
+        await writer.append(enc.encode('live-2'));
+        expect((await parked)?.payload).toEqual(enc.encode('live-2'));
+        await reader.close();
+        await writer.close();
+      } finally {
+        await counted.close();
+      }
+    });
+
+    it('rolls segments by size and reads across them in order', async () => {
+      const small = open({ maxSegmentBytes: 64 * 1024, maxBlockBytes: 16 * 1024 });
+      try {
+        const log = await small.createLog('rolling');
+        const writer = await log.openWriter();
+        const payload = new Uint8Array(4000);
+        const acks: LogPosition[] = [];
+        for (let i = 0; i < 60; i++) acks.push(await writer.append(payload.fill(i % 256)));
+        const segmentIds = [...new Set(acks.map((a) => a.segmentId))];
+        expect(segmentIds.length).toBeGreaterThan(2);
+        const read = await take(await log.openReader(), 60);
+        expect(read.map((e) => e.payload[0])).toEqual(acks.map((_, i) => i % 256));
+        expect(read.map((e) => e.position)).toEqual(acks);
+        await writer.close();
+      } finally {
+        await small.close();
+      }
+    });
+
+    it('seals an idle segment by age without further appends', async () => {
+      const aging = open({ maxSegmentAgeMs: 300 });
+      try {
+        const log = await aging.createLog('aging');
+        const writer = await log.openWriter();
+        await writer.append(enc.encode('lonely'));
+        await waitFor(async () => (await log.listSegments())[0]?.state === 'completed', { timeoutMs: 10_000, description: 'segment 0 to be sealed' });
+        const p = await writer.append(enc.encode('next'));
+        expect(p.segmentId).toBe(1);
+        expect((await take(await log.openReader(), 2)).map(text)).toEqual(['lonely', 'next']);
+        await writer.close();
+      } finally {
+        await aging.close();
+      }
+    });
+
+    it('truncates: deletes whole segments before the point and refuses readers positioned before it', async () => {
+      const log = await wp.createLog('truncate');
+      for (let s = 0; s < 3; s++) {
+        const w = await log.openWriter();
+        await w.appendBatch([0, 1, 2].map((i) => ({ payload: enc.encode(`s${s}e${i}`) })));
+        await w.close();
+      }
+      const result = await log.truncate({ segmentId: 2, entryId: 1 });
+      expect(result.deletedSegments).toBe(2);
+      expect((await log.listSegments()).map((s) => s.segmentId)).toEqual([2]);
+      await expect(log.openReader({ from: { segmentId: 0, entryId: 0 } })).rejects.toMatchObject({ code: 'WAL_TRUNCATED' });
+      expect((await take(await log.openReader({ from: 'earliest' }), 2)).map(text)).toEqual(['s2e1', 's2e2']);
+      expect((await log.truncate({ segmentId: 1, entryId: 0 })).deletedSegments).toBe(0);
+      expect(await log.truncationPoint()).toEqual({ segmentId: 2, entryId: 1 });
+    });
+
+    it('fails a reader of a deleted log with WAL_LOG_NOT_FOUND', async () => {
+      const log = await wp.createLog('doomed');
+      const writer = await log.openWriter();
+      await writer.append(enc.encode('a'));
+      await writer.close();
+      const reader = await log.openReader();
+      expect((await take(reader, 1)).map(text)).toEqual(['a']);
+      await wp.deleteLog('doomed');
+      await expect(reader.next()).rejects.toMatchObject({ code: 'WAL_LOG_NOT_FOUND' });
+      expect(await reader.closed).toMatchObject({ code: 'WAL_LOG_NOT_FOUND' });
+    });
+
+    it('ends iteration on break, on close and on abort, each resolving closed', async () => {
+      const log = await wp.createLog('teardown');
+      const writer = await log.openWriter();
+      await writer.appendBatch([{ payload: enc.encode('1') }, { payload: enc.encode('2') }]);
+      const r1 = await log.openReader();
+      for await (const _ of r1) break;
+      expect(await r1.closed).toBeUndefined();
+      const r2 = await log.openReader({ from: 'latest' });
+      const pending = r2.next();
+      await r2.close();
+      expect(await pending).toBeUndefined();
+      const controller = new AbortController();
+      const r3 = await log.openReader({ from: 'latest', signal: controller.signal });
+      const waiting = r3.next();
+      controller.abort(new Error('stop'));
+      await expect(waiting).rejects.toThrow('stop');
+      expect(await r3.closed).toMatchObject({ message: 'stop' });
+      expect(() => {
+        r1[Symbol.asyncIterator]();
+      }).toThrow(/only once/);
+      await writer.close();
+    });
+  });
+}

@@ -1,0 +1,270 @@
+import { constants } from 'node:fs';
+import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BLOCK_HEADER_BYTES, decodeBlock, encodeFenceBlock, isFence, parseBlockHeader } from '../format/codec.js';
+import { CorruptDataError, DiskFullError, FencedError, StorageUnavailableError } from '../errors.js';
+import type {
+  BlockInfo,
+  PendingBlock,
+  SegmentCursor,
+  SegmentExtent,
+  SegmentRead,
+  SegmentSink,
+  SegmentStore,
+  StoredEntry,
+} from './segment-store.js';
+
+// Local mode: one append-only file per segment, `<root>/<logId>/<segmentId>.wal`, holding
+// blocks back to back. Fencing uses two marks (see FORMAT.md, "local fencing"):
+//   * `<segmentId>.fence`, created by the new writer before it reads the file. A writer checks
+//     for it after every fdatasync and acknowledges nothing once it exists.
+//   * a fence block appended to the file (O_APPEND), so blocks a stale writer appends later
+//     lie after the fence and are never read.
+// A writer acknowledges a block only if the fence file was absent after the block was durable,
+// so the block precedes the fence block and recovery (which reads after both marks exist)
+// includes it: no acknowledged entry is lost.
+
+function mapIoError(err: unknown, what: string): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new DiskFullError(`${what}: disk full`, { cause: err });
+  return new StorageUnavailableError(`${what}: ${(err as Error).message}`, { cause: err });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+class LocalSegmentSink implements SegmentSink {
+  readonly maxConcurrentWrites = 1;
+  private isFenced = false;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly fencePath: string,
+    private readonly where: string,
+  ) {}
+
+  async writeBlocks(blocks: readonly PendingBlock[]): Promise<void> {
+    if (this.isFenced) throw new FencedError(`${this.where}: fenced by a newer writer`);
+    try {
+      // One write and one fdatasync for the whole group: this is the group commit.
+      const buffers = blocks.map((b) => b.bytes);
+      let total = 0;
+      for (const b of buffers) total += b.byteLength;
+      const { bytesWritten } = await this.fh.writev(buffers);
+      // A short write leaves a torn block that readers stop at; the writer must fail.
+      if (bytesWritten !== total) throw new Error(`short write: ${bytesWritten} of ${total} bytes`);
+      await this.fh.datasync();
+    } catch (err) {
+      throw mapIoError(err, `${this.where}: write`);
+    }
+    if (await exists(this.fencePath)) {
+      this.isFenced = true;
+      throw new FencedError(`${this.where}: fenced by a newer writer`);
+    }
+  }
+
+  async seal(): Promise<void> {
+    // The local index is rebuilt by scanning block headers; the segment's end is final in
+    // metadata. Nothing to write.
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/** Local-disk segment storage. `rootDir` is created if missing. */
+export class LocalSegmentStore implements SegmentStore {
+  readonly mode = 'local';
+  readonly storageFencing = true;
+
+  constructor(private readonly rootDir: string) {}
+
+  private dir(logId: number): string {
+    return join(this.rootDir, String(logId));
+  }
+  private file(logId: number, segmentId: number): string {
+    return join(this.dir(logId), `${String(segmentId).padStart(10, '0')}.wal`);
+  }
+  private fenceFile(logId: number, segmentId: number): string {
+    return join(this.dir(logId), `${String(segmentId).padStart(10, '0')}.fence`);
+  }
+
+  async createSegment(logId: number, segmentId: number): Promise<SegmentSink> {
+    const where = `log ${logId} segment ${segmentId}`;
+    try {
+      await mkdir(this.dir(logId), { recursive: true });
+      // O_EXCL: a segment file is created exactly once, by the writer that created the segment.
+      const fh = await open(this.file(logId, segmentId), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND, 0o644);
+      await fsyncDir(this.dir(logId));
+      return new LocalSegmentSink(fh, this.fenceFile(logId, segmentId), where);
+    } catch (err) {
+      throw mapIoError(err, `${where}: create`);
+    }
+  }
+
+  async fenceAndRecover(logId: number, segmentId: number, epoch: number): Promise<SegmentExtent> {
+    const where = `log ${logId} segment ${segmentId}`;
+    const path = this.file(logId, segmentId);
+    try {
+      await mkdir(this.dir(logId), { recursive: true });
+      const fence = await open(this.fenceFile(logId, segmentId), constants.O_WRONLY | constants.O_CREAT, 0o644);
+      await fence.close();
+      await fsyncDir(this.dir(logId));
+      if (!(await exists(path))) return { lastEntryId: -1, blockCount: 0, sizeBytes: 0 };
+      const extent = await this.scan(logId, segmentId);
+      const fh = await open(path, constants.O_WRONLY | constants.O_APPEND);
+      try {
+        await fh.write(encodeFenceBlock(segmentId, extent.lastEntryId + 1, epoch));
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      // Re-scan: a stale writer may have appended between the scan and the fence block; what it
+      // appended before the fence block is valid and may have been acknowledged.
+      return await this.scan(logId, segmentId);
+    } catch (err) {
+      if (err instanceof CorruptDataError) throw err;
+      throw mapIoError(err, `${where}: recover`);
+    }
+  }
+
+  /** The valid, gap-free prefix of the file, stopping at a fence, a torn tail or damage. */
+  private async scan(logId: number, segmentId: number): Promise<SegmentExtent> {
+    let cursor: SegmentCursor = { entryId: 0, block: 0 };
+    let extent: SegmentExtent = { lastEntryId: -1, blockCount: 0, sizeBytes: 0 };
+    for (;;) {
+      const blocks: BlockInfo[] = [];
+      const read = await this.readRaw(logId, segmentId, cursor, { maxBytes: 8 << 20, isComplete: false, onBlock: (b) => blocks.push(b) });
+      for (const b of blocks) {
+        extent = { lastEntryId: b.firstEntryId + b.entryCount - 1, blockCount: extent.blockCount + 1, sizeBytes: extent.sizeBytes + b.sizeBytes };
+      }
+      cursor = read.cursor;
+      if (read.end !== 'more') return extent;
+    }
+  }
+
+  read(
+    logId: number,
+    segmentId: number,
+    cursor: SegmentCursor,
+    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; signal?: AbortSignal },
+  ): Promise<SegmentRead> {
+    return this.readRaw(logId, segmentId, cursor, options);
+  }
+
+  private async readRaw(
+    logId: number,
+    segmentId: number,
+    cursor: SegmentCursor,
+    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; signal?: AbortSignal; onBlock?: (b: BlockInfo) => void },
+  ): Promise<SegmentRead> {
+    const where = `log ${logId} segment ${segmentId}`;
+    const { toEntryId, isComplete } = options;
+    const entries: StoredEntry[] = [];
+    let fh: FileHandle;
+    try {
+      fh = await open(this.file(logId, segmentId), constants.O_RDONLY);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !isComplete) return { entries, cursor, end: 'tail' };
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptDataError(`${where}: segment file is missing`);
+      throw mapIoError(err, `${where}: open`);
+    }
+    try {
+      // Offset of the block holding cursor.entryId; block -1 means "find it from the start".
+      let offset = cursor.block >= 0 ? cursor.block : 0;
+      let nextEntryId = cursor.entryId;
+      // Entry id the next block must start with; unknown when resuming mid-segment.
+      let expectFirst: number | undefined = offset === 0 ? 0 : undefined;
+      let bytes = 0;
+      const damaged = (reason: string): SegmentRead => {
+        if (isComplete && (toEntryId === undefined || nextEntryId <= toEntryId)) {
+          throw new CorruptDataError(`${where}: ${reason} at byte ${offset}, below the committed end`);
+        }
+        return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'tail' };
+      };
+      for (;;) {
+        options.signal?.throwIfAborted();
+        if (toEntryId !== undefined && nextEntryId > toEntryId) return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'bound' };
+        if (bytes >= options.maxBytes) return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'more' };
+        const head = Buffer.alloc(BLOCK_HEADER_BYTES);
+        const { bytesRead } = await fh.read(head, 0, BLOCK_HEADER_BYTES, offset);
+        const parsedHead = parseBlockHeader(head.subarray(0, bytesRead));
+        if (parsedHead.status === 'short') return damaged('torn block header');
+        if (parsedHead.status === 'invalid') return damaged(parsedHead.reason);
+        const header = parsedHead.header;
+        if (isFence(header)) return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'tail' };
+        if (header.segmentId !== segmentId) return damaged(`block of segment ${header.segmentId}`);
+        if (expectFirst !== undefined && header.firstEntryId !== expectFirst) return damaged(`gap in entry ids (expected ${expectFirst}, found ${header.firstEntryId})`);
+        const size = BLOCK_HEADER_BYTES + header.recordsBytes;
+        const blockEnd = header.firstEntryId + header.entryCount;
+        if (blockEnd <= nextEntryId) {
+          // Entirely before the cursor (a reader starting mid-segment): skip by the header.
+          offset += size;
+          expectFirst = blockEnd;
+          continue;
+        }
+        const body = Buffer.allocUnsafe(size);
+        const full = await fh.read(body, 0, size, offset);
+        const parsed = decodeBlock(body.subarray(0, full.bytesRead));
+        if (parsed.status === 'short') return damaged('torn block');
+        if (parsed.status === 'invalid') return damaged(parsed.reason);
+        options.onBlock?.({ index: -1, firstEntryId: header.firstEntryId, entryCount: header.entryCount, sizeBytes: size });
+        parsed.block.entries.forEach((data, i) => {
+          const entryId = header.firstEntryId + i;
+          if (entryId >= nextEntryId && (toEntryId === undefined || entryId <= toEntryId)) {
+            entries.push({ entryId, data });
+          }
+        });
+        bytes += size;
+        if (toEntryId !== undefined && toEntryId < blockEnd - 1) {
+          // Stopped inside this block at the bound; the cursor stays on it.
+          return { entries, cursor: { entryId: toEntryId + 1, block: offset }, end: 'bound' };
+        }
+        nextEntryId = blockEnd;
+        offset += size;
+        expectFirst = blockEnd;
+      }
+    } catch (err) {
+      if (err instanceof CorruptDataError || (options.signal?.aborted ?? false)) throw err;
+      throw mapIoError(err, `${where}: read`);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async deleteSegment(logId: number, segmentId: number): Promise<void> {
+    try {
+      await rm(this.file(logId, segmentId), { force: true });
+      await rm(this.fenceFile(logId, segmentId), { force: true });
+    } catch (err) {
+      throw mapIoError(err, `log ${logId} segment ${segmentId}: delete`);
+    }
+  }
+
+  async deleteLog(logId: number): Promise<void> {
+    try {
+      await rm(this.dir(logId), { recursive: true, force: true });
+    } catch (err) {
+      throw mapIoError(err, `log ${logId}: delete`);
+    }
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,301 @@
+import { retry, type RetryPolicy } from '@woodstream/common';
+import { BLOCK_HEADER_BYTES, decodeBlock, encodeFenceBlock, isFence, parseBlockHeader } from '../format/codec.js';
+import { CorruptDataError, FencedError, StorageUnavailableError } from '../errors.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import type {
+  BlockInfo,
+  PendingBlock,
+  SegmentCursor,
+  SegmentExtent,
+  SegmentRead,
+  SegmentSink,
+  SegmentStore,
+  StoredEntry,
+} from './segment-store.js';
+
+// Object mode: each block is one object `<prefix><logId>/<segmentId>/<index>.blk`, indexes
+// 0, 1, 2… with no gaps; a sealed segment also has `footer.json` (the block index). With
+// conditional writes every block is created with If-None-Match, and a new writer caps an old
+// segment with a fence block at the first free index: a stale writer's next block collides
+// with it and fails, and blocks after a gap or a fence are never read (FORMAT.md, "fencing").
+
+const FENCE_META = 'woodstream-fence';
+const MAX_FENCE_ATTEMPTS = 32;
+
+/** Options for {@link ObjectSegmentStore}. */
+export interface ObjectSegmentStoreOptions {
+  /** Prepended to every key. @default '' */
+  keyPrefix?: string;
+  /** Concurrent block uploads per segment. @default 4 (1–64) */
+  maxConcurrentUploads?: number;
+  /** Retries of one block upload on transient errors before the writer fails. */
+  uploadRetry?: RetryPolicy;
+  /** Retries of reads on transient errors. */
+  readRetry?: RetryPolicy;
+}
+
+interface Footer {
+  version: 1;
+  lastEntryId: number;
+  /** [firstEntryId, entryCount, sizeBytes] per block, by index. */
+  blocks: [number, number, number][];
+}
+
+const pad = (n: number): string => String(n).padStart(10, '0');
+
+export class ObjectSegmentStore implements SegmentStore {
+  readonly mode = 'object';
+  readonly storageFencing: boolean;
+  private readonly prefix: string;
+  private readonly maxConcurrentUploads: number;
+  private readonly uploadRetry: RetryPolicy;
+  private readonly readRetry: RetryPolicy;
+  // Footers of sealed segments: immutable, so cached without invalidation. Bounded.
+  private readonly footers = new Map<string, Footer>();
+  private static readonly MAX_CACHED_FOOTERS = 1024;
+
+  constructor(
+    private readonly objects: ObjectStore,
+    options: ObjectSegmentStoreOptions = {},
+  ) {
+    this.storageFencing = objects.capabilities.conditionalWrites;
+    this.prefix = options.keyPrefix ?? '';
+    this.maxConcurrentUploads = Math.min(Math.max(options.maxConcurrentUploads ?? 4, 1), 64);
+    this.uploadRetry = options.uploadRetry ?? { maxAttempts: 6, initialDelayMs: 50, maxDelayMs: 2_000, maxElapsedMs: 30_000 };
+    this.readRetry = options.readRetry ?? { maxAttempts: 5, initialDelayMs: 50, maxDelayMs: 1_000, maxElapsedMs: 15_000 };
+  }
+
+  private segmentPrefix(logId: number, segmentId: number): string {
+    return `${this.prefix}${logId}/${pad(segmentId)}/`;
+  }
+  private blockKey(logId: number, segmentId: number, index: number): string {
+    return `${this.segmentPrefix(logId, segmentId)}${pad(index)}.blk`;
+  }
+  private footerKey(logId: number, segmentId: number): string {
+    return `${this.segmentPrefix(logId, segmentId)}footer.json`;
+  }
+
+  createSegment(logId: number, segmentId: number): Promise<SegmentSink> {
+    const store = this;
+    const where = `log ${logId} segment ${segmentId}`;
+    const sink: SegmentSink = {
+      maxConcurrentWrites: this.maxConcurrentUploads,
+      async writeBlocks(blocks, { signal }) {
+        for (const block of blocks) await store.putBlock(logId, segmentId, block, where, signal);
+      },
+      async seal(extent, blocks, { signal }) {
+        const footer: Footer = {
+          version: 1,
+          lastEntryId: extent.lastEntryId,
+          blocks: blocks.map((b) => [b.firstEntryId, b.entryCount, b.sizeBytes]),
+        };
+        const body = new TextEncoder().encode(JSON.stringify(footer));
+        await retry(
+          () => store.objects.put(store.footerKey(logId, segmentId), body, { signal, ifNoneMatch: store.storageFencing }),
+          { signal, policy: store.uploadRetry },
+        );
+      },
+      async close() {},
+    };
+    return Promise.resolve(sink);
+  }
+
+  private async putBlock(logId: number, segmentId: number, block: PendingBlock, where: string, signal?: AbortSignal): Promise<void> {
+    const key = this.blockKey(logId, segmentId, block.index);
+    const result = await retry(() => this.objects.put(key, block.bytes, { signal, ifNoneMatch: this.storageFencing }), {
+      signal,
+      policy: this.uploadRetry,
+    });
+    if (result.status === 'created') return;
+    // The key is taken: either a fence (we are stale) or our own earlier attempt whose
+    // response was lost. Only this segment's single writer writes data blocks here.
+    const info = await retry(() => this.objects.head(key, { signal }), { signal, policy: this.readRetry });
+    if (info === undefined || info.metadata?.[FENCE_META] === '1' || info.sizeBytes !== block.bytes.byteLength) {
+      throw new FencedError(`${where}: block ${block.index} is fenced by a newer writer`);
+    }
+  }
+
+  async fenceAndRecover(logId: number, segmentId: number, epoch: number, options: { signal?: AbortSignal }): Promise<SegmentExtent> {
+    const { signal } = options;
+    const where = `log ${logId} segment ${segmentId}`;
+    for (let attempt = 0; attempt < MAX_FENCE_ATTEMPTS; attempt++) {
+      const blocks = await this.listContiguous(logId, segmentId, signal);
+      const extent = await this.extentOf(logId, segmentId, blocks, where, signal);
+      if (blocks.fenceIndex !== undefined || !this.storageFencing) return extent;
+      const fence = encodeFenceBlock(segmentId, extent.lastEntryId + 1, epoch);
+      const result = await retry(
+        () =>
+          this.objects.put(this.blockKey(logId, segmentId, blocks.sizes.length), fence, {
+            signal,
+            ifNoneMatch: true,
+            metadata: { [FENCE_META]: '1' },
+          }),
+        { signal, policy: this.uploadRetry },
+      );
+      if (result.status === 'created') return extent;
+      // The old writer's block won the index: it belongs to the segment. Look again.
+    }
+    throw new StorageUnavailableError(`${where}: could not place a fence after ${MAX_FENCE_ATTEMPTS} attempts`);
+  }
+
+  /** Sizes of blocks 0..k-1 present without a gap, and the index of a fence block if one caps them. */
+  private async listContiguous(
+    logId: number,
+    segmentId: number,
+    signal?: AbortSignal,
+  ): Promise<{ sizes: number[]; fenceIndex?: number }> {
+    const prefix = this.segmentPrefix(logId, segmentId);
+    const present = new Map<number, number>();
+    let token: string | undefined;
+    do {
+      const page = await retry(() => this.objects.list(prefix, { signal, continuationToken: token }), { signal, policy: this.readRetry });
+      for (const o of page.objects) {
+        const m = /^(\d{10})\.blk$/.exec(o.key.slice(prefix.length));
+        if (m?.[1] !== undefined) present.set(Number(m[1]), o.sizeBytes);
+      }
+      token = page.continuationToken;
+    } while (token !== undefined);
+    const sizes: number[] = [];
+    for (let i = 0; present.has(i); i++) {
+      const size = present.get(i) as number;
+      // A block with no records is a fence (data blocks always hold at least one entry).
+      if (size === BLOCK_HEADER_BYTES) return { sizes, fenceIndex: i };
+      sizes.push(size);
+    }
+    return { sizes };
+  }
+
+  private async extentOf(
+    logId: number,
+    segmentId: number,
+    blocks: { sizes: number[] },
+    where: string,
+    signal?: AbortSignal,
+  ): Promise<SegmentExtent> {
+    const count = blocks.sizes.length;
+    if (count === 0) return { lastEntryId: -1, blockCount: 0, sizeBytes: 0 };
+    const head = await this.readHeader(logId, segmentId, count - 1, signal);
+    if (head === undefined) throw new CorruptDataError(`${where}: block ${count - 1} has no valid header`);
+    return {
+      lastEntryId: head.firstEntryId + head.entryCount - 1,
+      blockCount: count,
+      sizeBytes: blocks.sizes.reduce((a, b) => a + b, 0),
+    };
+  }
+
+  private async readHeader(logId: number, segmentId: number, index: number, signal?: AbortSignal) {
+    const bytes = await retry(
+      () => this.objects.get(this.blockKey(logId, segmentId, index), { signal, range: { start: 0, end: BLOCK_HEADER_BYTES } }),
+      { signal, policy: this.readRetry },
+    );
+    if (bytes === undefined) return undefined;
+    const parsed = parseBlockHeader(bytes);
+    return parsed.status === 'ok' ? parsed.header : undefined;
+  }
+
+  private async footer(logId: number, segmentId: number, signal?: AbortSignal): Promise<Footer | undefined> {
+    const key = this.footerKey(logId, segmentId);
+    const cached = this.footers.get(key);
+    if (cached !== undefined) return cached;
+    const bytes = await retry(() => this.objects.get(key, { signal }), { signal, policy: this.readRetry });
+    if (bytes === undefined) return undefined;
+    let footer: Footer;
+    try {
+      footer = JSON.parse(new TextDecoder().decode(bytes)) as Footer;
+    } catch (err) {
+      throw new CorruptDataError(`footer ${key} is not valid JSON`, { cause: err });
+    }
+    if (this.footers.size >= ObjectSegmentStore.MAX_CACHED_FOOTERS) {
+      const oldest = this.footers.keys().next().value;
+      if (oldest !== undefined) this.footers.delete(oldest);
+    }
+    this.footers.set(key, footer);
+    return footer;
+  }
+
+  /** Index of the block holding `entryId`, or the first index past the known blocks. */
+  private async locate(logId: number, segmentId: number, entryId: number, isComplete: boolean, signal?: AbortSignal): Promise<number> {
+    const footer = isComplete ? await this.footer(logId, segmentId, signal) : undefined;
+    if (footer !== undefined) {
+      let lo = 0;
+      let hi = footer.blocks.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        const [first, count] = footer.blocks[mid] as [number, number, number];
+        if (first + count <= entryId) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    }
+    // No index yet (active segment): walk block headers with small ranged reads.
+    for (let index = 0; ; index++) {
+      const header = await this.readHeader(logId, segmentId, index, signal);
+      if (header === undefined || isFence(header)) return index;
+      if (header.firstEntryId + header.entryCount > entryId) return index;
+    }
+  }
+
+  async read(
+    logId: number,
+    segmentId: number,
+    cursor: SegmentCursor,
+    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; signal?: AbortSignal },
+  ): Promise<SegmentRead> {
+    const { toEntryId, isComplete, signal } = options;
+    const where = `log ${logId} segment ${segmentId}`;
+    const entries: StoredEntry[] = [];
+    let index = cursor.block >= 0 ? cursor.block : await this.locate(logId, segmentId, cursor.entryId, isComplete, signal);
+    let nextEntryId = cursor.entryId;
+    let bytes = 0;
+    for (;;) {
+      if (toEntryId !== undefined && nextEntryId > toEntryId) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'bound' };
+      if (bytes >= options.maxBytes) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
+      const key = this.blockKey(logId, segmentId, index);
+      const body = await retry(() => this.objects.get(key, { signal }), { signal, policy: this.readRetry });
+      const damaged = (reason: string): SegmentRead => {
+        if (isComplete) throw new CorruptDataError(`${where}: block ${index} ${reason}, below the committed end`);
+        return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'tail' };
+      };
+      if (body === undefined) return damaged('is missing');
+      const parsed = decodeBlock(body);
+      if (parsed.status !== 'ok') return damaged(parsed.status === 'short' ? 'is truncated' : parsed.reason);
+      const { header, entries: data } = parsed.block;
+      if (isFence(header)) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'tail' };
+      if (header.segmentId !== segmentId || parsed.block.sizeBytes !== body.byteLength) return damaged('does not belong here');
+      const blockEnd = header.firstEntryId + header.entryCount;
+      if (header.firstEntryId > nextEntryId) return damaged(`skips entries ${nextEntryId}..${header.firstEntryId - 1}`);
+      data.forEach((d, i) => {
+        const entryId = header.firstEntryId + i;
+        if (entryId >= nextEntryId && (toEntryId === undefined || entryId <= toEntryId)) entries.push({ entryId, data: d });
+      });
+      bytes += body.byteLength;
+      if (toEntryId !== undefined && toEntryId < blockEnd - 1) {
+        return { entries, cursor: { entryId: toEntryId + 1, block: index }, end: 'bound' };
+      }
+      nextEntryId = Math.max(nextEntryId, blockEnd);
+      index += 1;
+    }
+  }
+
+  async deleteSegment(logId: number, segmentId: number, options: { signal?: AbortSignal }): Promise<void> {
+    await this.deletePrefix(this.segmentPrefix(logId, segmentId), options.signal);
+    this.footers.delete(this.footerKey(logId, segmentId));
+  }
+
+  async deleteLog(logId: number, options: { signal?: AbortSignal }): Promise<void> {
+    await this.deletePrefix(`${this.prefix}${logId}/`, options.signal);
+  }
+
+  private async deletePrefix(prefix: string, signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      const page = await retry(() => this.objects.list(prefix, { signal }), { signal, policy: this.readRetry });
+      if (page.objects.length === 0) return;
+      const keys = page.objects.map((o) => o.key);
+      await retry(() => this.objects.deleteMany(keys, { signal }), { signal, policy: this.uploadRetry });
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+export type { BlockInfo };

@@ -1,0 +1,99 @@
+import type { EntryData } from '../format/codec.js';
+
+/** One entry read back from storage with its id. */
+export interface StoredEntry {
+  entryId: number;
+  data: EntryData;
+}
+
+/** A block the writer hands to a sink: already encoded, with its index in the segment. */
+export interface PendingBlock {
+  /** 0, 1, 2… within the segment. Invariant: a sink sees indexes in increasing order. */
+  index: number;
+  firstEntryId: number;
+  entryCount: number;
+  bytes: Uint8Array;
+}
+
+/** Where a segment's committed prefix ends, as found by recovery or by sealing. */
+export interface SegmentExtent {
+  /** -1 when the segment holds no entry. */
+  lastEntryId: number;
+  blockCount: number;
+  sizeBytes: number;
+}
+
+/**
+ * The writer's handle on one segment in storage. `writeBlocks` makes the blocks durable or
+ * throws: FencedError when a newer writer fenced the segment (nothing of this call may be
+ * acknowledged), any other error when the outcome is unknown. Calls may overlap up to
+ * `maxConcurrentWrites`; the writer acknowledges strictly in block order.
+ */
+export interface SegmentSink {
+  readonly maxConcurrentWrites: number;
+  writeBlocks(blocks: readonly PendingBlock[], options: { signal?: AbortSignal }): Promise<void>;
+  /** Writes the segment's index/footer after the last block. Idempotent. */
+  seal(extent: SegmentExtent, blocks: readonly BlockInfo[], options: { signal?: AbortSignal }): Promise<void>;
+  /** Releases file handles. Does not seal. */
+  close(): Promise<void>;
+}
+
+/** Location facts for one block, kept by writers and readers to find entries. */
+export interface BlockInfo {
+  index: number;
+  firstEntryId: number;
+  entryCount: number;
+  sizeBytes: number;
+}
+
+/** Where a reader is inside a segment; opaque to the reader, owned by the store. */
+export interface SegmentCursor {
+  /** Next entry id to return. */
+  entryId: number;
+  /** Store-specific: byte offset (local) or block index (object) of the block holding entryId; -1 = unknown. */
+  block: number;
+}
+
+/** Result of one read call. `end` says why it stopped. */
+export interface SegmentRead {
+  entries: StoredEntry[];
+  cursor: SegmentCursor;
+  /**
+   * `more`: stopped at the byte budget. `bound`: reached `toEntryId`. `tail`: no further valid
+   * block in storage yet (the live end, a torn tail, or a fence).
+   */
+  end: 'more' | 'bound' | 'tail';
+}
+
+/**
+ * Storage of one mode (local files or object storage) for all segments of all logs.
+ * Segments are addressed by the log's numeric id and the segment id.
+ */
+export interface SegmentStore {
+  readonly mode: 'local' | 'object';
+  /**
+   * True when storage alone can stop a fenced writer (local files, or object stores that
+   * honour conditional writes). When false, the committed prefix of an active segment is the
+   * `lastEntryId` the writer publishes in metadata, and recovery must not scan storage.
+   */
+  readonly storageFencing: boolean;
+  createSegment(logId: number, segmentId: number, epoch: number, options: { signal?: AbortSignal }): Promise<SegmentSink>;
+  /**
+   * Stops any previous writer of the segment from making more entries durable, then returns the
+   * segment's committed prefix (the longest valid, gap-free run of blocks). Idempotent.
+   */
+  fenceAndRecover(logId: number, segmentId: number, epoch: number, options: { signal?: AbortSignal }): Promise<SegmentExtent>;
+  /**
+   * Reads entries from `cursor` up to `toEntryId` inclusive (when given) and at most about
+   * `maxBytes`. Throws CorruptDataError for damage below `toEntryId` when `isComplete`.
+   */
+  read(
+    logId: number,
+    segmentId: number,
+    cursor: SegmentCursor,
+    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; signal?: AbortSignal },
+  ): Promise<SegmentRead>;
+  deleteSegment(logId: number, segmentId: number, options: { signal?: AbortSignal }): Promise<void>;
+  deleteLog(logId: number, options: { signal?: AbortSignal }): Promise<void>;
+  close(): Promise<void>;
+}
