@@ -70,10 +70,86 @@ export function recordSize(entry: EntryData): number {
 }
 
 /**
- * Encodes a block: header, then one record per entry. Record layout (little-endian):
- * `length u32` (bytes after the CRC field) · `crc u32` (CRC-32 of those bytes) ·
- * `propertyCount u16` · `reserved u16` · per property `keyLen u16, valueLen u32, key, value` · payload.
+ * Encodes one record. Layout (little-endian): `length u32` (bytes after the CRC field) ·
+ * `crc u32` (CRC-32 of those bytes) · `propertyCount u16` · `reserved u16` · per property
+ * `keyLen u16, valueLen u32, key, value` · payload. Copies the payload, so the caller may
+ * reuse its buffer at once.
  */
+export function encodeRecord(entry: EntryData): Buffer {
+  const props = encodeProperties(entry.properties);
+  let size = RECORD_HEADER_BYTES + entry.payload.byteLength;
+  for (const part of props) size += part.byteLength;
+  size += (props.length / 2) * 6;
+  const buf = Buffer.allocUnsafe(size);
+  let off = 8;
+  buf.writeUInt16LE(props.length / 2, off);
+  buf.writeUInt16LE(0, off + 2);
+  off += 4;
+  for (let i = 0; i < props.length; i += 2) {
+    const key = props[i] as Uint8Array;
+    const value = props[i + 1] as Uint8Array;
+    buf.writeUInt16LE(key.byteLength, off);
+    buf.writeUInt32LE(value.byteLength, off + 2);
+    off += 6;
+    buf.set(key, off);
+    off += key.byteLength;
+    buf.set(value, off);
+    off += value.byteLength;
+  }
+  buf.set(entry.payload, off);
+  buf.writeUInt32LE(size - 8, 0);
+  buf.writeUInt32LE(crc32(buf.subarray(8)), 4);
+  return buf;
+}
+
+/** Offset of the payload inside a record made by {@link encodeRecord}. */
+export function recordPayload(record: Buffer): Buffer {
+  const propertyCount = record.readUInt16LE(8);
+  let off = RECORD_HEADER_BYTES;
+  for (let k = 0; k < propertyCount; k++) off += 6 + record.readUInt16LE(off) + record.readUInt32LE(off + 2);
+  return record.subarray(off);
+}
+
+/**
+ * The checksum of a record section: CRC-32 over each record's 8-byte (length, crc) prefix, in
+ * order. Every record's bytes are covered by its own CRC; this one covers their sequence, so a
+ * lost, duplicated or reordered record is caught without a second pass over the payloads.
+ */
+function recordsChecksum(records: readonly Uint8Array[]): number {
+  let crc = 0;
+  for (const r of records) crc = crc32(r.subarray(0, 8), crc);
+  return crc;
+}
+
+/** The 48-byte header for a block made of already encoded `records`. */
+export function encodeBlockHeader(options: {
+  segmentId: number;
+  firstEntryId: number;
+  epoch: number;
+  records: readonly Buffer[];
+  flags?: number;
+}): Buffer {
+  const { segmentId, firstEntryId, epoch, records, flags = 0 } = options;
+  assert(Number.isSafeInteger(segmentId) && segmentId >= 0, 'segmentId is a non-negative safe integer');
+  assert(Number.isSafeInteger(firstEntryId) && firstEntryId >= 0, 'firstEntryId is a non-negative safe integer');
+  assert(Number.isSafeInteger(epoch) && epoch >= 0, 'epoch is a non-negative safe integer');
+  let recordsBytes = 0;
+  for (const r of records) recordsBytes += r.byteLength;
+  const header = Buffer.allocUnsafe(BLOCK_HEADER_BYTES);
+  writeHeader(header, {
+    version: FORMAT_VERSION,
+    flags,
+    segmentId,
+    firstEntryId,
+    entryCount: records.length,
+    epoch,
+    recordsBytes,
+    recordsCrc: recordsChecksum(records),
+  });
+  return header;
+}
+
+/** Encodes a whole block (header and records) into one buffer. */
 export function encodeBlock(options: {
   segmentId: number;
   firstEntryId: number;
@@ -81,50 +157,8 @@ export function encodeBlock(options: {
   entries: readonly EntryData[];
   flags?: number;
 }): Buffer {
-  const { segmentId, firstEntryId, epoch, entries, flags = 0 } = options;
-  assert(Number.isSafeInteger(segmentId) && segmentId >= 0, 'segmentId is a non-negative safe integer');
-  assert(Number.isSafeInteger(firstEntryId) && firstEntryId >= 0, 'firstEntryId is a non-negative safe integer');
-  assert(Number.isSafeInteger(epoch) && epoch >= 0, 'epoch is a non-negative safe integer');
-  let recordsBytes = 0;
-  for (const entry of entries) recordsBytes += recordSize(entry);
-  const buf = Buffer.allocUnsafe(BLOCK_HEADER_BYTES + recordsBytes);
-  let off = BLOCK_HEADER_BYTES;
-  for (const entry of entries) {
-    const start = off;
-    off += 8; // length + crc, filled below
-    const props = encodeProperties(entry.properties);
-    buf.writeUInt16LE(props.length / 2, off);
-    buf.writeUInt16LE(0, off + 2);
-    off += 4;
-    for (let i = 0; i < props.length; i += 2) {
-      const key = props[i] as Uint8Array;
-      const value = props[i + 1] as Uint8Array;
-      buf.writeUInt16LE(key.byteLength, off);
-      buf.writeUInt32LE(value.byteLength, off + 2);
-      off += 6;
-      buf.set(key, off);
-      off += key.byteLength;
-      buf.set(value, off);
-      off += value.byteLength;
-    }
-    buf.set(entry.payload, off);
-    off += entry.payload.byteLength;
-    buf.writeUInt32LE(off - start - 8, start);
-    buf.writeUInt32LE(crc32(buf.subarray(start + 8, off)), start + 4);
-  }
-  assert(off === buf.byteLength, 'record sizes add up to the block size');
-  const recordsCrc = crc32(buf.subarray(BLOCK_HEADER_BYTES));
-  writeHeader(buf, {
-    version: FORMAT_VERSION,
-    flags,
-    segmentId,
-    firstEntryId,
-    entryCount: entries.length,
-    epoch,
-    recordsBytes,
-    recordsCrc,
-  });
-  return buf;
+  const records = options.entries.map(encodeRecord);
+  return Buffer.concat([encodeBlockHeader({ ...options, records }), ...records]);
 }
 
 /**
@@ -199,9 +233,9 @@ export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
   if (buf.byteLength < end) return { status: 'short' };
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const records = b.subarray(offset + BLOCK_HEADER_BYTES, end);
-  if (crc32(records) !== header.recordsCrc) return { status: 'invalid', reason: 'block checksum mismatch' };
   const entries: EntryData[] = [];
   let off = 0;
+  let sequenceCrc = 0;
   try {
     for (let i = 0; i < header.entryCount; i++) {
       if (records.byteLength - off < RECORD_HEADER_BYTES) return { status: 'invalid', reason: 'record header past block end' };
@@ -212,6 +246,7 @@ export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
       if (bodyEnd > records.byteLength || length < 4) return { status: 'invalid', reason: 'record length out of bounds' };
       const body = records.subarray(bodyStart, bodyEnd);
       if (crc32(body) !== crc) return { status: 'invalid', reason: `record ${i} checksum mismatch` };
+      sequenceCrc = crc32(records.subarray(off, off + 8), sequenceCrc);
       const propertyCount = body.readUInt16LE(0);
       let p = 4;
       let properties: Record<string, string> | undefined;
@@ -237,6 +272,7 @@ export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
     return { status: 'invalid', reason: `undecodable record: ${String(err)}` };
   }
   if (off !== records.byteLength) return { status: 'invalid', reason: 'trailing bytes after the last record' };
+  if (sequenceCrc !== header.recordsCrc) return { status: 'invalid', reason: 'block checksum mismatch' };
   return { status: 'ok', block: { header, entries, sizeBytes: end - offset } };
 }
 

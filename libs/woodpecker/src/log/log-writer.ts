@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { assert } from '@woodstream/common';
 import type { WalLimits } from '../config.js';
 import {
@@ -8,7 +9,7 @@ import {
   WalError,
   WriterFailedError,
 } from '../errors.js';
-import { encodeBlock, recordSize, type EntryData } from '../format/codec.js';
+import { encodeBlockHeader, encodeRecord, type EntryData } from '../format/codec.js';
 import type { BlockInfo, PendingBlock, SegmentExtent, SegmentSink, SegmentStore } from '../segment/segment-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { encodeJson, keys, type SegmentMeta } from './metadata.js';
@@ -23,13 +24,23 @@ export interface AppendEntry {
   properties?: Record<string, string>;
 }
 
-interface PendingEntry {
-  data: EntryData;
-  sizeBytes: number;
-  startedAt: number;
-  resolve: (position: LogPosition) => void;
-  reject: (err: Error) => void;
+/** One appended entry until it is acknowledged or failed. A class: it is made per append. */
+class PendingEntry {
+  startedAt = 0;
+  resolve: (position: LogPosition) => void = noop;
+  reject: (err: Error) => void = noop;
+  constructor(
+    /** The encoded record (a private copy of the payload). */
+    readonly record: Buffer,
+    /** Payload and properties as readers see them; the payload is a view into `record`. */
+    readonly data: EntryData,
+  ) {}
+  get sizeBytes(): number {
+    return this.record.byteLength;
+  }
 }
+
+const noop = (): void => {};
 
 interface InflightBlock {
   segmentId: number;
@@ -91,12 +102,16 @@ export class LogWriter {
   private usedBytes = 0;
   private capacityWaiters: { bytes: number; wake: () => void }[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
+  private isFlushQueued = false;
   private drainWaiters: (() => void)[] = [];
   /** Published LAC for stores without storage fencing (see publishLac). */
   private lacPublish: Promise<void> | undefined;
   private readonly abort = new AbortController();
 
-  private constructor(private readonly ctx: WriterContext) {}
+  private constructor(private readonly ctx: WriterContext) {
+    // Every in-flight upload listens on this signal; their number is bounded by maxConcurrentUploads.
+    setMaxListeners(1024, this.abort.signal);
+  }
 
   /** Creates the writer's first segment. Called by LogHandle after fencing older segments. */
   static async start(ctx: WriterContext, firstSegmentId: number, signal?: AbortSignal): Promise<LogWriter> {
@@ -122,53 +137,66 @@ export class LogWriter {
 
   /** Appends one entry; resolves with its position once durable. */
   append(payload: Uint8Array, options: { properties?: Record<string, string>; signal?: AbortSignal } = {}): Promise<LogPosition> {
-    const entry = { payload, ...(options.properties === undefined ? {} : { properties: options.properties }) };
-    return this.enqueue([entry], options.signal).then((positions) => positions[0] as LogPosition);
+    try {
+      this.throwIfUnusable();
+      const entry = this.prepare(payload, options.properties);
+      const reserved = this.reserve(entry.sizeBytes, options.signal);
+      if (reserved === true) return this.push(entry);
+      return reserved.then(() => {
+        this.throwIfUnusable();
+        const p = this.push(entry);
+        return p;
+      });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   /** Appends entries as one unit of admission; they stay consecutive and are acked in order. */
-  appendBatch(entries: readonly AppendEntry[], options: { signal?: AbortSignal } = {}): Promise<LogPosition[]> {
-    return this.enqueue(entries, options.signal);
+  async appendBatch(entries: readonly AppendEntry[], options: { signal?: AbortSignal } = {}): Promise<LogPosition[]> {
+    this.throwIfUnusable();
+    const prepared = entries.map((e) => this.prepare(e.payload, e.properties));
+    if (prepared.length === 0) return [];
+    const bytes = prepared.reduce((n, e) => n + e.sizeBytes, 0);
+    const reserved = this.reserve(bytes, options.signal);
+    if (reserved !== true) await reserved;
+    this.throwIfUnusable();
+    return Promise.all(prepared.map((e) => this.push(e)));
   }
 
-  private async enqueue(entries: readonly AppendEntry[], signal?: AbortSignal): Promise<LogPosition[]> {
-    this.throwIfUnusable();
-    if (entries.length === 0) return [];
-    let bytes = 0;
-    const data: EntryData[] = [];
-    for (const e of entries) {
-      if (!(e.payload instanceof Uint8Array)) throw new InvalidArgumentError('payload must be a Uint8Array');
-      if (e.payload.byteLength > this.ctx.limits.maxEntryBytes) {
-        throw new EntryTooLargeError(
-          `entry of ${e.payload.byteLength} bytes exceeds maxEntryBytes (${this.ctx.limits.maxEntryBytes})`,
-        );
-      }
-      if (e.properties !== undefined) {
-        for (const [k, v] of Object.entries(e.properties)) {
-          if (typeof v !== 'string' || k.length === 0 || Buffer.byteLength(k) > 0xffff) {
-            throw new InvalidArgumentError(`property ${JSON.stringify(k)} must have a 1-65535 byte name and a string value`);
-          }
-        }
-      }
-      // Copy: the caller may reuse its buffer as soon as append returns.
-      const d: EntryData = { payload: new Uint8Array(e.payload) };
-      if (e.properties !== undefined) d.properties = { ...e.properties };
-      data.push(d);
-      bytes += recordSize(d);
+  /** Validates and encodes an entry (copying the payload). Throws typed errors for bad input. */
+  private prepare(payload: Uint8Array, properties: Record<string, string> | undefined): PendingEntry {
+    if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError('payload must be a Uint8Array');
+    if (payload.byteLength > this.ctx.limits.maxEntryBytes) {
+      throw new EntryTooLargeError(`entry of ${payload.byteLength} bytes exceeds maxEntryBytes (${this.ctx.limits.maxEntryBytes})`);
     }
-    await this.reserve(bytes, signal);
-    this.throwIfUnusable();
-    const startedAt = performance.now();
-    const promises = data.map(
-      (d) =>
-        new Promise<LogPosition>((resolve, reject) => {
-          const sizeBytes = recordSize(d);
-          this.buffer.push({ data: d, sizeBytes, startedAt, resolve, reject });
-          this.bufferBytes += sizeBytes;
-        }),
-    );
+    let props: Record<string, string> | undefined;
+    if (properties !== undefined) {
+      props = {};
+      for (const [k, v] of Object.entries(properties)) {
+        if (typeof v !== 'string' || k.length === 0 || Buffer.byteLength(k) > 0xffff) {
+          throw new InvalidArgumentError(`property ${JSON.stringify(k)} must have a 1-65535 byte name and a string value`);
+        }
+        props[k] = v;
+      }
+    }
+    const record = encodeRecord(props === undefined ? { payload } : { payload, properties: props });
+    // A plain Uint8Array view of the payload inside the record: readers share it, nobody copies it.
+    const view = new Uint8Array(record.buffer, record.byteOffset + record.byteLength - payload.byteLength, payload.byteLength);
+    const data: EntryData = props === undefined ? { payload: view } : { payload: view, properties: props };
+    return new PendingEntry(record, data);
+  }
+
+  private push(entry: PendingEntry): Promise<LogPosition> {
+    const promise = new Promise<LogPosition>((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    entry.startedAt = performance.now();
+    this.buffer.push(entry);
+    this.bufferBytes += entry.sizeBytes;
     this.scheduleFlush();
-    return Promise.all(promises);
+    return promise;
   }
 
   private throwIfUnusable(): void {
@@ -176,15 +204,18 @@ export class LogWriter {
     if (this.state === 'closing' || this.state === 'closed') throw new ClosedError('the writer is closed');
   }
 
-  /** Waits until `bytes` fit under maxInflightBytes, first come first served. */
-  private async reserve(bytes: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * Takes `bytes` of the in-flight budget: `true` at once when it fits (the common case, kept
+   * synchronous), else a promise that resolves when it does, first come first served.
+   */
+  private reserve(bytes: number, signal?: AbortSignal): true | Promise<void> {
     const limit = this.ctx.limits.maxInflightBytes;
     if (this.capacityWaiters.length === 0 && (this.usedBytes + bytes <= limit || this.usedBytes === 0)) {
       this.usedBytes += bytes;
-      return;
+      return true;
     }
     signal?.throwIfAborted();
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       const waiter = {
         bytes,
         wake: () => {
@@ -227,8 +258,20 @@ export class LogWriter {
     const sink = this.segment?.sink;
     if (sink === undefined) return;
     const groupCommit = this.ctx.segments.mode === 'local';
-    if (groupCommit || this.state === 'closing' || this.bufferBytes >= this.ctx.limits.maxBlockBytes) {
-      this.flush(groupCommit || this.state === 'closing');
+    if (groupCommit) {
+      // Defer to the end of this turn of the event loop, so that every append made in the
+      // same turn (a caller's loop, the callbacks of one batch of acks) joins one group.
+      if (!this.isFlushQueued && this.writesInFlight < sink.maxConcurrentWrites) {
+        this.isFlushQueued = true;
+        setImmediate(() => {
+          this.isFlushQueued = false;
+          this.flush(true);
+        });
+      }
+      return;
+    }
+    if (this.state === 'closing' || this.bufferBytes >= this.ctx.limits.maxBlockBytes) {
+      this.flush(this.state === 'closing');
       return;
     }
     this.flushTimer ??= setTimeout(() => {
@@ -237,11 +280,16 @@ export class LogWriter {
     }, this.ctx.limits.flushAgeMs);
   }
 
-  /** Cuts blocks from the buffer and hands them to the sink while upload slots are free. */
+  /**
+   * Cuts blocks from the buffer and hands them to the sink while write slots are free. A local
+   * sink takes everything buffered in one call (one write, one fdatasync: group commit); an
+   * object sink takes one block per upload.
+   */
   private flush(includePartial: boolean): void {
     const segment = this.segment;
     if (segment === undefined) return;
     const maxBlockBytes = this.ctx.limits.maxBlockBytes;
+    const groupCommit = this.ctx.segments.mode === 'local';
     while (
       (this.state === 'open' || this.state === 'closing') &&
       this.buffer.length > 0 &&
@@ -252,15 +300,22 @@ export class LogWriter {
         void this.roll();
         return;
       }
-      let bytes = 0;
-      let count = 0;
-      while (count < this.buffer.length && (count === 0 || bytes + (this.buffer[count] as PendingEntry).sizeBytes <= maxBlockBytes)) {
-        bytes += (this.buffer[count] as PendingEntry).sizeBytes;
-        count += 1;
-      }
-      const entries = this.buffer.splice(0, count);
-      this.bufferBytes -= bytes;
-      this.submit(segment, entries);
+      const groups: PendingEntry[][] = [];
+      let start = 0;
+      do {
+        let bytes = 0;
+        let end = start;
+        while (end < this.buffer.length && (end === start || bytes + (this.buffer[end] as PendingEntry).sizeBytes <= maxBlockBytes)) {
+          bytes += (this.buffer[end] as PendingEntry).sizeBytes;
+          end += 1;
+        }
+        if (!includePartial && bytes < maxBlockBytes && groups.length > 0) break;
+        groups.push(this.buffer.slice(start, end));
+        this.bufferBytes -= bytes;
+        start = end;
+      } while (groupCommit && start < this.buffer.length && segment.blocks.length + groups.length < this.ctx.limits.maxSegmentBlocks);
+      this.buffer = start === this.buffer.length ? [] : this.buffer.slice(start);
+      this.submit(segment, groups);
     }
     if (this.buffer.length === 0 && this.flushTimer !== undefined) {
       clearTimeout(this.flushTimer);
@@ -278,35 +333,40 @@ export class LogWriter {
     );
   }
 
-  private submit(segment: ActiveSegment, entries: PendingEntry[]): void {
-    const firstEntryId = segment.nextEntryId;
-    const bytes = encodeBlock({
-      segmentId: segment.segmentId,
-      firstEntryId,
-      epoch: this.ctx.epoch,
-      entries: entries.map((e) => e.data),
-    });
-    const info: BlockInfo = { index: segment.blocks.length, firstEntryId, entryCount: entries.length, sizeBytes: bytes.byteLength };
-    const offset = segment.sizeBytes;
-    segment.blocks.push(info);
-    segment.nextEntryId += entries.length;
-    segment.sizeBytes += bytes.byteLength;
-    const block: InflightBlock = { segmentId: segment.segmentId, offset, info, entries, isDone: false };
-    this.inflight.push(block);
+  /** Encodes `groups` as consecutive blocks and writes them with one sink call. */
+  private submit(segment: ActiveSegment, groups: PendingEntry[][]): void {
+    const pending: PendingBlock[] = [];
+    const blocks: InflightBlock[] = [];
+    for (const entries of groups) {
+      const firstEntryId = segment.nextEntryId;
+      const records = entries.map((e) => e.record);
+      const header = encodeBlockHeader({ segmentId: segment.segmentId, firstEntryId, epoch: this.ctx.epoch, records });
+      let sizeBytes = header.byteLength;
+      for (const r of records) sizeBytes += r.byteLength;
+      const info: BlockInfo = { index: segment.blocks.length, firstEntryId, entryCount: entries.length, sizeBytes };
+      const offset = segment.sizeBytes;
+      segment.blocks.push(info);
+      segment.nextEntryId += entries.length;
+      segment.sizeBytes += sizeBytes;
+      const block: InflightBlock = { segmentId: segment.segmentId, offset, info, entries, isDone: false };
+      this.inflight.push(block);
+      blocks.push(block);
+      pending.push({ index: info.index, firstEntryId, entryCount: entries.length, parts: [header, ...records], sizeBytes });
+    }
     this.writesInFlight += 1;
-    const pending: PendingBlock = { index: info.index, firstEntryId, entryCount: entries.length, bytes };
     const started = performance.now();
-    segment.sink.writeBlocks([pending], { signal: this.abort.signal }).then(
+    segment.sink.writeBlocks(pending, { signal: this.abort.signal }).then(
       () => {
-        this.ctx.telemetry.recordFlush(bytes.byteLength, performance.now() - started);
-        block.isDone = true;
+        const elapsed = performance.now() - started;
+        for (const p of pending) this.ctx.telemetry.recordFlush(p.sizeBytes, elapsed);
+        for (const b of blocks) b.isDone = true;
         this.writesInFlight -= 1;
         this.acknowledge();
       },
       (err: unknown) => {
         this.writesInFlight -= 1;
         this.ctx.telemetry.recordError('flush');
-        this.fail(err, block);
+        this.fail(err, blocks[0]);
       },
     );
   }
@@ -333,11 +393,16 @@ export class LogWriter {
     const { segmentId, info, entries } = block;
     const now = performance.now();
     let released = 0;
-    entries.forEach((e, i) => {
+    let payloadBytes = 0;
+    const { telemetry } = this.ctx;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as PendingEntry;
       released += e.sizeBytes;
-      this.ctx.telemetry.recordAppend(e.data.payload.byteLength, now - e.startedAt);
+      payloadBytes += e.data.payload.byteLength;
+      telemetry.recordAppendLatency(now - e.startedAt);
       e.resolve({ segmentId, entryId: info.firstEntryId + i });
-    });
+    }
+    telemetry.recordAcked(entries.length, payloadBytes);
     if (this.ctx.runtime.owner === this) {
       this.ctx.runtime.lac = { segmentId, entryId: info.firstEntryId + info.entryCount - 1 };
       // Local cursors are byte offsets, object cursors block indexes.

@@ -5,7 +5,10 @@ import { metrics, type Attributes } from '@opentelemetry/api';
  * an SDK. Metric names and units are listed in FORMAT.md's neighbour, docs (woodpecker section).
  */
 export interface WalTelemetry {
-  recordAppend(payloadBytes: number, latencyMs: number): void;
+  /** Per entry: time from append to acknowledgement. */
+  recordAppendLatency(latencyMs: number): void;
+  /** Per acknowledged block: how many entries and payload bytes it acknowledged. */
+  recordAcked(entries: number, payloadBytes: number): void;
   recordFlush(blockBytes: number, latencyMs: number): void;
   recordError(operation: string): void;
 }
@@ -31,10 +34,12 @@ export function createWalTelemetry(logName: string, mode: 'local' | 'object'): W
   const flushLatency = meter.createHistogram(WAL_METRICS.flushLatency.name, { unit: WAL_METRICS.flushLatency.unit, description: 'Time to make one block durable' });
   const errors = meter.createCounter(WAL_METRICS.errors.name, { unit: WAL_METRICS.errors.unit, description: 'Failures by operation' });
   return {
-    recordAppend(payloadBytes, latencyMs) {
+    recordAppendLatency(latencyMs) {
       appendLatency.record(latencyMs, attrs);
+    },
+    recordAcked(entries, payloadBytes) {
       appendBytes.add(payloadBytes, attrs);
-      appendEntries.add(1, attrs);
+      appendEntries.add(entries, attrs);
     },
     recordFlush(blockBytes, latencyMs) {
       flushBytes.record(blockBytes, attrs);

@@ -49,6 +49,9 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+// Linux refuses writev with more than IOV_MAX (1024) buffers.
+const MAX_IOVECS = 1024;
+
 class LocalSegmentSink implements SegmentSink {
   readonly maxConcurrentWrites = 1;
   private isFenced = false;
@@ -62,13 +65,20 @@ class LocalSegmentSink implements SegmentSink {
   async writeBlocks(blocks: readonly PendingBlock[]): Promise<void> {
     if (this.isFenced) throw new FencedError(`${this.where}: fenced by a newer writer`);
     try {
-      // One write and one fdatasync for the whole group: this is the group commit.
-      const buffers = blocks.map((b) => b.bytes);
+      // One vectored write and one fdatasync for the whole group: this is the group commit.
       let total = 0;
-      for (const b of buffers) total += b.byteLength;
-      const { bytesWritten } = await this.fh.writev(buffers);
+      const parts: Buffer[] = [];
+      for (const b of blocks) {
+        total += b.sizeBytes;
+        parts.push(...b.parts);
+      }
+      let written = 0;
+      for (let i = 0; i < parts.length; i += MAX_IOVECS) {
+        const { bytesWritten } = await this.fh.writev(parts.slice(i, i + MAX_IOVECS));
+        written += bytesWritten;
+      }
       // A short write leaves a torn block that readers stop at; the writer must fail.
-      if (bytesWritten !== total) throw new Error(`short write: ${bytesWritten} of ${total} bytes`);
+      if (written !== total) throw new Error(`short write: ${written} of ${total} bytes`);
       await this.fh.datasync();
     } catch (err) {
       throw mapIoError(err, `${this.where}: write`);
@@ -194,6 +204,8 @@ export class LocalSegmentStore implements SegmentStore {
       let expectFirst: number | undefined = offset === 0 ? 0 : undefined;
       let bytes = 0;
       const damaged = (reason: string): SegmentRead => {
+        // Deliver what was valid before the damage first; the next call reports it.
+        if (entries.length > 0) return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'more' };
         if (isComplete && (toEntryId === undefined || nextEntryId <= toEntryId)) {
           throw new CorruptDataError(`${where}: ${reason} at byte ${offset}, below the committed end`);
         }

@@ -102,7 +102,8 @@ export class ObjectSegmentStore implements SegmentStore {
 
   private async putBlock(logId: number, segmentId: number, block: PendingBlock, where: string, signal?: AbortSignal): Promise<void> {
     const key = this.blockKey(logId, segmentId, block.index);
-    const result = await retry(() => this.objects.put(key, block.bytes, { signal, ifNoneMatch: this.storageFencing }), {
+    const body = Buffer.concat(block.parts, block.sizeBytes);
+    const result = await retry(() => this.objects.put(key, body, { signal, ifNoneMatch: this.storageFencing }), {
       signal,
       policy: this.uploadRetry,
     });
@@ -110,7 +111,7 @@ export class ObjectSegmentStore implements SegmentStore {
     // The key is taken: either a fence (we are stale) or our own earlier attempt whose
     // response was lost. Only this segment's single writer writes data blocks here.
     const info = await retry(() => this.objects.head(key, { signal }), { signal, policy: this.readRetry });
-    if (info === undefined || info.metadata?.[FENCE_META] === '1' || info.sizeBytes !== block.bytes.byteLength) {
+    if (info === undefined || info.metadata?.[FENCE_META] === '1' || info.sizeBytes !== block.sizeBytes) {
       throw new FencedError(`${where}: block ${block.index} is fenced by a newer writer`);
     }
   }
@@ -253,6 +254,8 @@ export class ObjectSegmentStore implements SegmentStore {
       const key = this.blockKey(logId, segmentId, index);
       const body = await retry(() => this.objects.get(key, { signal }), { signal, policy: this.readRetry });
       const damaged = (reason: string): SegmentRead => {
+        // Deliver what was valid before the damage first; the next call reports it.
+        if (entries.length > 0) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
         if (isComplete) throw new CorruptDataError(`${where}: block ${index} ${reason}, below the committed end`);
         return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'tail' };
       };

@@ -12,7 +12,9 @@ export interface PendingBlock {
   index: number;
   firstEntryId: number;
   entryCount: number;
-  bytes: Uint8Array;
+  /** The block's bytes in order: the 48-byte header, then the encoded records (not concatenated, to save a copy). */
+  parts: readonly Buffer[];
+  sizeBytes: number;
 }
 
 /** Where a segment's committed prefix ends, as found by recovery or by sealing. */
