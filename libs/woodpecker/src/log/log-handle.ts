@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import type { WalLimits } from '../config.js';
 import { ConflictError, FencedError, InvalidArgumentError, LogNotFoundError } from '../errors.js';
 import type { SegmentExtent, SegmentStore } from '../segment/segment-store.js';
@@ -182,6 +183,47 @@ export class LogHandle {
     }
     runtime.dropBefore(truncatedBefore.segmentId);
     return { deletedSegments: deleted };
+  }
+
+  /**
+   * Object mode: rewrites completed segments made of many small blocks into blocks of about
+   * `targetBlockBytes`, fewer objects to list, read and pay for. Each segment switches to its
+   * new generation with one compare-and-swap on its metadata, then the old objects are deleted;
+   * readers in the middle of the segment move to the new generation at the same entry id, so
+   * they see no gap and no duplicate. A no-op in local mode. Returns the segments compacted.
+   */
+  async compact(
+    options: { signal?: AbortSignal; targetBlockBytes?: number; minBlocks?: number } = {},
+  ): Promise<{ compactedSegments: number }> {
+    const { signal } = options;
+    const { metadata, segments, meta, limits } = this.ctx;
+    if (segments.compact === undefined || segments.deleteGeneration === undefined) return { compactedSegments: 0 };
+    const targetBlockBytes = options.targetBlockBytes ?? limits.maxBlockBytes;
+    const minBlocks = options.minBlocks ?? 4;
+    let compacted = 0;
+    for (const { meta: seg, modRevision } of await listSegments(metadata, meta.name, signal)) {
+      if (seg.state !== 'completed' || seg.blockCount < minBlocks || seg.lastEntryId < 0) continue;
+      // Only worth it when the result has clearly fewer objects.
+      if (seg.sizeBytes / seg.blockCount > targetBlockBytes / 2) continue;
+      const generation = seg.generation ?? 0;
+      // A fresh id per attempt: a concurrent or crashed compaction can never share our objects.
+      const target = randomInt(1, 2 ** 47);
+      const extent = await segments.compact(meta.id, seg.segmentId, { generation, lastEntryId: seg.lastEntryId }, target, {
+        targetBlockBytes,
+        ...(signal ? { signal } : {}),
+      });
+      const key = keys.segment(meta.name, seg.segmentId);
+      const next: SegmentMeta = { ...seg, generation: target, blockCount: extent.blockCount, sizeBytes: extent.sizeBytes };
+      const result = await metadata.txn([{ key, modRevision }], [{ type: 'put', key, value: encodeJson(next) }], { signal });
+      if (!result.succeeded) {
+        // Someone else compacted or truncated it meanwhile: drop our unreferenced output.
+        await segments.deleteGeneration(meta.id, seg.segmentId, target, { signal });
+        continue;
+      }
+      await segments.deleteGeneration(meta.id, seg.segmentId, generation, { signal });
+      compacted += 1;
+    }
+    return { compactedSegments: compacted };
   }
 
   /** The log's segments with their metadata, ascending. For inspection and tooling. */

@@ -1,6 +1,6 @@
 import { sleep } from '@woodstream/common';
 import type { WalLimits } from '../config.js';
-import { ClosedError, LogNotFoundError, TruncatedError } from '../errors.js';
+import { ClosedError, CorruptDataError, LogNotFoundError, TruncatedError } from '../errors.js';
 import type { SegmentCursor, SegmentStore, StoredEntry } from '../segment/segment-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import type { LogRuntime } from './log-runtime.js';
@@ -180,8 +180,13 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
         ...(toEntryId === undefined ? {} : { toEntryId }),
         maxBytes: ctx.limits.readBatchBytes,
         isComplete,
+        generation: meta.generation ?? 0,
         signal,
       });
+      if (read.end === 'missing') {
+        await this.onMissingBlock(meta, signal);
+        return;
+      }
       if (read.entries.length > 0) {
         this.deliver(segmentId, read.entries, read.cursor);
         return;
@@ -224,6 +229,23 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
       this.completed.set(segmentId, meta);
     }
     return meta;
+  }
+
+  /**
+   * A block of a completed segment is gone. If a compaction switched the segment to a new
+   * generation, continue there from the same entry id (positions do not change, so nothing is
+   * skipped or repeated); otherwise the data is lost.
+   */
+  private async onMissingBlock(meta: SegmentMeta, signal: AbortSignal): Promise<void> {
+    this.completed.delete(meta.segmentId);
+    const fresh = await this.segmentMeta(meta.segmentId, signal);
+    if (fresh === undefined) return; // truncated meanwhile: handled by the next fill
+    if ((fresh.generation ?? 0) === (meta.generation ?? 0)) {
+      throw new CorruptDataError(
+        `log ${this.ctx.logName}: segment ${meta.segmentId} is missing a block below its committed end ${meta.lastEntryId}`,
+      );
+    }
+    this.cursor = { entryId: this.position.entryId, block: -1 };
   }
 
   /** The reader's segment does not exist: truncated away, not created yet, or skipped. */

@@ -49,8 +49,10 @@ export interface SegmentMeta {
   lastEntryId: number;
   /** Encoded bytes of committed blocks (final once completed). */
   sizeBytes: number;
-  /** Number of blocks (final once completed). */
+  /** Number of blocks (final once completed; changes with compaction). */
   blockCount: number;
+  /** Storage generation of the blocks: 0 as written, a random id per compaction. Absent means 0. */
+  generation?: number;
   completedAtMs?: number;
 }
 

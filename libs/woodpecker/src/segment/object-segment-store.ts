@@ -1,5 +1,13 @@
 import { retry, type RetryPolicy } from '@woodstream/common';
-import { BLOCK_HEADER_BYTES, decodeBlock, encodeFenceBlock, isFence, parseBlockHeader } from '../format/codec.js';
+import {
+  BLOCK_HEADER_BYTES,
+  decodeBlock,
+  encodeBlockHeader,
+  encodeFenceBlock,
+  encodeRecord,
+  isFence,
+  parseBlockHeader,
+} from '../format/codec.js';
 import { CorruptDataError, FencedError, StorageUnavailableError } from '../errors.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import type {
@@ -68,11 +76,15 @@ export class ObjectSegmentStore implements SegmentStore {
   private segmentPrefix(logId: number, segmentId: number): string {
     return `${this.prefix}${logId}/${pad(segmentId)}/`;
   }
-  private blockKey(logId: number, segmentId: number, index: number): string {
-    return `${this.segmentPrefix(logId, segmentId)}${pad(index)}.blk`;
+  /** Generation 0 holds the blocks as written; any other generation is the output of one compaction attempt. */
+  private generationPrefix(logId: number, segmentId: number, generation: number): string {
+    return generation === 0 ? this.segmentPrefix(logId, segmentId) : `${this.segmentPrefix(logId, segmentId)}g${generation}/`;
   }
-  private footerKey(logId: number, segmentId: number): string {
-    return `${this.segmentPrefix(logId, segmentId)}footer.json`;
+  private blockKey(logId: number, segmentId: number, index: number, generation = 0): string {
+    return `${this.generationPrefix(logId, segmentId, generation)}${pad(index)}.blk`;
+  }
+  private footerKey(logId: number, segmentId: number, generation = 0): string {
+    return `${this.generationPrefix(logId, segmentId, generation)}footer.json`;
   }
 
   createSegment(logId: number, segmentId: number): Promise<SegmentSink> {
@@ -184,9 +196,9 @@ export class ObjectSegmentStore implements SegmentStore {
     };
   }
 
-  private async readHeader(logId: number, segmentId: number, index: number, signal?: AbortSignal) {
+  private async readHeader(logId: number, segmentId: number, index: number, signal?: AbortSignal, generation = 0) {
     const bytes = await retry(
-      () => this.objects.get(this.blockKey(logId, segmentId, index), { signal, range: { start: 0, end: BLOCK_HEADER_BYTES } }),
+      () => this.objects.get(this.blockKey(logId, segmentId, index, generation), { signal, range: { start: 0, end: BLOCK_HEADER_BYTES } }),
       { signal, policy: this.readRetry },
     );
     if (bytes === undefined) return undefined;
@@ -194,8 +206,8 @@ export class ObjectSegmentStore implements SegmentStore {
     return parsed.status === 'ok' ? parsed.header : undefined;
   }
 
-  private async footer(logId: number, segmentId: number, signal?: AbortSignal): Promise<Footer | undefined> {
-    const key = this.footerKey(logId, segmentId);
+  private async footer(logId: number, segmentId: number, generation: number, signal?: AbortSignal): Promise<Footer | undefined> {
+    const key = this.footerKey(logId, segmentId, generation);
     const cached = this.footers.get(key);
     if (cached !== undefined) return cached;
     const bytes = await retry(() => this.objects.get(key, { signal }), { signal, policy: this.readRetry });
@@ -215,8 +227,15 @@ export class ObjectSegmentStore implements SegmentStore {
   }
 
   /** Index of the block holding `entryId`, or the first index past the known blocks. */
-  private async locate(logId: number, segmentId: number, entryId: number, isComplete: boolean, signal?: AbortSignal): Promise<number> {
-    const footer = isComplete ? await this.footer(logId, segmentId, signal) : undefined;
+  private async locate(
+    logId: number,
+    segmentId: number,
+    entryId: number,
+    isComplete: boolean,
+    generation: number,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const footer = isComplete ? await this.footer(logId, segmentId, generation, signal) : undefined;
     if (footer !== undefined) {
       let lo = 0;
       let hi = footer.blocks.length;
@@ -230,7 +249,7 @@ export class ObjectSegmentStore implements SegmentStore {
     }
     // No index yet (active segment): walk block headers with small ranged reads.
     for (let index = 0; ; index++) {
-      const header = await this.readHeader(logId, segmentId, index, signal);
+      const header = await this.readHeader(logId, segmentId, index, signal, generation);
       if (header === undefined || isFence(header)) return index;
       if (header.firstEntryId + header.entryCount > entryId) return index;
     }
@@ -240,19 +259,25 @@ export class ObjectSegmentStore implements SegmentStore {
     logId: number,
     segmentId: number,
     cursor: SegmentCursor,
-    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; signal?: AbortSignal },
+    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; generation?: number; signal?: AbortSignal },
   ): Promise<SegmentRead> {
     const { toEntryId, isComplete, signal } = options;
+    const generation = options.generation ?? 0;
     const where = `log ${logId} segment ${segmentId}`;
     const entries: StoredEntry[] = [];
-    let index = cursor.block >= 0 ? cursor.block : await this.locate(logId, segmentId, cursor.entryId, isComplete, signal);
+    let index = cursor.block >= 0 ? cursor.block : await this.locate(logId, segmentId, cursor.entryId, isComplete, generation, signal);
     let nextEntryId = cursor.entryId;
     let bytes = 0;
     for (;;) {
       if (toEntryId !== undefined && nextEntryId > toEntryId) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'bound' };
       if (bytes >= options.maxBytes) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
-      const key = this.blockKey(logId, segmentId, index);
+      const key = this.blockKey(logId, segmentId, index, generation);
       const body = await retry(() => this.objects.get(key, { signal }), { signal, policy: this.readRetry });
+      if (body === undefined && isComplete) {
+        // Compaction may have replaced this generation; the caller re-reads metadata.
+        if (entries.length > 0) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
+        return { entries, cursor: { entryId: nextEntryId, block: -1 }, end: 'missing' };
+      }
       const damaged = (reason: string): SegmentRead => {
         // Deliver what was valid before the damage first; the next call reports it.
         if (entries.length > 0) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
@@ -278,6 +303,79 @@ export class ObjectSegmentStore implements SegmentStore {
       nextEntryId = Math.max(nextEntryId, blockEnd);
       index += 1;
     }
+  }
+
+  async compact(
+    logId: number,
+    segmentId: number,
+    source: { generation: number; lastEntryId: number },
+    generation: number,
+    options: { targetBlockBytes: number; signal?: AbortSignal },
+  ): Promise<SegmentExtent> {
+    const { signal } = options;
+    const blocks: [number, number, number][] = [];
+    let cursor: SegmentCursor = { entryId: 0, block: -1 };
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let firstEntryId = 0;
+    let sizeBytes = 0;
+    const put = async (): Promise<void> => {
+      if (pending.length === 0) return;
+      const header = encodeBlockHeader({ segmentId, firstEntryId, epoch: 0, records: pending });
+      const body = Buffer.concat([header, ...pending]);
+      // Plain put: until metadata points at this generation nobody reads it, and a retried
+      // compaction writes the same bytes to the same keys.
+      await retry(() => this.objects.put(this.blockKey(logId, segmentId, blocks.length, generation), body, { signal }), {
+        signal,
+        policy: this.uploadRetry,
+      });
+      blocks.push([firstEntryId, pending.length, body.byteLength]);
+      sizeBytes += body.byteLength;
+      firstEntryId += pending.length;
+      pending = [];
+      pendingBytes = 0;
+    };
+    while (cursor.entryId <= source.lastEntryId) {
+      const read = await this.read(logId, segmentId, cursor, {
+        toEntryId: source.lastEntryId,
+        maxBytes: options.targetBlockBytes,
+        isComplete: true,
+        generation: source.generation,
+        ...(signal === undefined ? {} : { signal }),
+      });
+      if (read.end === 'missing') throw new CorruptDataError(`log ${logId} segment ${segmentId}: block missing during compaction`);
+      for (const e of read.entries) {
+        const record = encodeRecord(e.data);
+        if (pendingBytes > 0 && pendingBytes + record.byteLength > options.targetBlockBytes) await put();
+        pending.push(record);
+        pendingBytes += record.byteLength;
+      }
+      cursor = read.cursor;
+    }
+    await put();
+    const footer: Footer = { version: 1, lastEntryId: source.lastEntryId, blocks };
+    await retry(
+      () => this.objects.put(this.footerKey(logId, segmentId, generation), new TextEncoder().encode(JSON.stringify(footer)), { signal }),
+      { signal, policy: this.uploadRetry },
+    );
+    return { lastEntryId: source.lastEntryId, blockCount: blocks.length, sizeBytes };
+  }
+
+  async deleteGeneration(logId: number, segmentId: number, generation: number, options: { signal?: AbortSignal }): Promise<void> {
+    const prefix = this.generationPrefix(logId, segmentId, generation);
+    const { signal } = options;
+    if (generation !== 0) {
+      await this.deletePrefix(prefix, signal);
+    } else {
+      // Generation 0 shares its prefix with later generations: delete only its own keys.
+      for (;;) {
+        const page = await retry(() => this.objects.list(prefix, { signal }), { signal, policy: this.readRetry });
+        const own = page.objects.map((o) => o.key).filter((k) => !k.slice(prefix.length).includes('/'));
+        if (own.length > 0) await retry(() => this.objects.deleteMany(own, { signal }), { signal, policy: this.uploadRetry });
+        if (page.continuationToken === undefined || own.length === 0) break;
+      }
+    }
+    this.footers.delete(this.footerKey(logId, segmentId, generation));
   }
 
   async deleteSegment(logId: number, segmentId: number, options: { signal?: AbortSignal }): Promise<void> {

@@ -62,9 +62,11 @@ export interface SegmentRead {
   cursor: SegmentCursor;
   /**
    * `more`: stopped at the byte budget. `bound`: reached `toEntryId`. `tail`: no further valid
-   * block in storage yet (the live end, a torn tail, or a fence).
+   * block in storage yet (the live end, a torn tail, or a fence). `missing`: a block of a
+   * complete segment is gone — it was compacted away (re-read the segment's generation and
+   * start again from the cursor's entry) or lost.
    */
-  end: 'more' | 'bound' | 'tail';
+  end: 'more' | 'bound' | 'tail' | 'missing';
 }
 
 /**
@@ -93,8 +95,24 @@ export interface SegmentStore {
     logId: number,
     segmentId: number,
     cursor: SegmentCursor,
-    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; signal?: AbortSignal },
+    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; generation?: number; signal?: AbortSignal },
   ): Promise<SegmentRead>;
+  /**
+   * Rewrites a completed segment's entries `[0, lastEntryId]` from generation `generation` into
+   * blocks of about `targetBlockBytes` under generation `target`, index last. Each attempt picks a
+   * fresh random `target`, so concurrent or retried compactions never share objects. The new
+   * generation is invisible until the caller switches the segment's metadata to it; undefined
+   * when this store does not compact (local files).
+   */
+  compact?(
+    logId: number,
+    segmentId: number,
+    source: { generation: number; lastEntryId: number },
+    target: number,
+    options: { targetBlockBytes: number; signal?: AbortSignal },
+  ): Promise<SegmentExtent>;
+  /** Deletes the objects of one generation of a segment (after a compaction switched away from it). */
+  deleteGeneration?(logId: number, segmentId: number, generation: number, options: { signal?: AbortSignal }): Promise<void>;
   deleteSegment(logId: number, segmentId: number, options: { signal?: AbortSignal }): Promise<void>;
   deleteLog(logId: number, options: { signal?: AbortSignal }): Promise<void>;
   close(): Promise<void>;
