@@ -7,6 +7,7 @@ import { validateLogName } from './log/names.js';
 import { LocalSegmentStore } from './segment/local-segment-store.js';
 import { ObjectSegmentStore } from './segment/object-segment-store.js';
 import type { SegmentStore } from './segment/segment-store.js';
+import { instrumentMetadataStore, instrumentObjectStore } from './storage/instrumented.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import type { ObjectStore } from './storage/object-store.js';
 
@@ -58,14 +59,14 @@ export class Woodpecker {
       if (typeof storage.rootDir !== 'string' || storage.rootDir === '') throw new InvalidArgumentError('storage.rootDir is required in local mode');
       segments = new LocalSegmentStore(storage.rootDir);
     } else if (storage.mode === 'object') {
-      segments = new ObjectSegmentStore(storage.objectStore, {
+      segments = new ObjectSegmentStore(instrumentObjectStore(storage.objectStore), {
         ...(storage.keyPrefix === undefined ? {} : { keyPrefix: storage.keyPrefix }),
         ...(storage.maxConcurrentUploads === undefined ? {} : { maxConcurrentUploads: storage.maxConcurrentUploads }),
       });
     } else {
       throw new InvalidArgumentError(`unknown storage mode ${JSON.stringify((storage as { mode: unknown }).mode)}`);
     }
-    return new Woodpecker(options.metadata, segments, limits);
+    return new Woodpecker(instrumentMetadataStore(options.metadata), segments, limits);
   }
 
   /** Whether storage alone fences stale writers (local mode, or object stores with conditional writes). */

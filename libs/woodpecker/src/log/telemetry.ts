@@ -2,7 +2,7 @@ import { metrics, type Attributes } from '@opentelemetry/api';
 
 /**
  * Telemetry of the WAL through the OpenTelemetry API: a no-op unless the application registers
- * an SDK. Metric names and units are listed in FORMAT.md's neighbour, docs (woodpecker section).
+ * an SDK. All metric names and units are in WAL_METRICS below.
  */
 export interface WalTelemetry {
   /** Per entry: time from append to acknowledgement. */
@@ -21,6 +21,8 @@ export const WAL_METRICS = {
   flushBytes: { name: 'woodpecker.flush.size', unit: 'By' },
   flushLatency: { name: 'woodpecker.flush.duration', unit: 'ms' },
   errors: { name: 'woodpecker.errors', unit: '{error}' },
+  storageRequests: { name: 'woodpecker.storage.requests', unit: '{request}' },
+  storageDuration: { name: 'woodpecker.storage.duration', unit: 'ms' },
 } as const;
 
 /** Creates the WAL's instruments for one log (the log name is an attribute). */
