@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // condition), so tests never need a build first.
 // 'module' is left out on purpose: it makes some packages (the AWS SDK) resolve to builds
 // that Node itself cannot load.
-const conditions = ['@woodstream/source', 'node', 'import', 'default'];
+const conditions = ['@woodstream/source', 'node', 'default'];
 const resolve = { conditions };
 const ssr = { resolve: { conditions } };
 const globalSetup = ['libs/testing/src/global-setup.ts'];
