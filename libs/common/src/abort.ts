@@ -34,7 +34,7 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
       },
       (err: unknown) => {
         signal.removeEventListener('abort', onAbort);
-        reject(err as Error);
+        reject(err instanceof Error ? err : new Error(String(err)));
       },
     );
   });

@@ -23,7 +23,11 @@ const MAX_ATTEMPTS_LIMIT = 100;
  */
 export async function retry<T>(
   fn: (attempt: number) => Promise<T>,
-  options: { signal?: AbortSignal; policy?: RetryPolicy; onRetry?: (err: unknown, attempt: number) => void } = {},
+  options: {
+    signal?: AbortSignal;
+    policy?: RetryPolicy;
+    onRetry?: (err: unknown, attempt: number) => void;
+  } = {},
 ): Promise<T> {
   const { signal, policy = {}, onRetry } = options;
   const maxAttempts = Math.min(Math.max(policy.maxAttempts ?? 5, 1), MAX_ATTEMPTS_LIMIT);

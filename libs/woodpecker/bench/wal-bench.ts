@@ -6,7 +6,12 @@ import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { createTestBucket, makeTempDir, startRadosgw } from '@woodstream/testing';
-import { FileMetadataStore, S3ObjectStore, Woodpecker, type LogWriter } from '@woodstream/woodpecker';
+import {
+  FileMetadataStore,
+  S3ObjectStore,
+  Woodpecker,
+  type LogWriter,
+} from '@woodstream/woodpecker';
 
 const quick = process.argv.includes('--quick');
 const skipObject = process.argv.includes('--skip-object');
@@ -30,7 +35,10 @@ function percentile(sorted: number[], p: number): number {
 const fmt = (n: number, digits = 1): string => n.toFixed(digits);
 
 /** Raw disk: write `chunk` bytes + fdatasync, repeatedly, for a fixed time. Returns MB/s. */
-async function rawDisk(dir: string, chunk: number): Promise<{ mbps: number; p50: number; p99: number }> {
+async function rawDisk(
+  dir: string,
+  chunk: number,
+): Promise<{ mbps: number; p50: number; p99: number }> {
   const file = join(dir, `raw-${chunk}`);
   const fh = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND);
   const buf = Buffer.alloc(chunk, 7);
@@ -52,7 +60,11 @@ async function rawDisk(dir: string, chunk: number): Promise<{ mbps: number; p50:
 }
 
 /** Appends `size`-byte entries with up to `window` in flight for a fixed time. */
-async function pipelined(writer: LogWriter, size: number, window: number): Promise<{ perSec: number; mbps: number }> {
+async function pipelined(
+  writer: LogWriter,
+  size: number,
+  window: number,
+): Promise<{ perSec: number; mbps: number }> {
   const payload = new Uint8Array(size).fill(3);
   let acked = 0;
   const start = performance.now();
@@ -81,7 +93,11 @@ async function pipelined(writer: LogWriter, size: number, window: number): Promi
 }
 
 /** One append at a time: latency percentiles in ms. */
-async function sequential(writer: LogWriter, size: number, count: number): Promise<{ p50: number; p99: number }> {
+async function sequential(
+  writer: LogWriter,
+  size: number,
+  count: number,
+): Promise<{ p50: number; p99: number }> {
   const payload = new Uint8Array(size).fill(5);
   const lat: number[] = [];
   for (let i = 0; i < count; i++) {
@@ -96,7 +112,11 @@ async function sequential(writer: LogWriter, size: number, count: number): Promi
 async function localMode(): Promise<void> {
   await using dir = await makeTempDir('bench-wal');
   const metadata = await FileMetadataStore.open({});
-  const wp = Woodpecker.open({ metadata, storage: { mode: 'local', rootDir: join(dir.path, 'wal') }, limits: { maxSegmentBytes: 1024 * MiB } });
+  const wp = Woodpecker.open({
+    metadata,
+    storage: { mode: 'local', rootDir: join(dir.path, 'wal') },
+    limits: { maxSegmentBytes: 1024 * MiB },
+  });
   try {
     // Raw and WAL runs alternate, and each figure is the best of its rounds: this VM's disk
     // and memory speed drift by 2-5x over minutes, so only measurements taken side by side compare.
@@ -165,7 +185,9 @@ async function objectMode(): Promise<void> {
       await Promise.all(
         Array.from({ length: concurrency }, async (_, w) => {
           while (performance.now() < end) {
-            await bucket.client.send(new PutObjectCommand({ Bucket: bucket.name, Key: `raw/${w}/${n}`, Body: body }));
+            await bucket.client.send(
+              new PutObjectCommand({ Bucket: bucket.name, Key: `raw/${w}/${n}`, Body: body }),
+            );
             n += 1;
           }
         }),
@@ -177,7 +199,13 @@ async function objectMode(): Promise<void> {
 
     let puts = 0;
     const { endpoint, region, accessKeyId, secretAccessKey } = rgw.s3;
-    const objects = await S3ObjectStore.open({ endpoint, region, accessKeyId, secretAccessKey, bucket: bucket.name });
+    const objects = await S3ObjectStore.open({
+      endpoint,
+      region,
+      accessKeyId,
+      secretAccessKey,
+      bucket: bucket.name,
+    });
     const counting = new Proxy(objects, {
       get(target, prop, receiver) {
         const value: unknown = Reflect.get(target, prop, receiver);
@@ -187,7 +215,9 @@ async function objectMode(): Promise<void> {
             return (value as (...a: unknown[]) => unknown).apply(target, args);
           };
         }
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        return typeof value === 'function'
+          ? (value as (...a: unknown[]) => unknown).bind(target)
+          : value;
       },
     });
     const metadata = await FileMetadataStore.open({});
@@ -210,16 +240,36 @@ async function objectMode(): Promise<void> {
         ratio: fmt(r.mbps / rawMbps, 2),
         target: '>= 0.80',
       });
-      rows.push({ name: 'object PUT requests per MiB written', value: fmt(puts / mib, 3), raw: '-', ratio: '-', target: '<= 0.3' });
+      rows.push({
+        name: 'object PUT requests per MiB written',
+        value: fmt(puts / mib, 3),
+        raw: '-',
+        ratio: '-',
+        target: '<= 0.3',
+      });
       await writer.close();
       await wp.close();
     }
     for (const flushAgeMs of [5, 50, 200]) {
-      const wp = Woodpecker.open({ metadata, storage: { mode: 'object', objectStore: objects }, limits: { flushAgeMs } });
+      const wp = Woodpecker.open({
+        metadata,
+        storage: { mode: 'object', objectStore: objects },
+        limits: { flushAgeMs },
+      });
       const writer = await (await wp.createLog(`lat-${flushAgeMs}`)).openWriter();
       progress(`WAL object: 1 KiB one at a time, flush age ${flushAgeMs} ms`);
-      const r = await sequential(writer, KiB, flushAgeMs >= 200 ? (quick ? 10 : 30) : quick ? 30 : 100);
-      rows.push({ name: `object 1 KiB latency, flush age ${flushAgeMs} ms, p50 / p99 (ms)`, value: `${fmt(r.p50)} / ${fmt(r.p99)}`, raw: '-', ratio: '-', target: 'report' });
+      const r = await sequential(
+        writer,
+        KiB,
+        flushAgeMs >= 200 ? (quick ? 10 : 30) : quick ? 30 : 100,
+      );
+      rows.push({
+        name: `object 1 KiB latency, flush age ${flushAgeMs} ms, p50 / p99 (ms)`,
+        value: `${fmt(r.p50)} / ${fmt(r.p99)}`,
+        raw: '-',
+        ratio: '-',
+        target: 'report',
+      });
       await writer.close();
       await wp.close();
     }
@@ -231,10 +281,13 @@ async function objectMode(): Promise<void> {
   }
 }
 
+// A command-line tool: its output is the report.
+/* eslint-disable no-console */
 await localMode();
 if (!skipObject) await objectMode();
 const widths = [52, 16, 44, 12, 12];
-const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 10)).join(' | ');
+const line = (cells: string[]): string =>
+  cells.map((c, i) => c.padEnd(widths[i] ?? 10)).join(' | ');
 console.log(line(['measure', 'WAL', 'raw limit (same run)', 'ratio', 'target']));
 console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
 for (const r of rows) console.log(line([r.name, r.value, r.raw, r.ratio, r.target]));

@@ -48,7 +48,10 @@ const RANGES: Record<keyof WalLimits, [number, number]> = {
 };
 
 /** Applies defaults for `mode` and validates every field; throws InvalidArgumentError listing all problems. */
-export function withDefaults(mode: 'local' | 'object', partial: Partial<WalLimits> = {}): Readonly<WalLimits> {
+export function withDefaults(
+  mode: 'local' | 'object',
+  partial: Partial<WalLimits> = {},
+): Readonly<WalLimits> {
   const limits: WalLimits = {
     maxEntryBytes: 16 * MiB,
     maxBlockBytes: mode === 'object' ? 4 * MiB : 1 * MiB,
@@ -72,7 +75,9 @@ export function withDefaults(mode: 'local' | 'object', partial: Partial<WalLimit
   for (const key of Object.keys(partial)) {
     if (!(key in RANGES)) problems.push(`unknown option ${key}`);
   }
-  if (limits.maxEntryBytes > limits.maxInflightBytes) problems.push('maxEntryBytes must not exceed maxInflightBytes');
-  if (problems.length > 0) throw new InvalidArgumentError(`invalid WAL limits: ${problems.join('; ')}`);
+  if (limits.maxEntryBytes > limits.maxInflightBytes)
+    problems.push('maxEntryBytes must not exceed maxInflightBytes');
+  if (problems.length > 0)
+    throw new InvalidArgumentError(`invalid WAL limits: ${problems.join('; ')}`);
   return Object.freeze(limits);
 }

@@ -34,9 +34,23 @@ export { WAL_METRICS } from './log/telemetry.js';
 export { EtcdMetadataStore } from './storage/etcd-metadata-store.js';
 export type { EtcdMetadataStoreConfig } from './storage/etcd-metadata-store.js';
 export { FileMetadataStore } from './storage/file-metadata-store.js';
-export type { Compare, KeyValue, Lease, MetadataStore, TxnOp, TxnResult, WatchEvent } from './storage/metadata-store.js';
+export type {
+  Compare,
+  KeyValue,
+  Lease,
+  MetadataStore,
+  TxnOp,
+  TxnResult,
+  WatchEvent,
+} from './storage/metadata-store.js';
 export { MemoryObjectStore } from './storage/memory-object-store.js';
-export type { ListPage, ObjectInfo, ObjectStore, PutOptions, PutResult } from './storage/object-store.js';
+export type {
+  ListPage,
+  ObjectInfo,
+  ObjectStore,
+  PutOptions,
+  PutResult,
+} from './storage/object-store.js';
 export { S3ObjectStore } from './storage/s3-object-store.js';
 export type { S3ObjectStoreConfig } from './storage/s3-object-store.js';
 export { Woodpecker } from './woodpecker.js';

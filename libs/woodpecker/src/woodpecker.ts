@@ -1,5 +1,11 @@
 import { withDefaults, type WalLimits } from './config.js';
-import { ClosedError, ConflictError, InvalidArgumentError, LogExistsError, LogNotFoundError } from './errors.js';
+import {
+  ClosedError,
+  ConflictError,
+  InvalidArgumentError,
+  LogExistsError,
+  LogNotFoundError,
+} from './errors.js';
 import { LogHandle } from './log/log-handle.js';
 import { LogRuntime } from './log/log-runtime.js';
 import { allocateLogId, decodeJson, encodeJson, keys, type LogMeta } from './log/metadata.js';
@@ -56,15 +62,20 @@ export class Woodpecker {
     const limits = withDefaults(storage.mode, options.limits);
     let segments: SegmentStore;
     if (storage.mode === 'local') {
-      if (typeof storage.rootDir !== 'string' || storage.rootDir === '') throw new InvalidArgumentError('storage.rootDir is required in local mode');
+      if (typeof storage.rootDir !== 'string' || storage.rootDir === '')
+        throw new InvalidArgumentError('storage.rootDir is required in local mode');
       segments = new LocalSegmentStore(storage.rootDir);
     } else if (storage.mode === 'object') {
       segments = new ObjectSegmentStore(instrumentObjectStore(storage.objectStore), {
         ...(storage.keyPrefix === undefined ? {} : { keyPrefix: storage.keyPrefix }),
-        ...(storage.maxConcurrentUploads === undefined ? {} : { maxConcurrentUploads: storage.maxConcurrentUploads }),
+        ...(storage.maxConcurrentUploads === undefined
+          ? {}
+          : { maxConcurrentUploads: storage.maxConcurrentUploads }),
       });
     } else {
-      throw new InvalidArgumentError(`unknown storage mode ${JSON.stringify((storage as { mode: unknown }).mode)}`);
+      throw new InvalidArgumentError(
+        `unknown storage mode ${JSON.stringify((storage as { mode: unknown }).mode)}`,
+      );
     }
     return new Woodpecker(instrumentMetadataStore(options.metadata), segments, limits);
   }
@@ -80,7 +91,12 @@ export class Woodpecker {
     validateLogName(name);
     const { signal } = options;
     const id = await allocateLogId(this.metadata, signal);
-    const meta: LogMeta = { id, name, createdAtMs: Date.now(), truncatedBefore: { segmentId: 0, entryId: 0 } };
+    const meta: LogMeta = {
+      id,
+      name,
+      createdAtMs: Date.now(),
+      truncatedBefore: { segmentId: 0, entryId: 0 },
+    };
     const result = await this.metadata.txn(
       [
         { key: keys.log(name), modRevision: 0 },
@@ -91,8 +107,11 @@ export class Woodpecker {
       { signal },
     );
     if (!result.succeeded) {
-      if ((await this.metadata.get(keys.log(name), { signal })) !== undefined) throw new LogExistsError(`log ${name} already exists`);
-      throw new ConflictError(`log ${name}: a deletion of an earlier log of this name is still in progress`);
+      if ((await this.metadata.get(keys.log(name), { signal })) !== undefined)
+        throw new LogExistsError(`log ${name} already exists`);
+      throw new ConflictError(
+        `log ${name}: a deletion of an earlier log of this name is still in progress`,
+      );
     }
     return this.handle(meta);
   }
@@ -133,7 +152,8 @@ export class Woodpecker {
       ],
       { signal },
     );
-    if (!result.succeeded) throw new ConflictError(`log ${name} changed while being deleted; try again`);
+    if (!result.succeeded)
+      throw new ConflictError(`log ${name} changed while being deleted; try again`);
     await this.segments.deleteLog(meta.id, { signal });
     this.runtimes.get(name)?.notify();
     this.runtimes.delete(name);

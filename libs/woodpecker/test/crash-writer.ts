@@ -14,7 +14,13 @@ export interface CrashWriterConfig {
   metadataPath?: string;
   etcd?: { endpoint: string; rootPrefix: string };
   rootDir?: string;
-  s3?: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string; bucket: string };
+  s3?: {
+    endpoint: string;
+    region: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    bucket: string;
+  };
 }
 
 const MAX_ENTRIES = 1_000_000;
@@ -28,12 +34,19 @@ process.on('disconnect', () => process.exit(2));
 
 const config = JSON.parse(process.argv[2] ?? '{}') as CrashWriterConfig;
 const metadata: MetadataStore = config.etcd
-  ? await EtcdMetadataStore.open({ endpoints: [config.etcd.endpoint], rootPrefix: config.etcd.rootPrefix })
+  ? await EtcdMetadataStore.open({
+      endpoints: [config.etcd.endpoint],
+      rootPrefix: config.etcd.rootPrefix,
+    })
   : await FileMetadataStore.open({ path: config.metadataPath as string });
 const storage: StorageOptions = config.s3
   ? { mode: 'object', objectStore: await S3ObjectStore.open(config.s3) }
   : { mode: 'local', rootDir: config.rootDir as string };
-const wp = Woodpecker.open({ metadata, storage, limits: { flushAgeMs: 5, maxBlockBytes: 64 * 1024 } });
+const wp = Woodpecker.open({
+  metadata,
+  storage,
+  limits: { flushAgeMs: 5, maxBlockBytes: 64 * 1024 },
+});
 const writer = await (await wp.openLog(config.logName)).openWriter();
 send({ type: 'ready', epoch: writer.epoch });
 

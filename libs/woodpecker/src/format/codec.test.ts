@@ -21,7 +21,7 @@ export const BASIC_FIXTURE = {
   epoch: 7,
   entries: [
     { payload: enc.encode('hello') },
-    { payload: new Uint8Array(0), properties: { trace: '00-abc-01', 'ü': 'ß' } },
+    { payload: new Uint8Array(0), properties: { trace: '00-abc-01', ü: 'ß' } },
     { payload: Uint8Array.from([0, 1, 2, 255]) },
   ] satisfies EntryData[],
 };
@@ -31,7 +31,9 @@ function randomEntries(seed: number, count: number): EntryData[] {
   const next = (): number => (x = (x * 1103515245 + 12345) % 2 ** 31);
   return Array.from({ length: count }, () => {
     const payload = Uint8Array.from({ length: next() % 300 }, () => next() % 256);
-    return next() % 3 === 0 ? { payload, properties: { k: String(next()), other: 'v'.repeat(next() % 20) } } : { payload };
+    return next() % 3 === 0
+      ? { payload, properties: { k: String(next()), other: 'v'.repeat(next() % 20) } }
+      : { payload };
   });
 }
 
@@ -67,7 +69,9 @@ describe('block codec (format v1)', () => {
     for (let seed = 1; seed <= 50; seed++) {
       const entries = randomEntries(seed, seed % 17);
       const bytes = encodeBlock({ segmentId: seed, firstEntryId: seed * 10, epoch: 1, entries });
-      expect(bytes.byteLength).toBe(BLOCK_HEADER_BYTES + entries.reduce((n, e) => n + recordSize(e), 0));
+      expect(bytes.byteLength).toBe(
+        BLOCK_HEADER_BYTES + entries.reduce((n, e) => n + recordSize(e), 0),
+      );
       const parsed = decodeBlock(bytes);
       expect(parsed.status).toBe('ok');
       if (parsed.status === 'ok') expect(parsed.block.entries).toEqual(entries);
@@ -75,7 +79,12 @@ describe('block codec (format v1)', () => {
   });
 
   it('never returns entries from a block with any single flipped bit', () => {
-    const bytes = encodeBlock({ segmentId: 1, firstEntryId: 0, epoch: 2, entries: randomEntries(9, 5) });
+    const bytes = encodeBlock({
+      segmentId: 1,
+      firstEntryId: 0,
+      epoch: 2,
+      entries: randomEntries(9, 5),
+    });
     for (let i = 0; i < bytes.byteLength; i++) {
       for (const bit of [0, 7]) {
         const copy = Buffer.from(bytes);
@@ -86,15 +95,30 @@ describe('block codec (format v1)', () => {
   });
 
   it('reports every prefix of a block as short (a torn tail), never as valid', () => {
-    const bytes = encodeBlock({ segmentId: 1, firstEntryId: 0, epoch: 2, entries: randomEntries(4, 6) });
+    const bytes = encodeBlock({
+      segmentId: 1,
+      firstEntryId: 0,
+      epoch: 2,
+      entries: randomEntries(4, 6),
+    });
     for (let cut = 0; cut < bytes.byteLength; cut++) {
       expect(decodeBlock(bytes.subarray(0, cut)).status).toBe('short');
     }
   });
 
   it('decodes consecutive blocks in one buffer by offset', () => {
-    const a = encodeBlock({ segmentId: 0, firstEntryId: 0, epoch: 1, entries: randomEntries(1, 3) });
-    const b = encodeBlock({ segmentId: 0, firstEntryId: 3, epoch: 1, entries: randomEntries(2, 2) });
+    const a = encodeBlock({
+      segmentId: 0,
+      firstEntryId: 0,
+      epoch: 1,
+      entries: randomEntries(1, 3),
+    });
+    const b = encodeBlock({
+      segmentId: 0,
+      firstEntryId: 3,
+      epoch: 1,
+      entries: randomEntries(2, 2),
+    });
     const both = Buffer.concat([a, b]);
     const first = decodeBlock(both, 0);
     expect(first.status).toBe('ok');
@@ -103,7 +127,12 @@ describe('block codec (format v1)', () => {
   });
 
   it('throws a typed corruption error for a damaged stand-alone block', () => {
-    const bytes = encodeBlock({ segmentId: 0, firstEntryId: 0, epoch: 1, entries: randomEntries(3, 2) });
+    const bytes = encodeBlock({
+      segmentId: 0,
+      firstEntryId: 0,
+      epoch: 1,
+      entries: randomEntries(3, 2),
+    });
     bytes[bytes.byteLength - 1] = (bytes[bytes.byteLength - 1] as number) ^ 0xff;
     expect(() => decodeWholeBlock(bytes, 'seg 0 block 0')).toThrow(
       expect.objectContaining({ code: 'WAL_CORRUPT', retryable: false }) as Error,

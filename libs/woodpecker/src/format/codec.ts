@@ -106,7 +106,8 @@ export function encodeRecord(entry: EntryData): Buffer {
 export function recordPayload(record: Buffer): Buffer {
   const propertyCount = record.readUInt16LE(8);
   let off = RECORD_HEADER_BYTES;
-  for (let k = 0; k < propertyCount; k++) off += 6 + record.readUInt16LE(off) + record.readUInt32LE(off + 2);
+  for (let k = 0; k < propertyCount; k++)
+    off += 6 + record.readUInt16LE(off) + record.readUInt32LE(off + 2);
   return record.subarray(off);
 }
 
@@ -130,8 +131,14 @@ export function encodeBlockHeader(options: {
   flags?: number;
 }): Buffer {
   const { segmentId, firstEntryId, epoch, records, flags = 0 } = options;
-  assert(Number.isSafeInteger(segmentId) && segmentId >= 0, 'segmentId is a non-negative safe integer');
-  assert(Number.isSafeInteger(firstEntryId) && firstEntryId >= 0, 'firstEntryId is a non-negative safe integer');
+  assert(
+    Number.isSafeInteger(segmentId) && segmentId >= 0,
+    'segmentId is a non-negative safe integer',
+  );
+  assert(
+    Number.isSafeInteger(firstEntryId) && firstEntryId >= 0,
+    'firstEntryId is a non-negative safe integer',
+  );
   assert(Number.isSafeInteger(epoch) && epoch >= 0, 'epoch is a non-negative safe integer');
   let recordsBytes = 0;
   for (const r of records) recordsBytes += r.byteLength;
@@ -190,9 +197,11 @@ export function parseBlockHeader(buf: Uint8Array, offset = 0): HeaderParse {
   if (buf.byteLength - offset < BLOCK_HEADER_BYTES) return { status: 'short' };
   const b = Buffer.from(buf.buffer, buf.byteOffset + offset, BLOCK_HEADER_BYTES);
   if (b.readUInt32LE(0) !== BLOCK_MAGIC) return { status: 'invalid', reason: 'bad magic' };
-  if (b.readUInt32LE(44) !== crc32(b.subarray(0, 44))) return { status: 'invalid', reason: 'header checksum mismatch' };
+  if (b.readUInt32LE(44) !== crc32(b.subarray(0, 44)))
+    return { status: 'invalid', reason: 'header checksum mismatch' };
   const version = b.readUInt16LE(4);
-  if (version !== FORMAT_VERSION) return { status: 'invalid', reason: `unsupported format version ${version}` };
+  if (version !== FORMAT_VERSION)
+    return { status: 'invalid', reason: `unsupported format version ${version}` };
   const segmentId = Number(b.readBigUInt64LE(8));
   const firstEntryId = Number(b.readBigUInt64LE(16));
   const epoch = Number(b.readBigUInt64LE(28));
@@ -238,14 +247,17 @@ export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
   let sequenceCrc = 0;
   try {
     for (let i = 0; i < header.entryCount; i++) {
-      if (records.byteLength - off < RECORD_HEADER_BYTES) return { status: 'invalid', reason: 'record header past block end' };
+      if (records.byteLength - off < RECORD_HEADER_BYTES)
+        return { status: 'invalid', reason: 'record header past block end' };
       const length = records.readUInt32LE(off);
       const crc = records.readUInt32LE(off + 4);
       const bodyStart = off + 8;
       const bodyEnd = bodyStart + length;
-      if (bodyEnd > records.byteLength || length < 4) return { status: 'invalid', reason: 'record length out of bounds' };
+      if (bodyEnd > records.byteLength || length < 4)
+        return { status: 'invalid', reason: 'record length out of bounds' };
       const body = records.subarray(bodyStart, bodyEnd);
-      if (crc32(body) !== crc) return { status: 'invalid', reason: `record ${i} checksum mismatch` };
+      if (crc32(body) !== crc)
+        return { status: 'invalid', reason: `record ${i} checksum mismatch` };
       sequenceCrc = crc32(records.subarray(off, off + 8), sequenceCrc);
       const propertyCount = body.readUInt16LE(0);
       let p = 4;
@@ -254,7 +266,8 @@ export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
         const keyLen = body.readUInt16LE(p);
         const valueLen = body.readUInt32LE(p + 2);
         p += 6;
-        if (p + keyLen + valueLen > body.byteLength) return { status: 'invalid', reason: 'property out of bounds' };
+        if (p + keyLen + valueLen > body.byteLength)
+          return { status: 'invalid', reason: 'property out of bounds' };
         const key = textDecoder.decode(body.subarray(p, p + keyLen));
         p += keyLen;
         const value = textDecoder.decode(body.subarray(p, p + valueLen));
@@ -271,8 +284,10 @@ export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
     // A property that is not valid UTF-8 after a matching CRC means a writer bug, not a torn write.
     return { status: 'invalid', reason: `undecodable record: ${String(err)}` };
   }
-  if (off !== records.byteLength) return { status: 'invalid', reason: 'trailing bytes after the last record' };
-  if (sequenceCrc !== header.recordsCrc) return { status: 'invalid', reason: 'block checksum mismatch' };
+  if (off !== records.byteLength)
+    return { status: 'invalid', reason: 'trailing bytes after the last record' };
+  if (sequenceCrc !== header.recordsCrc)
+    return { status: 'invalid', reason: 'block checksum mismatch' };
   return { status: 'ok', block: { header, entries, sizeBytes: end - offset } };
 }
 
@@ -281,13 +296,20 @@ export function decodeWholeBlock(buf: Uint8Array, where: string): DecodedBlock {
   const parsed = decodeBlock(buf);
   if (parsed.status === 'short') throw new CorruptDataError(`${where}: block is truncated`);
   if (parsed.status === 'invalid') throw new CorruptDataError(`${where}: ${parsed.reason}`);
-  if (parsed.block.sizeBytes !== buf.byteLength) throw new CorruptDataError(`${where}: trailing bytes after the block`);
+  if (parsed.block.sizeBytes !== buf.byteLength)
+    throw new CorruptDataError(`${where}: trailing bytes after the block`);
   return parsed.block;
 }
 
 /** An empty block with the fence flag: it caps the segment at `atEntryId`. */
 export function encodeFenceBlock(segmentId: number, atEntryId: number, epoch: number): Buffer {
-  return encodeBlock({ segmentId, firstEntryId: atEntryId, epoch, entries: [], flags: BlockFlags.fence });
+  return encodeBlock({
+    segmentId,
+    firstEntryId: atEntryId,
+    epoch,
+    entries: [],
+    flags: BlockFlags.fence,
+  });
 }
 
 export function isFence(header: BlockHeader): boolean {

@@ -24,7 +24,10 @@ interface Backend {
 }
 
 /** Runs the child writer, SIGKILLs it after `minAcks` acks, and returns what it acknowledged. */
-async function crashWriter(config: CrashWriterConfig, minAcks: number): Promise<Map<number, LogPosition>> {
+async function crashWriter(
+  config: CrashWriterConfig,
+  minAcks: number,
+): Promise<Map<number, LogPosition>> {
   const acks = new Map<number, LogPosition>();
   const errors: string[] = [];
   let output = '';
@@ -42,7 +45,8 @@ async function crashWriter(config: CrashWriterConfig, minAcks: number): Promise<
   try {
     await waitFor(
       () => {
-        if (child.exitCode !== null) throw new Error(`child exited early (${child.exitCode}): ${output}`);
+        if (child.exitCode !== null)
+          throw new Error(`child exited early (${child.exitCode}): ${output}`);
         return acks.size >= minAcks;
       },
       { timeoutMs: 60_000, description: `${minAcks} acks from the child writer` },
@@ -96,7 +100,11 @@ async function createLog(backend: Backend): Promise<void> {
 describe('crash recovery', () => {
   it('keeps every entry acked by a writer killed with SIGKILL (local files, embedded metadata)', async () => {
     await using dir = await makeTempDir('crash-local');
-    const config: CrashWriterConfig = { logName: 'crash', metadataPath: join(dir.path, 'meta.log'), rootDir: join(dir.path, 'data') };
+    const config: CrashWriterConfig = {
+      logName: 'crash',
+      metadataPath: join(dir.path, 'meta.log'),
+      rootDir: join(dir.path, 'data'),
+    };
     const backend: Backend = {
       config,
       metadata: () => FileMetadataStore.open({ path: config.metadataPath as string }),
@@ -114,12 +122,25 @@ describe('crash recovery', () => {
     const config: CrashWriterConfig = {
       logName: 'crash',
       etcd: { endpoint: etcdEndpoint, rootPrefix: `/${uniqueName('crash')}/` },
-      s3: { endpoint: radosgw.endpoint, region: radosgw.region, accessKeyId: radosgw.accessKeyId, secretAccessKey: radosgw.secretAccessKey, bucket: bucket.name },
+      s3: {
+        endpoint: radosgw.endpoint,
+        region: radosgw.region,
+        accessKeyId: radosgw.accessKeyId,
+        secretAccessKey: radosgw.secretAccessKey,
+        bucket: bucket.name,
+      },
     };
     const backend: Backend = {
       config,
-      metadata: () => EtcdMetadataStore.open({ endpoints: [etcdEndpoint], rootPrefix: config.etcd?.rootPrefix ?? '' }),
-      storage: async () => ({ mode: 'object', objectStore: await S3ObjectStore.open(config.s3 as NonNullable<CrashWriterConfig['s3']>) }),
+      metadata: () =>
+        EtcdMetadataStore.open({
+          endpoints: [etcdEndpoint],
+          rootPrefix: config.etcd?.rootPrefix ?? '',
+        }),
+      storage: async () => ({
+        mode: 'object',
+        objectStore: await S3ObjectStore.open(config.s3 as NonNullable<CrashWriterConfig['s3']>),
+      }),
       cleanup: () => Promise.resolve(),
     };
     await createLog(backend);

@@ -6,7 +6,15 @@ import type { MetadataStore } from '../storage/metadata-store.js';
 import { LogReader, type ReadFrom } from './log-reader.js';
 import type { LogRuntime } from './log-runtime.js';
 import { LogWriter } from './log-writer.js';
-import { decodeJson, encodeJson, keys, listSegments, type LogMeta, type SegmentMeta, type WriterMeta } from './metadata.js';
+import {
+  decodeJson,
+  encodeJson,
+  keys,
+  listSegments,
+  type LogMeta,
+  type SegmentMeta,
+  type WriterMeta,
+} from './metadata.js';
 import { comparePositions, type LogPosition } from './position.js';
 import { createWalTelemetry } from './telemetry.js';
 
@@ -53,7 +61,12 @@ export class LogHandle {
       const extent: SegmentExtent = segments.storageFencing
         ? await segments.fenceAndRecover(meta.id, seg.segmentId, epoch, { signal })
         : { lastEntryId: seg.lastEntryId, blockCount: seg.blockCount, sizeBytes: seg.sizeBytes };
-      const completed: SegmentMeta = { ...seg, state: 'completed', ...extent, completedAtMs: Date.now() };
+      const completed: SegmentMeta = {
+        ...seg,
+        state: 'completed',
+        ...extent,
+        completedAtMs: Date.now(),
+      };
       const key = keys.segment(name, seg.segmentId);
       const result = await metadata.txn(
         [
@@ -63,7 +76,8 @@ export class LogHandle {
         [{ type: 'put', key, value: encodeJson(completed) }],
         { signal },
       );
-      if (!result.succeeded) throw new FencedError(`log ${name}: a newer writer opened while this one was recovering`);
+      if (!result.succeeded)
+        throw new FencedError(`log ${name}: a newer writer opened while this one was recovering`);
     }
     const nextSegmentId = (existing.at(-1)?.meta.segmentId ?? -1) + 1;
     let untrack = (): void => {};
@@ -87,7 +101,9 @@ export class LogHandle {
     return writer;
   }
 
-  private async bumpEpoch(signal?: AbortSignal): Promise<{ epoch: number; writerRevision: number }> {
+  private async bumpEpoch(
+    signal?: AbortSignal,
+  ): Promise<{ epoch: number; writerRevision: number }> {
     const { metadata, meta } = this.ctx;
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const [logKv, writerKv] = await Promise.all([
@@ -109,7 +125,9 @@ export class LogHandle {
       );
       if (result.succeeded) return { epoch, writerRevision: result.revision };
     }
-    throw new ConflictError(`log ${meta.name}: could not open a writer: too many concurrent writer opens`);
+    throw new ConflictError(
+      `log ${meta.name}: could not open a writer: too many concurrent writer opens`,
+    );
   }
 
   /** Opens a reader. See LogReader. Throws TruncatedError for a position before the truncation point. */
@@ -130,23 +148,34 @@ export class LogHandle {
    * segments below it are deleted from storage and metadata. The truncation point only moves
    * forward; truncating to an earlier position is a no-op. Returns the number of segments deleted.
    */
-  async truncate(position: LogPosition, options: { signal?: AbortSignal } = {}): Promise<{ deletedSegments: number }> {
+  async truncate(
+    position: LogPosition,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ deletedSegments: number }> {
     const { signal } = options;
     const { metadata, meta } = this.ctx;
     if (![position.segmentId, position.entryId].every((n) => Number.isSafeInteger(n) && n >= 0)) {
       throw new InvalidArgumentError(`invalid position ${JSON.stringify(position)}`);
     }
     for (let attempt = 0; ; attempt++) {
-      if (attempt >= MAX_CAS_ATTEMPTS) throw new ConflictError(`log ${meta.name}: truncate lost too many races`);
+      if (attempt >= MAX_CAS_ATTEMPTS)
+        throw new ConflictError(`log ${meta.name}: truncate lost too many races`);
       const kv = await metadata.get(keys.log(meta.name), { signal });
       if (kv === undefined) throw new LogNotFoundError(`log ${meta.name} does not exist`);
       const current = decodeJson<LogMeta>(kv);
       if (current.id !== meta.id) throw new LogNotFoundError(`log ${meta.name} was deleted`);
       if (comparePositions(position, current.truncatedBefore) <= 0) break;
-      const next: LogMeta = { ...current, truncatedBefore: { segmentId: position.segmentId, entryId: position.entryId } };
-      const result = await metadata.txn([{ key: kv.key, modRevision: kv.modRevision }], [{ type: 'put', key: kv.key, value: encodeJson(next) }], {
-        signal,
-      });
+      const next: LogMeta = {
+        ...current,
+        truncatedBefore: { segmentId: position.segmentId, entryId: position.entryId },
+      };
+      const result = await metadata.txn(
+        [{ key: kv.key, modRevision: kv.modRevision }],
+        [{ type: 'put', key: kv.key, value: encodeJson(next) }],
+        {
+          signal,
+        },
+      );
       if (result.succeeded) break;
     }
     return this.collectGarbage({ signal });
@@ -158,7 +187,9 @@ export class LogHandle {
    * crash at any step leaves a state this method finishes next time. Never touches an
    * active segment.
    */
-  async collectGarbage(options: { signal?: AbortSignal } = {}): Promise<{ deletedSegments: number }> {
+  async collectGarbage(
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ deletedSegments: number }> {
     const { signal } = options;
     const { metadata, segments, meta, runtime } = this.ctx;
     const kv = await metadata.get(keys.log(meta.name), { signal });
@@ -171,14 +202,22 @@ export class LogHandle {
       const key = keys.segment(meta.name, seg.segmentId);
       let revision = modRevision;
       if (seg.state !== 'truncated') {
-        const marked = await metadata.txn([{ key, modRevision }], [{ type: 'put', key, value: encodeJson({ ...seg, state: 'truncated' }) }], {
-          signal,
-        });
+        const marked = await metadata.txn(
+          [{ key, modRevision }],
+          [{ type: 'put', key, value: encodeJson({ ...seg, state: 'truncated' }) }],
+          {
+            signal,
+          },
+        );
         if (!marked.succeeded) continue;
         revision = marked.revision;
       }
       await segments.deleteSegment(meta.id, seg.segmentId, { signal });
-      const removed = await metadata.txn([{ key, modRevision: revision }], [{ type: 'delete', key }], { signal });
+      const removed = await metadata.txn(
+        [{ key, modRevision: revision }],
+        [{ type: 'delete', key }],
+        { signal },
+      );
       if (removed.succeeded) deleted += 1;
     }
     runtime.dropBefore(truncatedBefore.segmentId);
@@ -197,7 +236,8 @@ export class LogHandle {
   ): Promise<{ compactedSegments: number }> {
     const { signal } = options;
     const { metadata, segments, meta, limits } = this.ctx;
-    if (segments.compact === undefined || segments.deleteGeneration === undefined) return { compactedSegments: 0 };
+    if (segments.compact === undefined || segments.deleteGeneration === undefined)
+      return { compactedSegments: 0 };
     const targetBlockBytes = options.targetBlockBytes ?? limits.maxBlockBytes;
     const minBlocks = options.minBlocks ?? 4;
     let compacted = 0;
@@ -208,13 +248,28 @@ export class LogHandle {
       const generation = seg.generation ?? 0;
       // A fresh id per attempt: a concurrent or crashed compaction can never share our objects.
       const target = randomInt(1, 2 ** 47);
-      const extent = await segments.compact(meta.id, seg.segmentId, { generation, lastEntryId: seg.lastEntryId }, target, {
-        targetBlockBytes,
-        ...(signal ? { signal } : {}),
-      });
+      const extent = await segments.compact(
+        meta.id,
+        seg.segmentId,
+        { generation, lastEntryId: seg.lastEntryId },
+        target,
+        {
+          targetBlockBytes,
+          ...(signal ? { signal } : {}),
+        },
+      );
       const key = keys.segment(meta.name, seg.segmentId);
-      const next: SegmentMeta = { ...seg, generation: target, blockCount: extent.blockCount, sizeBytes: extent.sizeBytes };
-      const result = await metadata.txn([{ key, modRevision }], [{ type: 'put', key, value: encodeJson(next) }], { signal });
+      const next: SegmentMeta = {
+        ...seg,
+        generation: target,
+        blockCount: extent.blockCount,
+        sizeBytes: extent.sizeBytes,
+      };
+      const result = await metadata.txn(
+        [{ key, modRevision }],
+        [{ type: 'put', key, value: encodeJson(next) }],
+        { signal },
+      );
       if (!result.succeeded) {
         // Someone else compacted or truncated it meanwhile: drop our unreferenced output.
         await segments.deleteGeneration(meta.id, seg.segmentId, target, { signal });
@@ -228,7 +283,9 @@ export class LogHandle {
 
   /** The log's segments with their metadata, ascending. For inspection and tooling. */
   async listSegments(options: { signal?: AbortSignal } = {}): Promise<SegmentMeta[]> {
-    return (await listSegments(this.ctx.metadata, this.ctx.meta.name, options.signal)).map((s) => s.meta);
+    return (await listSegments(this.ctx.metadata, this.ctx.meta.name, options.signal)).map(
+      (s) => s.meta,
+    );
   }
 
   /** The current truncation point. */

@@ -92,7 +92,9 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
     return {
       next: async (): Promise<IteratorResult<LogEntry>> => {
         const entry = await this.next();
-        return entry === undefined ? { done: true, value: undefined } : { done: false, value: entry };
+        return entry === undefined
+          ? { done: true, value: undefined }
+          : { done: false, value: entry };
       },
       return: async (): Promise<IteratorResult<LogEntry>> => {
         await this.close();
@@ -214,12 +216,23 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
   }
 
   /** The metadata of a segment: cached when completed, read otherwise. */
-  private async segmentMeta(segmentId: number, signal: AbortSignal): Promise<SegmentMeta | undefined> {
+  private async segmentMeta(
+    segmentId: number,
+    signal: AbortSignal,
+  ): Promise<SegmentMeta | undefined> {
     const cached = this.completed.get(segmentId);
     if (cached !== undefined) return cached;
     // The in-process writer's current segment is active by definition: skip the read.
     if (this.ctx.runtime.writerSegmentId === segmentId) {
-      return { segmentId, state: 'active', epoch: 0, createdAtMs: 0, lastEntryId: -1, sizeBytes: 0, blockCount: 0 };
+      return {
+        segmentId,
+        state: 'active',
+        epoch: 0,
+        createdAtMs: 0,
+        lastEntryId: -1,
+        sizeBytes: 0,
+        blockCount: 0,
+      };
     }
     const kv = await this.ctx.metadata.get(keys.segment(this.ctx.logName, segmentId), { signal });
     if (kv === undefined) return undefined;
@@ -256,13 +269,16 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
         `log ${this.ctx.logName}: position ${formatPosition(this.position)} was truncated (the log now starts at ${formatPosition(log.truncatedBefore)})`,
       );
     }
-    const later = (await listSegments(this.ctx.metadata, this.ctx.logName, signal)).find((s) => s.meta.segmentId > this.position.segmentId);
+    const later = (await listSegments(this.ctx.metadata, this.ctx.logName, signal)).find(
+      (s) => s.meta.segmentId > this.position.segmentId,
+    );
     if (later !== undefined) {
       this.moveTo({ segmentId: later.meta.segmentId, entryId: 0 });
       return;
     }
     // Not created yet: wait for the writer to roll.
-    if (this.ctx.runtime.writerSegmentId !== undefined) await this.ctx.runtime.waitForChange(version, signal);
+    if (this.ctx.runtime.writerSegmentId !== undefined)
+      await this.ctx.runtime.waitForChange(version, signal);
     else await sleep(this.ctx.limits.remoteTailPollMs, signal);
   }
 }
@@ -271,7 +287,8 @@ async function readLogMeta(ctx: ReaderContext, signal?: AbortSignal): Promise<Lo
   const kv = await ctx.metadata.get(keys.log(ctx.logName), { signal });
   if (kv === undefined) throw new LogNotFoundError(`log ${ctx.logName} does not exist`);
   const meta = decodeJson<LogMeta>(kv);
-  if (meta.id !== ctx.logId) throw new LogNotFoundError(`log ${ctx.logName} was deleted (and re-created)`);
+  if (meta.id !== ctx.logId)
+    throw new LogNotFoundError(`log ${ctx.logName} was deleted (and re-created)`);
   return meta;
 }
 
@@ -283,13 +300,21 @@ async function latestPosition(ctx: ReaderContext, signal?: AbortSignal): Promise
   if (last.state !== 'active') return { segmentId: last.segmentId + 1, entryId: 0 };
   if (ctx.runtime.writerSegmentId === last.segmentId) {
     const lac = ctx.runtime.lac;
-    return { segmentId: last.segmentId, entryId: lac !== undefined && lac.segmentId === last.segmentId ? lac.entryId + 1 : 0 };
+    return {
+      segmentId: last.segmentId,
+      entryId: lac !== undefined && lac.segmentId === last.segmentId ? lac.entryId + 1 : 0,
+    };
   }
-  if (!ctx.segments.storageFencing) return { segmentId: last.segmentId, entryId: last.lastEntryId + 1 };
+  if (!ctx.segments.storageFencing)
+    return { segmentId: last.segmentId, entryId: last.lastEntryId + 1 };
   // Walk the active segment's stored blocks to its current end.
   let cursor: SegmentCursor = { entryId: 0, block: -1 };
   for (;;) {
-    const read = await ctx.segments.read(ctx.logId, last.segmentId, cursor, { maxBytes: ctx.limits.readBatchBytes, isComplete: false, ...(signal ? { signal } : {}) });
+    const read = await ctx.segments.read(ctx.logId, last.segmentId, cursor, {
+      maxBytes: ctx.limits.readBatchBytes,
+      isComplete: false,
+      ...(signal ? { signal } : {}),
+    });
     cursor = read.cursor;
     if (read.end !== 'more') return { segmentId: last.segmentId, entryId: cursor.entryId };
   }

@@ -82,9 +82,17 @@ export class LogRuntime {
     segmentId: number,
     fromEntryId: number,
     toEntryId: number,
-  ): { entries: { entryId: number; data: EntryData }[]; cursor: { entryId: number; block: number } } | undefined {
+  ):
+    | {
+        entries: { entryId: number; data: EntryData }[];
+        cursor: { entryId: number; block: number };
+      }
+    | undefined {
     const start = this.recent.findIndex(
-      (b) => b.segmentId === segmentId && b.firstEntryId <= fromEntryId && fromEntryId < b.firstEntryId + b.entries.length,
+      (b) =>
+        b.segmentId === segmentId &&
+        b.firstEntryId <= fromEntryId &&
+        fromEntryId < b.firstEntryId + b.entries.length,
     );
     if (start < 0) return undefined;
     const out: { entryId: number; data: EntryData }[] = [];

@@ -1,16 +1,22 @@
 import { setMaxListeners } from 'node:events';
 import { assert } from '@woodstream/common';
 import type { WalLimits } from '../config.js';
+import type { WalError } from '../errors.js';
 import {
   ClosedError,
   EntryTooLargeError,
   FencedError,
   InvalidArgumentError,
-  WalError,
   WriterFailedError,
 } from '../errors.js';
 import { encodeBlockHeader, encodeRecord, type EntryData } from '../format/codec.js';
-import type { BlockInfo, PendingBlock, SegmentExtent, SegmentSink, SegmentStore } from '../segment/segment-store.js';
+import type {
+  BlockInfo,
+  PendingBlock,
+  SegmentExtent,
+  SegmentSink,
+  SegmentStore,
+} from '../segment/segment-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { encodeJson, keys, type SegmentMeta } from './metadata.js';
 import type { LogRuntime } from './log-runtime.js';
@@ -114,7 +120,11 @@ export class LogWriter {
   }
 
   /** Creates the writer's first segment. Called by LogHandle after fencing older segments. */
-  static async start(ctx: WriterContext, firstSegmentId: number, signal?: AbortSignal): Promise<LogWriter> {
+  static async start(
+    ctx: WriterContext,
+    firstSegmentId: number,
+    signal?: AbortSignal,
+  ): Promise<LogWriter> {
     const writer = new LogWriter(ctx);
     // The newest writer in this process owns the shared tail state; an older one (now fenced)
     // must not touch it.
@@ -136,7 +146,10 @@ export class LogWriter {
   }
 
   /** Appends one entry; resolves with its position once durable. */
-  append(payload: Uint8Array, options: { properties?: Record<string, string>; signal?: AbortSignal } = {}): Promise<LogPosition> {
+  append(
+    payload: Uint8Array,
+    options: { properties?: Record<string, string>; signal?: AbortSignal } = {},
+  ): Promise<LogPosition> {
     try {
       this.throwIfUnusable();
       const entry = this.prepare(payload, options.properties);
@@ -144,16 +157,18 @@ export class LogWriter {
       if (reserved === true) return this.push(entry);
       return reserved.then(() => {
         this.throwIfUnusable();
-        const p = this.push(entry);
-        return p;
+        return this.push(entry);
       });
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }
 
   /** Appends entries as one unit of admission; they stay consecutive and are acked in order. */
-  async appendBatch(entries: readonly AppendEntry[], options: { signal?: AbortSignal } = {}): Promise<LogPosition[]> {
+  async appendBatch(
+    entries: readonly AppendEntry[],
+    options: { signal?: AbortSignal } = {},
+  ): Promise<LogPosition[]> {
     this.throwIfUnusable();
     const prepared = entries.map((e) => this.prepare(e.payload, e.properties));
     if (prepared.length === 0) return [];
@@ -165,25 +180,38 @@ export class LogWriter {
   }
 
   /** Validates and encodes an entry (copying the payload). Throws typed errors for bad input. */
-  private prepare(payload: Uint8Array, properties: Record<string, string> | undefined): PendingEntry {
-    if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError('payload must be a Uint8Array');
+  private prepare(
+    payload: Uint8Array,
+    properties: Record<string, string> | undefined,
+  ): PendingEntry {
+    if (!(payload instanceof Uint8Array))
+      throw new InvalidArgumentError('payload must be a Uint8Array');
     if (payload.byteLength > this.ctx.limits.maxEntryBytes) {
-      throw new EntryTooLargeError(`entry of ${payload.byteLength} bytes exceeds maxEntryBytes (${this.ctx.limits.maxEntryBytes})`);
+      throw new EntryTooLargeError(
+        `entry of ${payload.byteLength} bytes exceeds maxEntryBytes (${this.ctx.limits.maxEntryBytes})`,
+      );
     }
     let props: Record<string, string> | undefined;
     if (properties !== undefined) {
       props = {};
       for (const [k, v] of Object.entries(properties)) {
         if (typeof v !== 'string' || k.length === 0 || Buffer.byteLength(k) > 0xffff) {
-          throw new InvalidArgumentError(`property ${JSON.stringify(k)} must have a 1-65535 byte name and a string value`);
+          throw new InvalidArgumentError(
+            `property ${JSON.stringify(k)} must have a 1-65535 byte name and a string value`,
+          );
         }
         props[k] = v;
       }
     }
     const record = encodeRecord(props === undefined ? { payload } : { payload, properties: props });
     // A plain Uint8Array view of the payload inside the record: readers share it, nobody copies it.
-    const view = new Uint8Array(record.buffer, record.byteOffset + record.byteLength - payload.byteLength, payload.byteLength);
-    const data: EntryData = props === undefined ? { payload: view } : { payload: view, properties: props };
+    const view = new Uint8Array(
+      record.buffer,
+      record.byteOffset + record.byteLength - payload.byteLength,
+      payload.byteLength,
+    );
+    const data: EntryData =
+      props === undefined ? { payload: view } : { payload: view, properties: props };
     return new PendingEntry(record, data);
   }
 
@@ -201,7 +229,8 @@ export class LogWriter {
 
   private throwIfUnusable(): void {
     if (this.state === 'failed') throw this.failure as WalError;
-    if (this.state === 'closing' || this.state === 'closed') throw new ClosedError('the writer is closed');
+    if (this.state === 'closing' || this.state === 'closed')
+      throw new ClosedError('the writer is closed');
   }
 
   /**
@@ -210,7 +239,10 @@ export class LogWriter {
    */
   private reserve(bytes: number, signal?: AbortSignal): true | Promise<void> {
     const limit = this.ctx.limits.maxInflightBytes;
-    if (this.capacityWaiters.length === 0 && (this.usedBytes + bytes <= limit || this.usedBytes === 0)) {
+    if (
+      this.capacityWaiters.length === 0 &&
+      (this.usedBytes + bytes <= limit || this.usedBytes === 0)
+    ) {
       this.usedBytes += bytes;
       return true;
     }
@@ -305,7 +337,10 @@ export class LogWriter {
       do {
         let bytes = 0;
         let end = start;
-        while (end < this.buffer.length && (end === start || bytes + (this.buffer[end] as PendingEntry).sizeBytes <= maxBlockBytes)) {
+        while (
+          end < this.buffer.length &&
+          (end === start || bytes + (this.buffer[end] as PendingEntry).sizeBytes <= maxBlockBytes)
+        ) {
           bytes += (this.buffer[end] as PendingEntry).sizeBytes;
           end += 1;
         }
@@ -313,7 +348,11 @@ export class LogWriter {
         groups.push(this.buffer.slice(start, end));
         this.bufferBytes -= bytes;
         start = end;
-      } while (groupCommit && start < this.buffer.length && segment.blocks.length + groups.length < this.ctx.limits.maxSegmentBlocks);
+      } while (
+        groupCommit &&
+        start < this.buffer.length &&
+        segment.blocks.length + groups.length < this.ctx.limits.maxSegmentBlocks
+      );
       this.buffer = start === this.buffer.length ? [] : this.buffer.slice(start);
       this.submit(segment, groups);
     }
@@ -340,18 +379,40 @@ export class LogWriter {
     for (const entries of groups) {
       const firstEntryId = segment.nextEntryId;
       const records = entries.map((e) => e.record);
-      const header = encodeBlockHeader({ segmentId: segment.segmentId, firstEntryId, epoch: this.ctx.epoch, records });
+      const header = encodeBlockHeader({
+        segmentId: segment.segmentId,
+        firstEntryId,
+        epoch: this.ctx.epoch,
+        records,
+      });
       let sizeBytes = header.byteLength;
       for (const r of records) sizeBytes += r.byteLength;
-      const info: BlockInfo = { index: segment.blocks.length, firstEntryId, entryCount: entries.length, sizeBytes };
+      const info: BlockInfo = {
+        index: segment.blocks.length,
+        firstEntryId,
+        entryCount: entries.length,
+        sizeBytes,
+      };
       const offset = segment.sizeBytes;
       segment.blocks.push(info);
       segment.nextEntryId += entries.length;
       segment.sizeBytes += sizeBytes;
-      const block: InflightBlock = { segmentId: segment.segmentId, offset, info, entries, isDone: false };
+      const block: InflightBlock = {
+        segmentId: segment.segmentId,
+        offset,
+        info,
+        entries,
+        isDone: false,
+      };
       this.inflight.push(block);
       blocks.push(block);
-      pending.push({ index: info.index, firstEntryId, entryCount: entries.length, parts: [header, ...records], sizeBytes });
+      pending.push({
+        index: info.index,
+        firstEntryId,
+        entryCount: entries.length,
+        parts: [header, ...records],
+        sizeBytes,
+      });
     }
     this.writesInFlight += 1;
     const started = performance.now();
@@ -476,12 +537,18 @@ export class LogWriter {
   }
 
   private ackedBytes(segment: ActiveSegment): number {
-    const inflightBytes = this.inflight.filter((b) => b.segmentId === segment.segmentId).reduce((n, b) => n + b.info.sizeBytes, 0);
+    const inflightBytes = this.inflight
+      .filter((b) => b.segmentId === segment.segmentId)
+      .reduce((n, b) => n + b.info.sizeBytes, 0);
     return segment.sizeBytes - inflightBytes;
   }
 
   /** CAS-updates the active segment's metadata, guarded by our writer revision. */
-  private async updateSegment(segment: ActiveSegment, meta: SegmentMeta, signal?: AbortSignal): Promise<void> {
+  private async updateSegment(
+    segment: ActiveSegment,
+    meta: SegmentMeta,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const { metadata, logName, writerRevision } = this.ctx;
     const key = keys.segment(logName, segment.segmentId);
     const result = await metadata.txn(
@@ -492,7 +559,10 @@ export class LogWriter {
       [{ type: 'put', key, value: encodeJson(meta) }],
       { signal },
     );
-    if (!result.succeeded) throw new FencedError(`log ${logName}: a newer writer took over (epoch ${this.ctx.epoch} is stale)`);
+    if (!result.succeeded)
+      throw new FencedError(
+        `log ${logName}: a newer writer took over (epoch ${this.ctx.epoch} is stale)`,
+      );
     segment.modRevision = result.revision;
   }
 
@@ -554,11 +624,11 @@ export class LogWriter {
   private async doRoll(): Promise<void> {
     try {
       await this.inflightDrained();
-      if ((this.state as WriterState) === 'failed') return;
+      if (this.state === 'failed') return;
       const segment = this.segment as ActiveSegment;
       await this.sealSegment(segment);
       await this.createSegment(segment.segmentId + 1);
-      if ((this.state as WriterState) === 'rolling') this.state = 'open';
+      if (this.state === 'rolling') this.state = 'open';
       this.ctx.runtime.notify();
       this.scheduleFlush();
     } catch (err) {
@@ -568,7 +638,11 @@ export class LogWriter {
 
   private async sealSegment(segment: ActiveSegment, signal?: AbortSignal): Promise<void> {
     if (segment.ageTimer !== undefined) clearTimeout(segment.ageTimer);
-    const extent: SegmentExtent = { lastEntryId: segment.nextEntryId - 1, blockCount: segment.blocks.length, sizeBytes: segment.sizeBytes };
+    const extent: SegmentExtent = {
+      lastEntryId: segment.nextEntryId - 1,
+      blockCount: segment.blocks.length,
+      sizeBytes: segment.sizeBytes,
+    };
     await segment.sink.seal(extent, segment.blocks, { signal: signal ?? this.abort.signal });
     await this.updateSegment(
       segment,
@@ -590,7 +664,15 @@ export class LogWriter {
   private async createSegment(segmentId: number, signal?: AbortSignal): Promise<void> {
     const { metadata, logName, writerRevision, segments, logId, epoch } = this.ctx;
     const createdAtMs = Date.now();
-    const meta: SegmentMeta = { segmentId, state: 'active', epoch, createdAtMs, lastEntryId: -1, sizeBytes: 0, blockCount: 0 };
+    const meta: SegmentMeta = {
+      segmentId,
+      state: 'active',
+      epoch,
+      createdAtMs,
+      lastEntryId: -1,
+      sizeBytes: 0,
+      blockCount: 0,
+    };
     const key = keys.segment(logName, segmentId);
     // Create-if-absent under our writer revision: a stale writer can never add a segment.
     const result = await metadata.txn(
@@ -601,7 +683,8 @@ export class LogWriter {
       [{ type: 'put', key, value: encodeJson(meta) }],
       { signal },
     );
-    if (!result.succeeded) throw new FencedError(`log ${logName}: a newer writer took over (epoch ${epoch} is stale)`);
+    if (!result.succeeded)
+      throw new FencedError(`log ${logName}: a newer writer took over (epoch ${epoch} is stale)`);
     const sink = await segments.createSegment(logId, segmentId, epoch, { signal });
     const segment: ActiveSegment = {
       segmentId,
@@ -614,7 +697,10 @@ export class LogWriter {
       ageTimer: undefined,
     };
     // Roll by age even when nobody appends, so an idle log does not pin an old segment open.
-    segment.ageTimer = setTimeout(() => this.onSegmentAge(segment), this.ctx.limits.maxSegmentAgeMs);
+    segment.ageTimer = setTimeout(
+      () => this.onSegmentAge(segment),
+      this.ctx.limits.maxSegmentAgeMs,
+    );
     segment.ageTimer.unref();
     this.segment = segment;
     if (this.ctx.runtime.owner === this) this.ctx.runtime.writerSegmentId = segmentId;
@@ -625,7 +711,10 @@ export class LogWriter {
     if (this.segment !== segment || this.state !== 'open') return;
     if (segment.nextEntryId === 0) {
       // Empty: nothing to seal; check again after another period.
-      segment.ageTimer = setTimeout(() => this.onSegmentAge(segment), this.ctx.limits.maxSegmentAgeMs);
+      segment.ageTimer = setTimeout(
+        () => this.onSegmentAge(segment),
+        this.ctx.limits.maxSegmentAgeMs,
+      );
       segment.ageTimer.unref();
       return;
     }
@@ -642,7 +731,10 @@ export class LogWriter {
     if (this.state !== 'failed') {
       this.state = 'closing';
       // Flush and acknowledge everything appended before close.
-      while ((this.state as WriterState) === 'closing' && (this.buffer.length > 0 || this.inflight.length > 0)) {
+      while (
+        (this.state as WriterState) === 'closing' &&
+        (this.buffer.length > 0 || this.inflight.length > 0)
+      ) {
         this.scheduleFlush();
         await this.inflightDrained();
       }

@@ -15,7 +15,8 @@ export const keys = {
   log: (name: string): string => `wp/log/${name}`,
   writer: (name: string): string => `wp/writer/${name}`,
   segmentPrefix: (name: string): string => `wp/segment/${name}/`,
-  segment: (name: string, segmentId: number): string => `wp/segment/${name}/${String(segmentId).padStart(10, '0')}`,
+  segment: (name: string, segmentId: number): string =>
+    `wp/segment/${name}/${String(segmentId).padStart(10, '0')}`,
 };
 
 export interface LogMeta {

@@ -1,5 +1,10 @@
 import { metrics } from '@opentelemetry/api';
-import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileMetadataStore } from '../storage/file-metadata-store.js';
 import { MemoryObjectStore } from '../storage/memory-object-store.js';
@@ -21,7 +26,11 @@ describe('WAL telemetry', () => {
   it('records append latency, bytes, flush sizes and storage requests once an SDK is registered', async () => {
     const metadata = await FileMetadataStore.open({});
     const objects = new MemoryObjectStore();
-    const wp = Woodpecker.open({ metadata, storage: { mode: 'object', objectStore: objects }, limits: { flushAgeMs: 1 } });
+    const wp = Woodpecker.open({
+      metadata,
+      storage: { mode: 'object', objectStore: objects },
+      limits: { flushAgeMs: 1 },
+    });
     const writer = await (await wp.createLog('metered')).openWriter();
     await Promise.all(Array.from({ length: 10 }, () => writer.append(new Uint8Array(100))));
     await writer.close();
@@ -33,20 +42,28 @@ describe('WAL telemetry', () => {
     for (const rm of exporter.getMetrics()) {
       for (const sm of rm.scopeMetrics) {
         for (const m of sm.metrics) {
-          points.set(m.descriptor.name, m.dataPoints as unknown as { value: unknown; attributes: Record<string, unknown> }[]);
+          points.set(m.descriptor.name, m.dataPoints);
         }
       }
     }
     const sum = (name: string): number =>
       (points.get(name) ?? []).reduce((n, p) => n + (typeof p.value === 'number' ? p.value : 0), 0);
     const count = (name: string): number =>
-      (points.get(name) ?? []).reduce((n, p) => n + ((p.value as { count?: number }).count ?? 0), 0);
+      (points.get(name) ?? []).reduce(
+        (n, p) => n + ((p.value as { count?: number }).count ?? 0),
+        0,
+      );
     expect(sum(WAL_METRICS.appendEntries.name)).toBe(10);
     expect(sum(WAL_METRICS.appendBytes.name)).toBe(1000);
     expect(count(WAL_METRICS.appendLatency.name)).toBe(10);
     expect(count(WAL_METRICS.flushBytes.name)).toBeGreaterThan(0);
     expect(sum(WAL_METRICS.storageRequests.name)).toBeGreaterThan(0);
-    const ops = new Set((points.get(WAL_METRICS.storageRequests.name) ?? []).map((p) => `${String(p.attributes['woodpecker.store'])}:${String(p.attributes['woodpecker.operation'])}`));
+    const ops = new Set(
+      (points.get(WAL_METRICS.storageRequests.name) ?? []).map(
+        (p) =>
+          `${String(p.attributes['woodpecker.store'])}:${String(p.attributes['woodpecker.operation'])}`,
+      ),
+    );
     expect(ops).toContain('object:put');
     expect(ops).toContain('metadata:txn');
   });

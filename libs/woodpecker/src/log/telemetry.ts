@@ -29,12 +29,30 @@ export const WAL_METRICS = {
 export function createWalTelemetry(logName: string, mode: 'local' | 'object'): WalTelemetry {
   const meter = metrics.getMeter('@woodstream/woodpecker');
   const attrs: Attributes = { 'woodpecker.log': logName, 'woodpecker.mode': mode };
-  const appendLatency = meter.createHistogram(WAL_METRICS.appendLatency.name, { unit: WAL_METRICS.appendLatency.unit, description: 'Time from append to acknowledgement' });
-  const appendBytes = meter.createCounter(WAL_METRICS.appendBytes.name, { unit: WAL_METRICS.appendBytes.unit, description: 'Payload bytes acknowledged' });
-  const appendEntries = meter.createCounter(WAL_METRICS.appendEntries.name, { unit: WAL_METRICS.appendEntries.unit, description: 'Entries acknowledged' });
-  const flushBytes = meter.createHistogram(WAL_METRICS.flushBytes.name, { unit: WAL_METRICS.flushBytes.unit, description: 'Size of each block written' });
-  const flushLatency = meter.createHistogram(WAL_METRICS.flushLatency.name, { unit: WAL_METRICS.flushLatency.unit, description: 'Time to make one block durable' });
-  const errors = meter.createCounter(WAL_METRICS.errors.name, { unit: WAL_METRICS.errors.unit, description: 'Failures by operation' });
+  const appendLatency = meter.createHistogram(WAL_METRICS.appendLatency.name, {
+    unit: WAL_METRICS.appendLatency.unit,
+    description: 'Time from append to acknowledgement',
+  });
+  const appendBytes = meter.createCounter(WAL_METRICS.appendBytes.name, {
+    unit: WAL_METRICS.appendBytes.unit,
+    description: 'Payload bytes acknowledged',
+  });
+  const appendEntries = meter.createCounter(WAL_METRICS.appendEntries.name, {
+    unit: WAL_METRICS.appendEntries.unit,
+    description: 'Entries acknowledged',
+  });
+  const flushBytes = meter.createHistogram(WAL_METRICS.flushBytes.name, {
+    unit: WAL_METRICS.flushBytes.unit,
+    description: 'Size of each block written',
+  });
+  const flushLatency = meter.createHistogram(WAL_METRICS.flushLatency.name, {
+    unit: WAL_METRICS.flushLatency.unit,
+    description: 'Time to make one block durable',
+  });
+  const errors = meter.createCounter(WAL_METRICS.errors.name, {
+    unit: WAL_METRICS.errors.unit,
+    description: 'Failures by operation',
+  });
   return {
     recordAppendLatency(latencyMs) {
       appendLatency.record(latencyMs, attrs);

@@ -12,7 +12,11 @@ const dec = new TextDecoder();
 async function setup(conditionalWrites = true) {
   const metadata = await FileMetadataStore.open({});
   const objects = new MemoryObjectStore({ conditionalWrites });
-  const wp = Woodpecker.open({ metadata, storage: { mode: 'object', objectStore: objects }, limits: { flushAgeMs: 1 } });
+  const wp = Woodpecker.open({
+    metadata,
+    storage: { mode: 'object', objectStore: objects },
+    limits: { flushAgeMs: 1 },
+  });
   return {
     metadata,
     objects,
@@ -30,7 +34,10 @@ describe('WAL failure handling', () => {
     await using env = await setup();
     const writer = await (await env.wp.createLog('flaky')).openWriter();
     env.objects.failNext('put', new StorageUnavailableError('503 slow down'), 2);
-    await expect(writer.append(enc.encode('survives'))).resolves.toEqual({ segmentId: 0, entryId: 0 });
+    await expect(writer.append(enc.encode('survives'))).resolves.toEqual({
+      segmentId: 0,
+      entryId: 0,
+    });
     await writer.close();
   });
 
@@ -40,10 +47,15 @@ describe('WAL failure handling', () => {
     const writer = await log.openWriter();
     await writer.append(enc.encode('before'));
     env.objects.failNext('put', new StorageUnavailableError('storage down'), 1_000);
-    const during = await Promise.allSettled([writer.append(enc.encode('lost-1')), writer.append(enc.encode('lost-2'))]);
+    const during = await Promise.allSettled([
+      writer.append(enc.encode('lost-1')),
+      writer.append(enc.encode('lost-2')),
+    ]);
     expect(during.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     expect(during[0]).toMatchObject({ reason: { code: 'WAL_WRITER_FAILED', retryable: false } });
-    await expect(writer.append(enc.encode('after'))).rejects.toMatchObject({ code: 'WAL_WRITER_FAILED' });
+    await expect(writer.append(enc.encode('after'))).rejects.toMatchObject({
+      code: 'WAL_WRITER_FAILED',
+    });
     env.objects.clearFailures();
     // Storage is back: a new writer recovers and appends; only acknowledged entries are visible.
     const next = await log.openWriter();
@@ -64,7 +76,8 @@ describe('WAL failure handling', () => {
       const newer = await log.openWriter();
       const settled = await Promise.allSettled(inflight);
       const acked = settled.flatMap((r, i) => (r.status === 'fulfilled' ? [`old-${i}`] : []));
-      for (const r of settled) if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'WAL_FENCED' });
+      for (const r of settled)
+        if (r.status === 'rejected') expect(r.reason).toMatchObject({ code: 'WAL_FENCED' });
       await newer.append(enc.encode('new'));
       const read = await take(await log.openReader(), acked.length + 1);
       expect(read.map((e) => dec.decode(e.payload))).toEqual([...acked, 'new']);
@@ -100,7 +113,12 @@ describe('WAL failure handling', () => {
     // A stale writer's block that landed past the fence (index 2, after the fence at 1).
     const { objects } = await env.objects.list('');
     const first = objects.find((o) => o.key.endsWith('/0000000000/0000000000.blk'));
-    const late = encodeBlock({ segmentId: 0, firstEntryId: 1, epoch: old.epoch, entries: [{ payload: enc.encode('ghost') }] });
+    const late = encodeBlock({
+      segmentId: 0,
+      firstEntryId: 1,
+      epoch: old.epoch,
+      entries: [{ payload: enc.encode('ghost') }],
+    });
     await env.objects.put((first?.key ?? '').replace('0000000000.blk', '0000000002.blk'), late);
     await newer.append(enc.encode('new'));
     const read = await take(await log.openReader(), 2);

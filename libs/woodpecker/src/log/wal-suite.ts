@@ -43,13 +43,18 @@ const dec = new TextDecoder();
 const text = (e: LogEntry): string => dec.decode(e.payload);
 
 /** Reads exactly `count` entries from a reader, failing after `timeoutMs`. */
-export async function take(reader: LogReader, count: number, timeoutMs = 10_000): Promise<LogEntry[]> {
+export async function take(
+  reader: LogReader,
+  count: number,
+  timeoutMs = 10_000,
+): Promise<LogEntry[]> {
   const out: LogEntry[] = [];
   const timer = setTimeout(() => void reader.close(), timeoutMs);
   try {
     while (out.length < count) {
       const entry = await reader.next();
-      if (entry === undefined) throw new Error(`reader ended after ${out.length} of ${count} entries`);
+      if (entry === undefined)
+        throw new Error(`reader ended after ${out.length} of ${count} entries`);
       out.push(entry);
     }
   } finally {
@@ -58,12 +63,20 @@ export async function take(reader: LogReader, count: number, timeoutMs = 10_000)
   return out;
 }
 
-export function describeWalSuite(name: string, factory: WalEnvFactory, options: { limits?: Partial<WalLimits> } = {}): void {
+export function describeWalSuite(
+  name: string,
+  factory: WalEnvFactory,
+  options: { limits?: Partial<WalLimits> } = {},
+): void {
   describe(`WAL on ${name}`, () => {
     let env: WalEnv;
     let wp: Woodpecker;
     const open = (limits: Partial<WalLimits> = {}): Woodpecker =>
-      Woodpecker.open({ metadata: env.metadata, storage: env.storage, limits: { flushAgeMs: 2, ...options.limits, ...limits } });
+      Woodpecker.open({
+        metadata: env.metadata,
+        storage: env.storage,
+        limits: { flushAgeMs: 2, ...options.limits, ...limits },
+      });
 
     beforeEach(async () => {
       env = await factory();
@@ -81,7 +94,10 @@ export function describeWalSuite(name: string, factory: WalEnvFactory, options: 
       await expect(wp.createLog('alpha')).rejects.toMatchObject({ code: 'WAL_LOG_EXISTS' });
       await wp.deleteLog('alpha');
       expect(await wp.listLogs()).toEqual(['beta']);
-      await expect(wp.openLog('alpha')).rejects.toMatchObject({ code: 'WAL_LOG_NOT_FOUND', retryable: false });
+      await expect(wp.openLog('alpha')).rejects.toMatchObject({
+        code: 'WAL_LOG_NOT_FOUND',
+        retryable: false,
+      });
       await expect(wp.deleteLog('alpha')).rejects.toMatchObject({ code: 'WAL_LOG_NOT_FOUND' });
     });
 
@@ -95,11 +111,16 @@ export function describeWalSuite(name: string, factory: WalEnvFactory, options: 
       const log = await wp.createLog('ordered');
       const writer = await log.openWriter();
       const acks = await Promise.all(
-        Array.from({ length: 500 }, (_, i) => writer.append(enc.encode(`m${i}`), i % 7 === 0 ? { properties: { i: String(i) } } : {})),
+        Array.from({ length: 500 }, (_, i) =>
+          writer.append(enc.encode(`m${i}`), i % 7 === 0 ? { properties: { i: String(i) } } : {}),
+        ),
       );
       expect(acks.map((p) => p.entryId)).toEqual(acks.map((_, i) => i));
       expect(new Set(acks.map((p) => p.segmentId)).size).toBe(1);
-      const batch = await writer.appendBatch([{ payload: enc.encode('b0') }, { payload: enc.encode('b1') }]);
+      const batch = await writer.appendBatch([
+        { payload: enc.encode('b0') },
+        { payload: enc.encode('b1') },
+      ]);
       expect(batch.map((p) => p.entryId)).toEqual([500, 501]);
       const reader = await log.openReader({ from: 'earliest' });
       const read = await take(reader, 502);
@@ -114,9 +135,14 @@ export function describeWalSuite(name: string, factory: WalEnvFactory, options: 
       const small = open({ maxEntryBytes: 1024 });
       try {
         const writer = await (await small.createLog('limits')).openWriter();
-        await expect(writer.append(new Uint8Array(1025))).rejects.toMatchObject({ code: 'WAL_ENTRY_TOO_LARGE', retryable: false });
+        await expect(writer.append(new Uint8Array(1025))).rejects.toMatchObject({
+          code: 'WAL_ENTRY_TOO_LARGE',
+          retryable: false,
+        });
         await expect(writer.append(new Uint8Array(1024))).resolves.toMatchObject({ entryId: 0 });
-        await expect(writer.append('text' as unknown as Uint8Array)).rejects.toMatchObject({ code: 'WAL_INVALID_ARGUMENT' });
+        await expect(writer.append('text' as unknown as Uint8Array)).rejects.toMatchObject({
+          code: 'WAL_INVALID_ARGUMENT',
+        });
         await writer.close();
       } finally {
         await small.close();
@@ -153,8 +179,13 @@ export function describeWalSuite(name: string, factory: WalEnvFactory, options: 
       const acked = await Promise.all([0, 1, 2].map((i) => old.append(enc.encode(`old-${i}`))));
       const newer = await (await wp.openLog('race')).openWriter();
       expect(newer.epoch).toBe(old.epoch + 1);
-      await expect(old.append(enc.encode('old-late'))).rejects.toMatchObject({ code: 'WAL_FENCED', retryable: false });
-      await expect(old.append(enc.encode('old-later'))).rejects.toMatchObject({ code: 'WAL_FENCED' });
+      await expect(old.append(enc.encode('old-late'))).rejects.toMatchObject({
+        code: 'WAL_FENCED',
+        retryable: false,
+      });
+      await expect(old.append(enc.encode('old-later'))).rejects.toMatchObject({
+        code: 'WAL_FENCED',
+      });
       await newer.append(enc.encode('new-0'));
       const read = await take(await log.openReader(), 4);
       expect(read.map(text)).toEqual(['old-0', 'old-1', 'old-2', 'new-0']);
@@ -169,8 +200,15 @@ export function describeWalSuite(name: string, factory: WalEnvFactory, options: 
     it('wakes a tail reader promptly after an ack and makes no storage or metadata requests while idle', async () => {
       const metadata = countCalls(env.metadata);
       const objects = env.objects === undefined ? undefined : countCalls(env.objects);
-      const storage: StorageOptions = objects === undefined ? env.storage : { ...env.storage, mode: 'object', objectStore: objects.proxy };
-      const counted = Woodpecker.open({ metadata: metadata.proxy, storage, limits: { flushAgeMs: 2 } });
+      const storage: StorageOptions =
+        objects === undefined
+          ? env.storage
+          : { ...env.storage, mode: 'object', objectStore: objects.proxy };
+      const counted = Woodpecker.open({
+        metadata: metadata.proxy,
+        storage,
+        limits: { flushAgeMs: 2 },
+      });
       try {
         const log = await counted.createLog('tail');
         const writer = await log.openWriter();
@@ -219,7 +257,10 @@ export function describeWalSuite(name: string, factory: WalEnvFactory, options: 
         const log = await aging.createLog('aging');
         const writer = await log.openWriter();
         await writer.append(enc.encode('lonely'));
-        await waitFor(async () => (await log.listSegments())[0]?.state === 'completed', { timeoutMs: 10_000, description: 'segment 0 to be sealed' });
+        await waitFor(async () => (await log.listSegments())[0]?.state === 'completed', {
+          timeoutMs: 10_000,
+          description: 'segment 0 to be sealed',
+        });
         const p = await writer.append(enc.encode('next'));
         expect(p.segmentId).toBe(1);
         expect((await take(await log.openReader(), 2)).map(text)).toEqual(['lonely', 'next']);
@@ -239,8 +280,13 @@ export function describeWalSuite(name: string, factory: WalEnvFactory, options: 
       const result = await log.truncate({ segmentId: 2, entryId: 1 });
       expect(result.deletedSegments).toBe(2);
       expect((await log.listSegments()).map((s) => s.segmentId)).toEqual([2]);
-      await expect(log.openReader({ from: { segmentId: 0, entryId: 0 } })).rejects.toMatchObject({ code: 'WAL_TRUNCATED' });
-      expect((await take(await log.openReader({ from: 'earliest' }), 2)).map(text)).toEqual(['s2e1', 's2e2']);
+      await expect(log.openReader({ from: { segmentId: 0, entryId: 0 } })).rejects.toMatchObject({
+        code: 'WAL_TRUNCATED',
+      });
+      expect((await take(await log.openReader({ from: 'earliest' }), 2)).map(text)).toEqual([
+        's2e1',
+        's2e2',
+      ]);
       expect((await log.truncate({ segmentId: 1, entryId: 0 })).deletedSegments).toBe(0);
       expect(await log.truncationPoint()).toEqual({ segmentId: 2, entryId: 1 });
     });

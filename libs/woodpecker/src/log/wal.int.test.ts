@@ -28,7 +28,10 @@ describeWalSuite('local files + embedded metadata on disk', async () => {
 
 describeWalSuite('local files + etcd', async () => {
   const dir = await makeTempDir('wal-local-etcd');
-  const metadata = await EtcdMetadataStore.open({ endpoints: [harness().etcdEndpoint], rootPrefix: `/${uniqueName('wal')}/` });
+  const metadata = await EtcdMetadataStore.open({
+    endpoints: [harness().etcdEndpoint],
+    rootPrefix: `/${uniqueName('wal')}/`,
+  });
   return {
     metadata,
     storage: { mode: 'local', rootDir: dir.path },
@@ -44,9 +47,18 @@ for (const server of ['radosgw', 's3rver'] as const) {
     const s3 = harness()[server];
     const bucket = await createTestBucket(s3, `wal-${server}`);
     const { endpoint, region, accessKeyId, secretAccessKey } = s3;
-    const objects = await S3ObjectStore.open({ endpoint, region, accessKeyId, secretAccessKey, bucket: bucket.name });
+    const objects = await S3ObjectStore.open({
+      endpoint,
+      region,
+      accessKeyId,
+      secretAccessKey,
+      bucket: bucket.name,
+    });
     expect(objects.capabilities.conditionalWrites).toBe(server === 'radosgw');
-    const metadata = await EtcdMetadataStore.open({ endpoints: [harness().etcdEndpoint], rootPrefix: `/${uniqueName('wal')}/` });
+    const metadata = await EtcdMetadataStore.open({
+      endpoints: [harness().etcdEndpoint],
+      rootPrefix: `/${uniqueName('wal')}/`,
+    });
     return {
       metadata,
       objects,
@@ -85,14 +97,19 @@ describe('local segment files', () => {
     await using env = await setup();
     const log = await env.wp.createLog('torn');
     const crashed = await log.openWriter();
-    const acked = await Promise.all(Array.from({ length: 10 }, (_, i) => crashed.append(enc.encode(`ok-${i}`))));
+    const acked = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => crashed.append(enc.encode(`ok-${i}`))),
+    );
     // A crash in the middle of the next block leaves half of it on disk.
     const file = await env.segmentFile(0);
     await appendFile(file, Buffer.from('WPBK\u0001\u0000garbage-of-a-torn-write'));
     const next = await log.openWriter();
     await next.append(enc.encode('after'));
     const read = await take(await log.openReader(), 11);
-    expect(read.map((e) => dec.decode(e.payload))).toEqual([...acked.map((_, i) => `ok-${i}`), 'after']);
+    expect(read.map((e) => dec.decode(e.payload))).toEqual([
+      ...acked.map((_, i) => `ok-${i}`),
+      'after',
+    ]);
     expect((await log.listSegments())[0]).toMatchObject({ state: 'completed', lastEntryId: 9 });
     await next.close();
   });

@@ -1,8 +1,19 @@
 import { constants } from 'node:fs';
 import { mkdir, open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BLOCK_HEADER_BYTES, decodeBlock, encodeFenceBlock, isFence, parseBlockHeader } from '../format/codec.js';
-import { CorruptDataError, DiskFullError, FencedError, StorageUnavailableError } from '../errors.js';
+import {
+  BLOCK_HEADER_BYTES,
+  decodeBlock,
+  encodeFenceBlock,
+  isFence,
+  parseBlockHeader,
+} from '../format/codec.js';
+import {
+  CorruptDataError,
+  DiskFullError,
+  FencedError,
+  StorageUnavailableError,
+} from '../errors.js';
 import type {
   BlockInfo,
   PendingBlock,
@@ -26,7 +37,8 @@ import type {
 
 function mapIoError(err: unknown, what: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new DiskFullError(`${what}: disk full`, { cause: err });
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new DiskFullError(`${what}: disk full`, { cause: err });
   return new StorageUnavailableError(`${what}: ${(err as Error).message}`, { cause: err });
 }
 
@@ -121,7 +133,11 @@ export class LocalSegmentStore implements SegmentStore {
     try {
       await mkdir(this.dir(logId), { recursive: true });
       // O_EXCL: a segment file is created exactly once, by the writer that created the segment.
-      const fh = await open(this.file(logId, segmentId), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND, 0o644);
+      const fh = await open(
+        this.file(logId, segmentId),
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_APPEND,
+        0o644,
+      );
       await fsyncDir(this.dir(logId));
       return new LocalSegmentSink(fh, this.fenceFile(logId, segmentId), where);
     } catch (err) {
@@ -134,7 +150,11 @@ export class LocalSegmentStore implements SegmentStore {
     const path = this.file(logId, segmentId);
     try {
       await mkdir(this.dir(logId), { recursive: true });
-      const fence = await open(this.fenceFile(logId, segmentId), constants.O_WRONLY | constants.O_CREAT, 0o644);
+      const fence = await open(
+        this.fenceFile(logId, segmentId),
+        constants.O_WRONLY | constants.O_CREAT,
+        0o644,
+      );
       await fence.close();
       await fsyncDir(this.dir(logId));
       if (!(await exists(path))) return { lastEntryId: -1, blockCount: 0, sizeBytes: 0 };
@@ -161,9 +181,17 @@ export class LocalSegmentStore implements SegmentStore {
     let extent: SegmentExtent = { lastEntryId: -1, blockCount: 0, sizeBytes: 0 };
     for (;;) {
       const blocks: BlockInfo[] = [];
-      const read = await this.readRaw(logId, segmentId, cursor, { maxBytes: 8 << 20, isComplete: false, onBlock: (b) => blocks.push(b) });
+      const read = await this.readRaw(logId, segmentId, cursor, {
+        maxBytes: 8 << 20,
+        isComplete: false,
+        onBlock: (b) => blocks.push(b),
+      });
       for (const b of blocks) {
-        extent = { lastEntryId: b.firstEntryId + b.entryCount - 1, blockCount: extent.blockCount + 1, sizeBytes: extent.sizeBytes + b.sizeBytes };
+        extent = {
+          lastEntryId: b.firstEntryId + b.entryCount - 1,
+          blockCount: extent.blockCount + 1,
+          sizeBytes: extent.sizeBytes + b.sizeBytes,
+        };
       }
       cursor = read.cursor;
       if (read.end !== 'more') return extent;
@@ -183,7 +211,13 @@ export class LocalSegmentStore implements SegmentStore {
     logId: number,
     segmentId: number,
     cursor: SegmentCursor,
-    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; signal?: AbortSignal; onBlock?: (b: BlockInfo) => void },
+    options: {
+      toEntryId?: number;
+      maxBytes: number;
+      isComplete: boolean;
+      signal?: AbortSignal;
+      onBlock?: (b: BlockInfo) => void;
+    },
   ): Promise<SegmentRead> {
     const where = `log ${logId} segment ${segmentId}`;
     const { toEntryId, isComplete } = options;
@@ -192,8 +226,10 @@ export class LocalSegmentStore implements SegmentStore {
     try {
       fh = await open(this.file(logId, segmentId), constants.O_RDONLY);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !isComplete) return { entries, cursor, end: 'tail' };
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptDataError(`${where}: segment file is missing`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !isComplete)
+        return { entries, cursor, end: 'tail' };
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new CorruptDataError(`${where}: segment file is missing`);
       throw mapIoError(err, `${where}: open`);
     }
     try {
@@ -205,25 +241,34 @@ export class LocalSegmentStore implements SegmentStore {
       let bytes = 0;
       const damaged = (reason: string): SegmentRead => {
         // Deliver what was valid before the damage first; the next call reports it.
-        if (entries.length > 0) return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'more' };
+        if (entries.length > 0)
+          return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'more' };
         if (isComplete && (toEntryId === undefined || nextEntryId <= toEntryId)) {
-          throw new CorruptDataError(`${where}: ${reason} at byte ${offset}, below the committed end`);
+          throw new CorruptDataError(
+            `${where}: ${reason} at byte ${offset}, below the committed end`,
+          );
         }
         return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'tail' };
       };
       for (;;) {
         options.signal?.throwIfAborted();
-        if (toEntryId !== undefined && nextEntryId > toEntryId) return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'bound' };
-        if (bytes >= options.maxBytes) return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'more' };
+        if (toEntryId !== undefined && nextEntryId > toEntryId)
+          return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'bound' };
+        if (bytes >= options.maxBytes)
+          return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'more' };
         const head = Buffer.alloc(BLOCK_HEADER_BYTES);
         const { bytesRead } = await fh.read(head, 0, BLOCK_HEADER_BYTES, offset);
         const parsedHead = parseBlockHeader(head.subarray(0, bytesRead));
         if (parsedHead.status === 'short') return damaged('torn block header');
         if (parsedHead.status === 'invalid') return damaged(parsedHead.reason);
         const header = parsedHead.header;
-        if (isFence(header)) return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'tail' };
+        if (isFence(header))
+          return { entries, cursor: { entryId: nextEntryId, block: offset }, end: 'tail' };
         if (header.segmentId !== segmentId) return damaged(`block of segment ${header.segmentId}`);
-        if (expectFirst !== undefined && header.firstEntryId !== expectFirst) return damaged(`gap in entry ids (expected ${expectFirst}, found ${header.firstEntryId})`);
+        if (expectFirst !== undefined && header.firstEntryId !== expectFirst)
+          return damaged(
+            `gap in entry ids (expected ${expectFirst}, found ${header.firstEntryId})`,
+          );
         const size = BLOCK_HEADER_BYTES + header.recordsBytes;
         const blockEnd = header.firstEntryId + header.entryCount;
         if (blockEnd <= nextEntryId) {
@@ -237,7 +282,12 @@ export class LocalSegmentStore implements SegmentStore {
         const parsed = decodeBlock(body.subarray(0, full.bytesRead));
         if (parsed.status === 'short') return damaged('torn block');
         if (parsed.status === 'invalid') return damaged(parsed.reason);
-        options.onBlock?.({ index: -1, firstEntryId: header.firstEntryId, entryCount: header.entryCount, sizeBytes: size });
+        options.onBlock?.({
+          index: -1,
+          firstEntryId: header.firstEntryId,
+          entryCount: header.entryCount,
+          sizeBytes: size,
+        });
         parsed.block.entries.forEach((data, i) => {
           const entryId = header.firstEntryId + i;
           if (entryId >= nextEntryId && (toEntryId === undefined || entryId <= toEntryId)) {

@@ -69,8 +69,18 @@ export class ObjectSegmentStore implements SegmentStore {
     this.storageFencing = objects.capabilities.conditionalWrites;
     this.prefix = options.keyPrefix ?? '';
     this.maxConcurrentUploads = Math.min(Math.max(options.maxConcurrentUploads ?? 4, 1), 64);
-    this.uploadRetry = options.uploadRetry ?? { maxAttempts: 6, initialDelayMs: 50, maxDelayMs: 2_000, maxElapsedMs: 30_000 };
-    this.readRetry = options.readRetry ?? { maxAttempts: 5, initialDelayMs: 50, maxDelayMs: 1_000, maxElapsedMs: 15_000 };
+    this.uploadRetry = options.uploadRetry ?? {
+      maxAttempts: 6,
+      initialDelayMs: 50,
+      maxDelayMs: 2_000,
+      maxElapsedMs: 30_000,
+    };
+    this.readRetry = options.readRetry ?? {
+      maxAttempts: 5,
+      initialDelayMs: 50,
+      maxDelayMs: 1_000,
+      maxElapsedMs: 15_000,
+    };
   }
 
   private segmentPrefix(logId: number, segmentId: number): string {
@@ -78,7 +88,9 @@ export class ObjectSegmentStore implements SegmentStore {
   }
   /** Generation 0 holds the blocks as written; any other generation is the output of one compaction attempt. */
   private generationPrefix(logId: number, segmentId: number, generation: number): string {
-    return generation === 0 ? this.segmentPrefix(logId, segmentId) : `${this.segmentPrefix(logId, segmentId)}g${generation}/`;
+    return generation === 0
+      ? this.segmentPrefix(logId, segmentId)
+      : `${this.segmentPrefix(logId, segmentId)}g${generation}/`;
   }
   private blockKey(logId: number, segmentId: number, index: number, generation = 0): string {
     return `${this.generationPrefix(logId, segmentId, generation)}${pad(index)}.blk`;
@@ -88,12 +100,25 @@ export class ObjectSegmentStore implements SegmentStore {
   }
 
   createSegment(logId: number, segmentId: number): Promise<SegmentSink> {
-    const store = this;
     const where = `log ${logId} segment ${segmentId}`;
+    const putBlock = (block: PendingBlock, signal?: AbortSignal): Promise<void> =>
+      this.putBlock(logId, segmentId, block, where, signal);
+    const putFooter = (body: Uint8Array, signal?: AbortSignal): Promise<unknown> =>
+      retry(
+        () =>
+          this.objects.put(this.footerKey(logId, segmentId), body, {
+            signal,
+            ifNoneMatch: this.storageFencing,
+          }),
+        {
+          signal,
+          policy: this.uploadRetry,
+        },
+      );
     const sink: SegmentSink = {
       maxConcurrentWrites: this.maxConcurrentUploads,
       async writeBlocks(blocks, { signal }) {
-        for (const block of blocks) await store.putBlock(logId, segmentId, block, where, signal);
+        for (const block of blocks) await putBlock(block, signal);
       },
       async seal(extent, blocks, { signal }) {
         const footer: Footer = {
@@ -101,34 +126,51 @@ export class ObjectSegmentStore implements SegmentStore {
           lastEntryId: extent.lastEntryId,
           blocks: blocks.map((b) => [b.firstEntryId, b.entryCount, b.sizeBytes]),
         };
-        const body = new TextEncoder().encode(JSON.stringify(footer));
-        await retry(
-          () => store.objects.put(store.footerKey(logId, segmentId), body, { signal, ifNoneMatch: store.storageFencing }),
-          { signal, policy: store.uploadRetry },
-        );
+        await putFooter(new TextEncoder().encode(JSON.stringify(footer)), signal);
       },
       async close() {},
     };
     return Promise.resolve(sink);
   }
 
-  private async putBlock(logId: number, segmentId: number, block: PendingBlock, where: string, signal?: AbortSignal): Promise<void> {
+  private async putBlock(
+    logId: number,
+    segmentId: number,
+    block: PendingBlock,
+    where: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const key = this.blockKey(logId, segmentId, block.index);
     const body = Buffer.concat(block.parts, block.sizeBytes);
-    const result = await retry(() => this.objects.put(key, body, { signal, ifNoneMatch: this.storageFencing }), {
-      signal,
-      policy: this.uploadRetry,
-    });
+    const result = await retry(
+      () => this.objects.put(key, body, { signal, ifNoneMatch: this.storageFencing }),
+      {
+        signal,
+        policy: this.uploadRetry,
+      },
+    );
     if (result.status === 'created') return;
     // The key is taken: either a fence (we are stale) or our own earlier attempt whose
     // response was lost. Only this segment's single writer writes data blocks here.
-    const info = await retry(() => this.objects.head(key, { signal }), { signal, policy: this.readRetry });
-    if (info === undefined || info.metadata?.[FENCE_META] === '1' || info.sizeBytes !== block.sizeBytes) {
+    const info = await retry(() => this.objects.head(key, { signal }), {
+      signal,
+      policy: this.readRetry,
+    });
+    if (
+      info === undefined ||
+      info.metadata?.[FENCE_META] === '1' ||
+      info.sizeBytes !== block.sizeBytes
+    ) {
       throw new FencedError(`${where}: block ${block.index} is fenced by a newer writer`);
     }
   }
 
-  async fenceAndRecover(logId: number, segmentId: number, epoch: number, options: { signal?: AbortSignal }): Promise<SegmentExtent> {
+  async fenceAndRecover(
+    logId: number,
+    segmentId: number,
+    epoch: number,
+    options: { signal?: AbortSignal },
+  ): Promise<SegmentExtent> {
     const { signal } = options;
     const where = `log ${logId} segment ${segmentId}`;
     for (let attempt = 0; attempt < MAX_FENCE_ATTEMPTS; attempt++) {
@@ -148,7 +190,9 @@ export class ObjectSegmentStore implements SegmentStore {
       if (result.status === 'created') return extent;
       // The old writer's block won the index: it belongs to the segment. Look again.
     }
-    throw new StorageUnavailableError(`${where}: could not place a fence after ${MAX_FENCE_ATTEMPTS} attempts`);
+    throw new StorageUnavailableError(
+      `${where}: could not place a fence after ${MAX_FENCE_ATTEMPTS} attempts`,
+    );
   }
 
   /** Sizes of blocks 0..k-1 present without a gap, and the index of a fence block if one caps them. */
@@ -161,7 +205,10 @@ export class ObjectSegmentStore implements SegmentStore {
     const present = new Map<number, number>();
     let token: string | undefined;
     do {
-      const page = await retry(() => this.objects.list(prefix, { signal, continuationToken: token }), { signal, policy: this.readRetry });
+      const page = await retry(
+        () => this.objects.list(prefix, { signal, continuationToken: token }),
+        { signal, policy: this.readRetry },
+      );
       for (const o of page.objects) {
         const m = /^(\d{10})\.blk$/.exec(o.key.slice(prefix.length));
         if (m?.[1] !== undefined) present.set(Number(m[1]), o.sizeBytes);
@@ -188,7 +235,8 @@ export class ObjectSegmentStore implements SegmentStore {
     const count = blocks.sizes.length;
     if (count === 0) return { lastEntryId: -1, blockCount: 0, sizeBytes: 0 };
     const head = await this.readHeader(logId, segmentId, count - 1, signal);
-    if (head === undefined) throw new CorruptDataError(`${where}: block ${count - 1} has no valid header`);
+    if (head === undefined)
+      throw new CorruptDataError(`${where}: block ${count - 1} has no valid header`);
     return {
       lastEntryId: head.firstEntryId + head.entryCount - 1,
       blockCount: count,
@@ -196,9 +244,19 @@ export class ObjectSegmentStore implements SegmentStore {
     };
   }
 
-  private async readHeader(logId: number, segmentId: number, index: number, signal?: AbortSignal, generation = 0) {
+  private async readHeader(
+    logId: number,
+    segmentId: number,
+    index: number,
+    signal?: AbortSignal,
+    generation = 0,
+  ) {
     const bytes = await retry(
-      () => this.objects.get(this.blockKey(logId, segmentId, index, generation), { signal, range: { start: 0, end: BLOCK_HEADER_BYTES } }),
+      () =>
+        this.objects.get(this.blockKey(logId, segmentId, index, generation), {
+          signal,
+          range: { start: 0, end: BLOCK_HEADER_BYTES },
+        }),
       { signal, policy: this.readRetry },
     );
     if (bytes === undefined) return undefined;
@@ -206,11 +264,19 @@ export class ObjectSegmentStore implements SegmentStore {
     return parsed.status === 'ok' ? parsed.header : undefined;
   }
 
-  private async footer(logId: number, segmentId: number, generation: number, signal?: AbortSignal): Promise<Footer | undefined> {
+  private async footer(
+    logId: number,
+    segmentId: number,
+    generation: number,
+    signal?: AbortSignal,
+  ): Promise<Footer | undefined> {
     const key = this.footerKey(logId, segmentId, generation);
     const cached = this.footers.get(key);
     if (cached !== undefined) return cached;
-    const bytes = await retry(() => this.objects.get(key, { signal }), { signal, policy: this.readRetry });
+    const bytes = await retry(() => this.objects.get(key, { signal }), {
+      signal,
+      policy: this.readRetry,
+    });
     if (bytes === undefined) return undefined;
     let footer: Footer;
     try {
@@ -259,42 +325,64 @@ export class ObjectSegmentStore implements SegmentStore {
     logId: number,
     segmentId: number,
     cursor: SegmentCursor,
-    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; generation?: number; signal?: AbortSignal },
+    options: {
+      toEntryId?: number;
+      maxBytes: number;
+      isComplete: boolean;
+      generation?: number;
+      signal?: AbortSignal;
+    },
   ): Promise<SegmentRead> {
     const { toEntryId, isComplete, signal } = options;
     const generation = options.generation ?? 0;
     const where = `log ${logId} segment ${segmentId}`;
     const entries: StoredEntry[] = [];
-    let index = cursor.block >= 0 ? cursor.block : await this.locate(logId, segmentId, cursor.entryId, isComplete, generation, signal);
+    let index =
+      cursor.block >= 0
+        ? cursor.block
+        : await this.locate(logId, segmentId, cursor.entryId, isComplete, generation, signal);
     let nextEntryId = cursor.entryId;
     let bytes = 0;
     for (;;) {
-      if (toEntryId !== undefined && nextEntryId > toEntryId) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'bound' };
-      if (bytes >= options.maxBytes) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
+      if (toEntryId !== undefined && nextEntryId > toEntryId)
+        return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'bound' };
+      if (bytes >= options.maxBytes)
+        return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
       const key = this.blockKey(logId, segmentId, index, generation);
-      const body = await retry(() => this.objects.get(key, { signal }), { signal, policy: this.readRetry });
+      const body = await retry(() => this.objects.get(key, { signal }), {
+        signal,
+        policy: this.readRetry,
+      });
       if (body === undefined && isComplete) {
         // Compaction may have replaced this generation; the caller re-reads metadata.
-        if (entries.length > 0) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
+        if (entries.length > 0)
+          return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
         return { entries, cursor: { entryId: nextEntryId, block: -1 }, end: 'missing' };
       }
       const damaged = (reason: string): SegmentRead => {
         // Deliver what was valid before the damage first; the next call reports it.
-        if (entries.length > 0) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
-        if (isComplete) throw new CorruptDataError(`${where}: block ${index} ${reason}, below the committed end`);
+        if (entries.length > 0)
+          return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
+        if (isComplete)
+          throw new CorruptDataError(`${where}: block ${index} ${reason}, below the committed end`);
         return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'tail' };
       };
       if (body === undefined) return damaged('is missing');
       const parsed = decodeBlock(body);
-      if (parsed.status !== 'ok') return damaged(parsed.status === 'short' ? 'is truncated' : parsed.reason);
+      if (parsed.status !== 'ok')
+        return damaged(parsed.status === 'short' ? 'is truncated' : parsed.reason);
       const { header, entries: data } = parsed.block;
-      if (isFence(header)) return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'tail' };
-      if (header.segmentId !== segmentId || parsed.block.sizeBytes !== body.byteLength) return damaged('does not belong here');
+      if (isFence(header))
+        return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'tail' };
+      if (header.segmentId !== segmentId || parsed.block.sizeBytes !== body.byteLength)
+        return damaged('does not belong here');
       const blockEnd = header.firstEntryId + header.entryCount;
-      if (header.firstEntryId > nextEntryId) return damaged(`skips entries ${nextEntryId}..${header.firstEntryId - 1}`);
+      if (header.firstEntryId > nextEntryId)
+        return damaged(`skips entries ${nextEntryId}..${header.firstEntryId - 1}`);
       data.forEach((d, i) => {
         const entryId = header.firstEntryId + i;
-        if (entryId >= nextEntryId && (toEntryId === undefined || entryId <= toEntryId)) entries.push({ entryId, data: d });
+        if (entryId >= nextEntryId && (toEntryId === undefined || entryId <= toEntryId))
+          entries.push({ entryId, data: d });
       });
       bytes += body.byteLength;
       if (toEntryId !== undefined && toEntryId < blockEnd - 1) {
@@ -325,10 +413,16 @@ export class ObjectSegmentStore implements SegmentStore {
       const body = Buffer.concat([header, ...pending]);
       // Plain put: until metadata points at this generation nobody reads it, and a retried
       // compaction writes the same bytes to the same keys.
-      await retry(() => this.objects.put(this.blockKey(logId, segmentId, blocks.length, generation), body, { signal }), {
-        signal,
-        policy: this.uploadRetry,
-      });
+      await retry(
+        () =>
+          this.objects.put(this.blockKey(logId, segmentId, blocks.length, generation), body, {
+            signal,
+          }),
+        {
+          signal,
+          policy: this.uploadRetry,
+        },
+      );
       blocks.push([firstEntryId, pending.length, body.byteLength]);
       sizeBytes += body.byteLength;
       firstEntryId += pending.length;
@@ -343,10 +437,14 @@ export class ObjectSegmentStore implements SegmentStore {
         generation: source.generation,
         ...(signal === undefined ? {} : { signal }),
       });
-      if (read.end === 'missing') throw new CorruptDataError(`log ${logId} segment ${segmentId}: block missing during compaction`);
+      if (read.end === 'missing')
+        throw new CorruptDataError(
+          `log ${logId} segment ${segmentId}: block missing during compaction`,
+        );
       for (const e of read.entries) {
         const record = encodeRecord(e.data);
-        if (pendingBytes > 0 && pendingBytes + record.byteLength > options.targetBlockBytes) await put();
+        if (pendingBytes > 0 && pendingBytes + record.byteLength > options.targetBlockBytes)
+          await put();
         pending.push(record);
         pendingBytes += record.byteLength;
       }
@@ -355,13 +453,23 @@ export class ObjectSegmentStore implements SegmentStore {
     await put();
     const footer: Footer = { version: 1, lastEntryId: source.lastEntryId, blocks };
     await retry(
-      () => this.objects.put(this.footerKey(logId, segmentId, generation), new TextEncoder().encode(JSON.stringify(footer)), { signal }),
+      () =>
+        this.objects.put(
+          this.footerKey(logId, segmentId, generation),
+          new TextEncoder().encode(JSON.stringify(footer)),
+          { signal },
+        ),
       { signal, policy: this.uploadRetry },
     );
     return { lastEntryId: source.lastEntryId, blockCount: blocks.length, sizeBytes };
   }
 
-  async deleteGeneration(logId: number, segmentId: number, generation: number, options: { signal?: AbortSignal }): Promise<void> {
+  async deleteGeneration(
+    logId: number,
+    segmentId: number,
+    generation: number,
+    options: { signal?: AbortSignal },
+  ): Promise<void> {
     const prefix = this.generationPrefix(logId, segmentId, generation);
     const { signal } = options;
     if (generation !== 0) {
@@ -369,16 +477,29 @@ export class ObjectSegmentStore implements SegmentStore {
     } else {
       // Generation 0 shares its prefix with later generations: delete only its own keys.
       for (;;) {
-        const page = await retry(() => this.objects.list(prefix, { signal }), { signal, policy: this.readRetry });
-        const own = page.objects.map((o) => o.key).filter((k) => !k.slice(prefix.length).includes('/'));
-        if (own.length > 0) await retry(() => this.objects.deleteMany(own, { signal }), { signal, policy: this.uploadRetry });
+        const page = await retry(() => this.objects.list(prefix, { signal }), {
+          signal,
+          policy: this.readRetry,
+        });
+        const own = page.objects
+          .map((o) => o.key)
+          .filter((k) => !k.slice(prefix.length).includes('/'));
+        if (own.length > 0)
+          await retry(() => this.objects.deleteMany(own, { signal }), {
+            signal,
+            policy: this.uploadRetry,
+          });
         if (page.continuationToken === undefined || own.length === 0) break;
       }
     }
     this.footers.delete(this.footerKey(logId, segmentId, generation));
   }
 
-  async deleteSegment(logId: number, segmentId: number, options: { signal?: AbortSignal }): Promise<void> {
+  async deleteSegment(
+    logId: number,
+    segmentId: number,
+    options: { signal?: AbortSignal },
+  ): Promise<void> {
     await this.deletePrefix(this.segmentPrefix(logId, segmentId), options.signal);
     this.footers.delete(this.footerKey(logId, segmentId));
   }
@@ -389,10 +510,16 @@ export class ObjectSegmentStore implements SegmentStore {
 
   private async deletePrefix(prefix: string, signal?: AbortSignal): Promise<void> {
     for (;;) {
-      const page = await retry(() => this.objects.list(prefix, { signal }), { signal, policy: this.readRetry });
+      const page = await retry(() => this.objects.list(prefix, { signal }), {
+        signal,
+        policy: this.readRetry,
+      });
       if (page.objects.length === 0) return;
       const keys = page.objects.map((o) => o.key);
-      await retry(() => this.objects.deleteMany(keys, { signal }), { signal, policy: this.uploadRetry });
+      await retry(() => this.objects.deleteMany(keys, { signal }), {
+        signal,
+        policy: this.uploadRetry,
+      });
     }
   }
 

@@ -35,7 +35,11 @@ export interface SegmentSink {
   readonly maxConcurrentWrites: number;
   writeBlocks(blocks: readonly PendingBlock[], options: { signal?: AbortSignal }): Promise<void>;
   /** Writes the segment's index/footer after the last block. Idempotent. */
-  seal(extent: SegmentExtent, blocks: readonly BlockInfo[], options: { signal?: AbortSignal }): Promise<void>;
+  seal(
+    extent: SegmentExtent,
+    blocks: readonly BlockInfo[],
+    options: { signal?: AbortSignal },
+  ): Promise<void>;
   /** Releases file handles. Does not seal. */
   close(): Promise<void>;
 }
@@ -81,12 +85,22 @@ export interface SegmentStore {
    * `lastEntryId` the writer publishes in metadata, and recovery must not scan storage.
    */
   readonly storageFencing: boolean;
-  createSegment(logId: number, segmentId: number, epoch: number, options: { signal?: AbortSignal }): Promise<SegmentSink>;
+  createSegment(
+    logId: number,
+    segmentId: number,
+    epoch: number,
+    options: { signal?: AbortSignal },
+  ): Promise<SegmentSink>;
   /**
    * Stops any previous writer of the segment from making more entries durable, then returns the
    * segment's committed prefix (the longest valid, gap-free run of blocks). Idempotent.
    */
-  fenceAndRecover(logId: number, segmentId: number, epoch: number, options: { signal?: AbortSignal }): Promise<SegmentExtent>;
+  fenceAndRecover(
+    logId: number,
+    segmentId: number,
+    epoch: number,
+    options: { signal?: AbortSignal },
+  ): Promise<SegmentExtent>;
   /**
    * Reads entries from `cursor` up to `toEntryId` inclusive (when given) and at most about
    * `maxBytes`. Throws CorruptDataError for damage below `toEntryId` when `isComplete`.
@@ -95,7 +109,13 @@ export interface SegmentStore {
     logId: number,
     segmentId: number,
     cursor: SegmentCursor,
-    options: { toEntryId?: number; maxBytes: number; isComplete: boolean; generation?: number; signal?: AbortSignal },
+    options: {
+      toEntryId?: number;
+      maxBytes: number;
+      isComplete: boolean;
+      generation?: number;
+      signal?: AbortSignal;
+    },
   ): Promise<SegmentRead>;
   /**
    * Rewrites a completed segment's entries `[0, lastEntryId]` from generation `generation` into
@@ -112,7 +132,12 @@ export interface SegmentStore {
     options: { targetBlockBytes: number; signal?: AbortSignal },
   ): Promise<SegmentExtent>;
   /** Deletes the objects of one generation of a segment (after a compaction switched away from it). */
-  deleteGeneration?(logId: number, segmentId: number, generation: number, options: { signal?: AbortSignal }): Promise<void>;
+  deleteGeneration?(
+    logId: number,
+    segmentId: number,
+    generation: number,
+    options: { signal?: AbortSignal },
+  ): Promise<void>;
   deleteSegment(logId: number, segmentId: number, options: { signal?: AbortSignal }): Promise<void>;
   deleteLog(logId: number, options: { signal?: AbortSignal }): Promise<void>;
   close(): Promise<void>;

@@ -4,14 +4,20 @@ import { WAL_METRICS } from '../log/telemetry.js';
 import type { MetadataStore } from './metadata-store.js';
 import type { ObjectStore } from './object-store.js';
 
-type AsyncMethods<T> = { [K in keyof T]: T[K] extends (...args: never[]) => Promise<unknown> ? K : never }[keyof T];
+type AsyncMethods<T> = {
+  [K in keyof T]: T[K] extends (...args: never[]) => Promise<unknown> ? K : never;
+}[keyof T];
 
 /**
  * Wraps a port so that every request is counted and timed through the OpenTelemetry API
  * (`woodpecker.storage.requests`, `woodpecker.storage.duration`) with the store kind, the
  * operation and the outcome (`ok` or the error code). A no-op unless an SDK is registered.
  */
-function instrument<T extends object>(target: T, kind: 'object' | 'metadata', methods: readonly AsyncMethods<T>[]): T {
+function instrument<T extends object>(
+  target: T,
+  kind: 'object' | 'metadata',
+  methods: readonly AsyncMethods<T>[],
+): T {
   const meter = metrics.getMeter('@woodstream/woodpecker');
   const requests = meter.createCounter(WAL_METRICS.storageRequests.name, {
     unit: WAL_METRICS.storageRequests.unit,
@@ -36,7 +42,11 @@ function instrument<T extends object>(target: T, kind: 'object' | 'metadata', me
           outcome = errorCode(err);
           throw err;
         } finally {
-          const attrs = { 'woodpecker.store': kind, 'woodpecker.operation': String(prop), 'woodpecker.outcome': outcome };
+          const attrs = {
+            'woodpecker.store': kind,
+            'woodpecker.operation': String(prop),
+            'woodpecker.outcome': outcome,
+          };
           requests.add(1, attrs);
           duration.record(performance.now() - started, attrs);
         }

@@ -67,7 +67,11 @@ export interface MetadataStore {
     options?: { signal?: AbortSignal; limit?: number },
   ): Promise<{ kvs: KeyValue[]; revision: number }>;
   /** Applies `onSuccess` atomically iff every compare holds. */
-  txn(compares: readonly Compare[], onSuccess: readonly TxnOp[], options?: { signal?: AbortSignal }): Promise<TxnResult>;
+  txn(
+    compares: readonly Compare[],
+    onSuccess: readonly TxnOp[],
+    options?: { signal?: AbortSignal },
+  ): Promise<TxnResult>;
   /** Grants a lease of `ttlMs` (min 1000) and keeps it alive until revoked or the store closes. */
   grantLease(ttlMs: number, options?: { signal?: AbortSignal }): Promise<Lease>;
   /**
@@ -75,7 +79,10 @@ export interface MetadataStore {
    * batched per revision. Survives compaction and reconnects by emitting a `reset` snapshot.
    * Ends when `signal` aborts or the store closes.
    */
-  watch(prefix: string, options: { signal: AbortSignal; fromRevision?: number }): AsyncIterable<WatchEvent[]>;
+  watch(
+    prefix: string,
+    options: { signal: AbortSignal; fromRevision?: number },
+  ): AsyncIterable<WatchEvent[]>;
   /** Stops keep-alives and watches and releases connections. */
   close(): Promise<void>;
 }

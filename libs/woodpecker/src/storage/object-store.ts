@@ -46,13 +46,21 @@ export interface ObjectStore {
    * The object's bytes, or `undefined` when the key does not exist. With `range`, the bytes
    * `[start, end)` (clamped to the object's size).
    */
-  get(key: string, options?: { signal?: AbortSignal; range?: { start: number; end: number } }): Promise<Uint8Array | undefined>;
+  get(
+    key: string,
+    options?: { signal?: AbortSignal; range?: { start: number; end: number } },
+  ): Promise<Uint8Array | undefined>;
   /** Size, ETag and metadata, or `undefined` when the key does not exist. */
   head(key: string, options?: { signal?: AbortSignal }): Promise<ObjectInfo | undefined>;
   /** One page of keys starting with `prefix`, ascending. `limit` default 1000 (max 1000). */
   list(
     prefix: string,
-    options?: { signal?: AbortSignal; continuationToken?: string; startAfter?: string; limit?: number },
+    options?: {
+      signal?: AbortSignal;
+      continuationToken?: string;
+      startAfter?: string;
+      limit?: number;
+    },
   ): Promise<ListPage>;
   /** Deletes the keys (missing keys are not an error). Any number of keys; batched inside. */
   deleteMany(keys: readonly string[], options?: { signal?: AbortSignal }): Promise<void>;
