@@ -3,7 +3,9 @@ import { StorageUnavailableError } from '../errors.js';
 import { encodeBlock } from '../format/codec.js';
 import { FileMetadataStore } from '../storage/file-metadata-store.js';
 import { MemoryObjectStore } from '../storage/memory-object-store.js';
+import type { ObjectStore } from '../storage/object-store.js';
 import { Woodpecker } from '../woodpecker.js';
+import { waitFor } from '@woodstream/testing';
 import { take } from './wal-suite.js';
 
 const enc = new TextEncoder();
@@ -29,7 +31,86 @@ async function setup(conditionalWrites = true) {
   };
 }
 
+/** Delegates to a memory store but holds every put until `open()` is called. */
+function gatedStore(inner: MemoryObjectStore): {
+  store: ObjectStore;
+  open: () => void;
+  heldPuts: () => number;
+} {
+  let release: () => void = () => {};
+  let gate = new Promise<void>((resolve) => (release = resolve));
+  let held = 0;
+  const store: ObjectStore = {
+    capabilities: inner.capabilities,
+    put: async (key, body, options) => {
+      held += 1;
+      await gate;
+      return inner.put(key, body, options);
+    },
+    get: (key, options) => inner.get(key, options),
+    head: (key, options) => inner.head(key, options),
+    list: (prefix, options) => inner.list(prefix, options),
+    deleteMany: (keys, options) => inner.deleteMany(keys, options),
+    close: () => inner.close(),
+  };
+  return {
+    store,
+    open: () => {
+      release();
+      gate = Promise.resolve();
+    },
+    heldPuts: () => held,
+  };
+}
+
 describe('WAL failure handling', () => {
+  it('makes appends wait once maxInflightBytes are buffered or uploading, and an aborted wait adds nothing', async () => {
+    const metadata = await FileMetadataStore.open({});
+    const gated = gatedStore(new MemoryObjectStore());
+    const wp = Woodpecker.open({
+      metadata,
+      storage: { mode: 'object', objectStore: gated.store },
+      limits: {
+        flushAgeMs: 1,
+        maxInflightBytes: 1024 * 1024,
+        maxBlockBytes: 64 * 1024,
+        maxEntryBytes: 128 * 1024,
+      },
+    });
+    try {
+      const log = await wp.createLog('pressure');
+      const writer = await log.openWriter();
+      const settled: boolean[] = [];
+      const admitted = Array.from({ length: 15 }, (_, i) => {
+        const p = writer.append(new Uint8Array(64 * 1024).fill(i));
+        void p.then(() => (settled[i] = true));
+        return p;
+      });
+      // 15 x 64 KiB fit under 1 MiB; the 16th and 17th must wait for uploads to finish.
+      const controller = new AbortController();
+      const waiting = writer.append(new Uint8Array(64 * 1024).fill(100), {
+        signal: controller.signal,
+      });
+      const queued = writer.append(new Uint8Array(64 * 1024).fill(101));
+      await waitFor(() => gated.heldPuts() > 0, { timeoutMs: 5_000 });
+      controller.abort(new Error('caller gave up'));
+      await expect(waiting).rejects.toThrow('caller gave up');
+      expect(settled.filter(Boolean)).toHaveLength(0);
+      gated.open();
+      const positions = await Promise.all([...admitted, queued]);
+      expect(positions.map((p) => p.entryId)).toEqual(Array.from({ length: 16 }, (_, i) => i));
+      const read = await take(await log.openReader(), 16);
+      expect(read.map((e) => e.payload[0])).toEqual([
+        ...Array.from({ length: 15 }, (_, i) => i),
+        101,
+      ]);
+      await writer.close();
+    } finally {
+      await wp.close();
+      await metadata.close();
+    }
+  });
+
   it('retries a transient storage outage and acknowledges the append', async () => {
     await using env = await setup();
     const writer = await (await env.wp.createLog('flaky')).openWriter();
