@@ -1,6 +1,7 @@
 // `npm run bench:wal` — measures the raw limits of this machine (fdatasync'd appends, raw S3
 // PUTs) and the WAL on the same disk and the same S3 endpoint in one run, and prints the WAL's
-// figures as ratios of the raw ones. Options: --quick (shorter runs), --skip-object (no radosgw).
+// figures as ratios of the raw ones. Options: --quick (shorter runs), --skip-object (no radosgw),
+// --only-object.
 import { constants } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import {
 
 const quick = process.argv.includes('--quick');
 const skipObject = process.argv.includes('--skip-object');
+const onlyObject = process.argv.includes('--only-object');
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const seconds = quick ? 1.5 : 3;
@@ -194,10 +196,10 @@ async function objectMode(): Promise<void> {
       );
       return (n * 4) / ((performance.now() - start) / 1000);
     };
-    await rawPut();
-    const rawMbps = await rawPut();
+    await rawPut(); // warm-up
 
     let puts = 0;
+    let putsPerMiB = 0;
     const { endpoint, region, accessKeyId, secretAccessKey } = rgw.s3;
     const objects = await S3ObjectStore.open({
       endpoint,
@@ -228,11 +230,23 @@ async function objectMode(): Promise<void> {
         limits: { flushAgeMs, maxBlockBytes: 4 * MiB, maxSegmentBytes: 4096 * MiB },
       });
       const writer = await (await wp.createLog(`tput-${flushAgeMs}`)).openWriter();
-      progress('WAL object: 64 KiB entries, 4 MiB blocks');
-      await pipelined(writer, 64 * KiB, 256);
-      puts = 0;
-      const r = await pipelined(writer, 64 * KiB, 256);
-      const mib = r.mbps * seconds;
+      progress('WAL object: 64 KiB entries, 4 MiB blocks (warm-up)');
+      await pipelined(writer, 64 * KiB, 512);
+      // Alternate raw and WAL rounds and keep the best of each (see the local section).
+      let rawMbps = 0;
+      let r = { perSec: 0, mbps: 0 };
+      let mib = 0;
+      for (let round = 1; round <= 2; round++) {
+        progress(`round ${round}/2: raw 4 MiB PUT x${concurrency}, WAL 64 KiB x512 in flight`);
+        rawMbps = Math.max(rawMbps, await rawPut());
+        puts = 0;
+        const w = await pipelined(writer, 64 * KiB, 512);
+        if (w.mbps > r.mbps) {
+          r = w;
+          mib = w.mbps * seconds;
+          putsPerMiB = puts / mib;
+        }
+      }
       rows.push({
         name: 'object 64 KiB pipelined, 4 MiB blocks (MB/s)',
         value: fmt(r.mbps),
@@ -242,7 +256,7 @@ async function objectMode(): Promise<void> {
       });
       rows.push({
         name: 'object PUT requests per MiB written',
-        value: fmt(puts / mib, 3),
+        value: fmt(putsPerMiB, 3),
         raw: '-',
         ratio: '-',
         target: '<= 0.3',
@@ -283,7 +297,7 @@ async function objectMode(): Promise<void> {
 
 // A command-line tool: its output is the report.
 /* eslint-disable no-console */
-await localMode();
+if (!onlyObject) await localMode();
 if (!skipObject) await objectMode();
 const widths = [52, 16, 44, 12, 12];
 const line = (cells: string[]): string =>

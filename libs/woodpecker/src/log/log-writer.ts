@@ -423,6 +423,9 @@ export class LogWriter {
         for (const b of blocks) b.isDone = true;
         this.writesInFlight -= 1;
         this.acknowledge();
+        // A write slot is free even when this block cannot be acknowledged yet (an earlier one
+        // is still uploading): fill it.
+        this.scheduleFlush();
       },
       (err: unknown) => {
         this.writesInFlight -= 1;

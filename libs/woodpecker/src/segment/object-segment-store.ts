@@ -9,7 +9,7 @@ import {
   parseBlockHeader,
 } from '../format/codec.js';
 import { CorruptDataError, FencedError, StorageUnavailableError } from '../errors.js';
-import type { ObjectStore } from '../storage/object-store.js';
+import type { ObjectStore, PutResult } from '../storage/object-store.js';
 import type {
   BlockInfo,
   PendingBlock,
@@ -141,14 +141,23 @@ export class ObjectSegmentStore implements SegmentStore {
     signal?: AbortSignal,
   ): Promise<void> {
     const key = this.blockKey(logId, segmentId, block.index);
-    const body = Buffer.concat(block.parts, block.sizeBytes);
-    const result = await retry(
-      () => this.objects.put(key, body, { signal, ifNoneMatch: this.storageFencing }),
-      {
-        signal,
-        policy: this.uploadRetry,
-      },
-    );
+    // Reused buffers: a fresh multi-MiB allocation per block costs page faults on every upload.
+    const pooled = this.takeBuffer(block.sizeBytes);
+    let offset = 0;
+    for (const part of block.parts) {
+      pooled.set(part, offset);
+      offset += part.byteLength;
+    }
+    const body = pooled.subarray(0, block.sizeBytes);
+    let result: PutResult;
+    try {
+      result = await retry(
+        () => this.objects.put(key, body, { signal, ifNoneMatch: this.storageFencing }),
+        { signal, policy: this.uploadRetry },
+      );
+    } finally {
+      this.returnBuffer(pooled);
+    }
     if (result.status === 'created') return;
     // The key is taken: either a fence (we are stale) or our own earlier attempt whose
     // response was lost. Only this segment's single writer writes data blocks here.
@@ -162,6 +171,25 @@ export class ObjectSegmentStore implements SegmentStore {
       info.sizeBytes !== block.sizeBytes
     ) {
       throw new FencedError(`${where}: block ${block.index} is fenced by a newer writer`);
+    }
+  }
+
+  // Invariant: bufferPool.length <= maxConcurrentUploads; a buffer is in the pool only while unused.
+  private readonly bufferPool: Buffer[] = [];
+
+  private takeBuffer(size: number): Buffer {
+    const i = this.bufferPool.findIndex((b) => b.byteLength >= size);
+    if (i >= 0) return this.bufferPool.splice(i, 1)[0] as Buffer;
+    return Buffer.allocUnsafe(size);
+  }
+
+  private returnBuffer(buffer: Buffer): void {
+    // At most one spare buffer per upload slot, and never a huge one.
+    if (
+      this.bufferPool.length < this.maxConcurrentUploads &&
+      buffer.byteLength <= 64 * 1024 * 1024
+    ) {
+      this.bufferPool.push(buffer);
     }
   }
 
