@@ -1,0 +1,21 @@
+// Public entry of @woodstream/streaming: what the coordinator, the node and the client share.
+export {
+  fnv1a32,
+  MAX_CHANNEL_NAME_LENGTH,
+  pchannelForVChannel,
+  pchannelName,
+  validateChannelName,
+} from './channels.js';
+export {
+  fromServiceError,
+  STREAMING_CODES,
+  STREAMING_ERROR_TRAILER,
+  StreamingError,
+  toServiceError,
+  toStreamingError,
+} from './errors.js';
+export type { StreamingErrorCode } from './errors.js';
+export { streamingKeys } from './layout.js';
+export type { NodeSession, PChannelMeta, PChannelState } from './layout.js';
+export { PROP, RESERVED_PREFIX } from './properties.js';
+export { LOGICAL_BITS, makeTimeTick, physicalMs, TimeTickAllocator } from './time-tick.js';

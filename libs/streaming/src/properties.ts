@@ -1,0 +1,16 @@
+/**
+ * Reserved message property keys the streaming node writes into every WAL entry. They start
+ * with `_`; producers may not set properties starting with `_`.
+ */
+export const PROP = {
+  /** Time tick, decimal. */
+  timeTick: '_tt',
+  /** vchannel name. */
+  vchannel: '_vc',
+  /** Term of the pchannel assignment that wrote the message, decimal. */
+  term: '_wt',
+  /** Message type: `data` or `tick`. */
+  type: '_t',
+} as const;
+
+export const RESERVED_PREFIX = '_';

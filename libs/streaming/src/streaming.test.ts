@@ -1,0 +1,92 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { FencedError } from '@woodstream/woodpecker';
+import { describe, expect, it } from 'vitest';
+import {
+  fnv1a32,
+  fromServiceError,
+  makeTimeTick,
+  pchannelForVChannel,
+  physicalMs,
+  StreamingError,
+  TimeTickAllocator,
+  toServiceError,
+  toStreamingError,
+  validateChannelName,
+} from './index.js';
+
+describe('streaming error codes', () => {
+  it('round-trip through a gRPC status with the code, message and retryable flag intact', () => {
+    const original = new StreamingError('UNMATCHED_CHANNEL_TERM', 'term 3 is stale, node holds 4');
+    const back = fromServiceError(toServiceError(original));
+    expect(back).toBeInstanceOf(StreamingError);
+    expect(back).toMatchObject({
+      code: 'UNMATCHED_CHANNEL_TERM',
+      retryable: true,
+      message: 'term 3 is stale, node holds 4',
+    });
+    expect(toServiceError(original).code).toBe(GrpcStatus.FAILED_PRECONDITION);
+  });
+
+  it('maps WAL fencing to CHANNEL_FENCED and unknown errors to INNER, which is not retried', () => {
+    expect(toStreamingError(new FencedError('newer writer'))).toMatchObject({
+      code: 'CHANNEL_FENCED',
+      isWrongNode: true,
+    });
+    expect(toStreamingError(new TypeError('bug'))).toMatchObject({
+      code: 'INNER',
+      retryable: false,
+    });
+  });
+
+  it('treats a transport failure without our trailer as the node going away', () => {
+    expect(
+      fromServiceError({ code: GrpcStatus.UNAVAILABLE, details: 'connection refused' }),
+    ).toMatchObject({ code: 'ON_SHUTDOWN' });
+    expect(fromServiceError({ code: GrpcStatus.UNKNOWN, details: 'boom' })).toMatchObject({
+      code: 'INNER',
+    });
+  });
+});
+
+describe('channels', () => {
+  it('maps a vchannel to the same pchannel every time, spreading names evenly', () => {
+    const pchannels = Array.from({ length: 16 }, (_, i) => `wal-${i}`);
+    expect(fnv1a32('hello')).toBe(0x4f9f2cab);
+    expect(pchannelForVChannel('orders', pchannels)).toBe(
+      pchannelForVChannel('orders', [...pchannels]),
+    );
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 1600; i++) {
+      const p = pchannelForVChannel(`vchannel-${i}`, pchannels);
+      counts.set(p, (counts.get(p) ?? 0) + 1);
+    }
+    expect(counts.size).toBe(16);
+    for (const n of counts.values()) expect(n).toBeGreaterThan(50);
+  });
+
+  it('rejects invalid channel names with INVALID_ARGUMENT', () => {
+    for (const bad of ['', 'a/b', '_x', 'x'.repeat(129), 'a b']) {
+      expect(() => validateChannelName(bad)).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT' }) as Error,
+      );
+    }
+    expect(validateChannelName('orders.eu-1')).toBe('orders.eu-1');
+  });
+});
+
+describe('time ticks', () => {
+  it('increase strictly even when the clock stalls or steps back, and start above the floor', () => {
+    let now = 1_000;
+    const alloc = new TimeTickAllocator(makeTimeTick(2_000, 5), () => now);
+    const a = alloc.next();
+    expect(a).toBe(makeTimeTick(2_000, 6));
+    now = 3_000;
+    const b = alloc.next();
+    expect(b).toBe(makeTimeTick(3_000));
+    const c = alloc.next();
+    expect(c).toBe(b + 1n);
+    now = 10;
+    expect(alloc.next()).toBe(c + 1n);
+    expect(physicalMs(b)).toBe(3_000);
+  });
+});
