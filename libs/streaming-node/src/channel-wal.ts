@@ -1,0 +1,284 @@
+import { assert } from '@woodstream/common';
+import { PROP, StreamingError, TimeTickAllocator, toStreamingError } from '@woodstream/streaming';
+import {
+  LogExistsError,
+  type LogHandle,
+  type LogPosition,
+  type LogWriter,
+  type Woodpecker,
+} from '@woodstream/woodpecker';
+
+/** Result of one produce. */
+export interface AppendResult {
+  id: LogPosition;
+  timeTick: bigint;
+  /** Reading from here sees every message with a larger time tick (entries are stored in tick order). */
+  lastConfirmedId: LogPosition;
+}
+
+/** A tick every consumer that has read up to `position` may announce: all earlier messages have smaller ticks. */
+export interface SafeTick {
+  timeTick: bigint;
+  /** The position after the last message acknowledged when the tick was taken. */
+  position: LogPosition;
+}
+
+export interface ChannelWalOptions {
+  /** Largest payload accepted. */
+  maxMessageBytes: number;
+  /** How often idle time ticks advance (and are persisted when data was written since the last). */
+  timeTickIntervalMs: number;
+}
+
+type Listener = (tick: SafeTick) => void;
+
+/**
+ * The open WAL of one pchannel at one term, owned by this node: the Woodpecker log writer
+ * (opening it fenced the previous owner), a time-tick allocator seeded above every tick in the
+ * log, and the periodic tick. Appends are stamped and handed to the writer synchronously, so
+ * the log's order is the time-tick order.
+ */
+export class ChannelWal {
+  private readonly ticks: TimeTickAllocator;
+  private inflight = 0;
+  private dataSinceTick = false;
+  private lastAcked: LogPosition;
+  private safe: SafeTick;
+  private readonly listeners = new Set<Listener>();
+  private readonly closeListeners = new Set<(reason: StreamingError) => void>();
+  private tickTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(
+    readonly name: string,
+    readonly term: number,
+    readonly log: LogHandle,
+    private readonly writer: LogWriter,
+    floor: bigint,
+    firstTick: { tick: bigint; position: LogPosition },
+    private readonly options: ChannelWalOptions,
+  ) {
+    assert(firstTick.tick > floor, 'the first tick is above every earlier one');
+    // Seeded with the first tick, so it is never handed out again.
+    this.ticks = new TimeTickAllocator(firstTick.tick);
+    this.lastAcked = {
+      segmentId: firstTick.position.segmentId,
+      entryId: firstTick.position.entryId + 1,
+    };
+    this.safe = { timeTick: firstTick.tick, position: this.lastAcked };
+    this.tickTimer = setInterval(() => void this.tick(), options.timeTickIntervalMs);
+    this.tickTimer.unref();
+  }
+
+  /**
+   * Opens the pchannel's WAL for `term`: creates the log on first use, opens its writer (which
+   * fences whoever wrote before), finds the highest time tick in the log and writes a first
+   * tick above it. Only then does it accept appends.
+   */
+  static async open(
+    wal: Woodpecker,
+    name: string,
+    term: number,
+    options: ChannelWalOptions,
+    signal?: AbortSignal,
+  ): Promise<ChannelWal> {
+    let log: LogHandle;
+    try {
+      log = await wal.createLog(name, { signal });
+    } catch (err) {
+      if (!(err instanceof LogExistsError)) throw err;
+      log = await wal.openLog(name, { signal });
+    }
+    const writer = await log.openWriter({ signal });
+    try {
+      const floor = await lastTimeTick(log, signal);
+      const ticks = new TimeTickAllocator(floor);
+      const tick = ticks.next();
+      const position = await writer.append(new Uint8Array(0), {
+        properties: {
+          [PROP.timeTick]: tick.toString(),
+          [PROP.type]: 'tick',
+          [PROP.term]: String(term),
+        },
+        ...(signal ? { signal } : {}),
+      });
+      return new ChannelWal(name, term, log, writer, floor, { tick, position }, options);
+    } catch (err) {
+      await writer.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  get currentTick(): bigint {
+    return this.ticks.current;
+  }
+
+  get safeTick(): SafeTick {
+    return this.safe;
+  }
+
+  /** The position after the last acknowledged message. */
+  get endPosition(): LogPosition {
+    return this.lastAcked;
+  }
+
+  /** Stamps and appends one message of `vchannel`. Throws StreamingError. */
+  async append(
+    vchannel: string,
+    payload: Uint8Array,
+    properties: Record<string, string>,
+  ): Promise<AppendResult> {
+    if (this.closed)
+      throw new StreamingError(
+        'CHANNEL_FENCED',
+        `pchannel ${this.name} at term ${this.term} is closed on this node`,
+      );
+    if (payload.byteLength > this.options.maxMessageBytes) {
+      throw new StreamingError(
+        'INVALID_ARGUMENT',
+        `message of ${payload.byteLength} bytes exceeds the limit of ${this.options.maxMessageBytes}`,
+      );
+    }
+    for (const key of Object.keys(properties)) {
+      if (key.startsWith('_'))
+        throw new StreamingError(
+          'INVALID_ARGUMENT',
+          `property ${JSON.stringify(key)}: names starting with _ are reserved`,
+        );
+    }
+    // Allocate and hand over in one synchronous step: log order == time-tick order.
+    const timeTick = this.ticks.next();
+    const stamped = {
+      ...properties,
+      [PROP.timeTick]: timeTick.toString(),
+      [PROP.vchannel]: vchannel,
+      [PROP.term]: String(this.term),
+      [PROP.type]: 'data',
+    };
+    this.inflight += 1;
+    this.dataSinceTick = true;
+    try {
+      const id = await this.writer.append(payload, { properties: stamped });
+      this.advance(id);
+      return { id, timeTick, lastConfirmedId: id };
+    } catch (err) {
+      const se = toStreamingError(err);
+      // A fenced or failed writer never recovers: this WAL is done; its streams must re-route.
+      if (se.code === 'CHANNEL_FENCED' || (err as { code?: string }).code === 'WAL_WRITER_FAILED') {
+        void this.close(
+          new StreamingError(
+            'CHANNEL_FENCED',
+            `pchannel ${this.name} at term ${this.term}: ${se.message}`,
+          ),
+        );
+      }
+      throw se;
+    } finally {
+      this.inflight -= 1;
+    }
+  }
+
+  private advance(id: LogPosition): void {
+    if (
+      id.segmentId > this.lastAcked.segmentId ||
+      (id.segmentId === this.lastAcked.segmentId && id.entryId + 1 > this.lastAcked.entryId)
+    ) {
+      this.lastAcked = { segmentId: id.segmentId, entryId: id.entryId + 1 };
+    }
+  }
+
+  /** Called on every safe tick (about every timeTickIntervalMs). */
+  onTick(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Advances the channel's watermark. A tick is only safe when nothing is in flight (every
+   * message with a smaller tick is acknowledged). It is persisted as a tick entry only when data
+   * was written since the last persisted one, so an idle channel writes nothing.
+   */
+  private async tick(): Promise<void> {
+    if (this.closed || this.inflight > 0) return;
+    if (this.dataSinceTick) {
+      this.dataSinceTick = false;
+      const timeTick = this.ticks.next();
+      this.inflight += 1;
+      try {
+        const id = await this.writer.append(new Uint8Array(0), {
+          properties: {
+            [PROP.timeTick]: timeTick.toString(),
+            [PROP.type]: 'tick',
+            [PROP.term]: String(this.term),
+          },
+        });
+        this.advance(id);
+      } catch {
+        // The writer failed or was fenced; appends report it. Nothing to announce.
+        return;
+      } finally {
+        this.inflight -= 1;
+      }
+      this.publish({ timeTick, position: this.lastAcked });
+      return;
+    }
+    const timeTick = this.ticks.next();
+    this.publish({ timeTick, position: this.lastAcked });
+  }
+
+  private publish(tick: SafeTick): void {
+    this.safe = tick;
+    for (const listener of this.listeners) listener(tick);
+  }
+
+  /** Called once when the WAL closes here (removed, fenced, node stopping), with the reason streams report. */
+  onClose(listener: (reason: StreamingError) => void): () => void {
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Stops accepting appends, flushes and acknowledges what was accepted, releases the writer,
+   * then tells the streams on this WAL why (default: the channel is no longer here).
+   */
+  async close(reason?: StreamingError): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.listeners.clear();
+    await this.writer.close().catch(() => undefined);
+    const why =
+      reason ??
+      new StreamingError(
+        'CHANNEL_NOT_EXIST',
+        `pchannel ${this.name} at term ${this.term} moved away from this node`,
+      );
+    for (const listener of this.closeListeners) listener(why);
+    this.closeListeners.clear();
+  }
+}
+
+/** The highest time tick stored in the log (0 for an empty log): that of its last entry. */
+async function lastTimeTick(log: LogHandle, signal?: AbortSignal): Promise<bigint> {
+  const segments = await log.listSegments({ ...(signal ? { signal } : {}) });
+  for (let i = segments.length - 1; i >= 0; i--) {
+    const seg = segments[i];
+    if (seg === undefined || seg.state === 'active' || seg.lastEntryId < 0) continue;
+    const reader = await log.openReader({
+      from: { segmentId: seg.segmentId, entryId: seg.lastEntryId },
+      ...(signal ? { signal } : {}),
+    });
+    try {
+      const entry = await reader.next();
+      const tick = entry?.properties?.[PROP.timeTick];
+      if (tick !== undefined) return BigInt(tick);
+    } finally {
+      await reader.close();
+    }
+  }
+  return 0n;
+}

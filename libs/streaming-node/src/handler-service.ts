@@ -1,0 +1,373 @@
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import {
+  MessageType,
+  type ConsumeRequest,
+  type ConsumeResponse,
+  type DeliverFilter,
+  type HandlerServiceServer,
+  type MessageID,
+  type OpenConsumer,
+  type ProduceRequest,
+  type ProduceResponse,
+} from '@woodstream/proto';
+import {
+  PROP,
+  StreamingError,
+  toServiceError,
+  toStreamingError,
+  validateChannelName,
+} from '@woodstream/streaming';
+import {
+  comparePositions,
+  type LogEntry,
+  type LogPosition,
+  type ReadFrom,
+} from '@woodstream/woodpecker';
+import type { ChannelWal, SafeTick } from './channel-wal.js';
+import type { WalManager } from './wal-manager.js';
+
+/** Limits of one produce or consume stream. */
+export interface HandlerLimits {
+  /** Produce requests accepted but not yet answered before the server stops reading the stream. @default 1024 */
+  maxInflightPerProducer: number;
+}
+
+const toWire = (p: LogPosition): MessageID => ({
+  segmentId: BigInt(p.segmentId),
+  entryId: BigInt(p.entryId),
+});
+const fromWire = (id: MessageID): LogPosition => {
+  const segmentId = Number(id.segmentId);
+  const entryId = Number(id.entryId);
+  if (
+    !Number.isSafeInteger(segmentId) ||
+    !Number.isSafeInteger(entryId) ||
+    segmentId < 0 ||
+    entryId < 0
+  ) {
+    throw new StreamingError(
+      'INVALID_ARGUMENT',
+      `invalid message id ${id.segmentId}:${id.entryId}`,
+    );
+  }
+  return { segmentId, entryId };
+};
+
+function userProperties(all: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(all ?? {})) if (!k.startsWith('_')) out[k] = v;
+  return out;
+}
+
+/** Ends a stream with a typed error (gRPC status + StreamingError trailer). */
+function fail(call: ServerDuplexStream<unknown, unknown>, err: unknown): void {
+  call.emit('error', toServiceError(err));
+}
+
+/** `HandlerService`: produce and consume over the WALs this node holds. */
+export function createHandlerService(
+  manager: WalManager,
+  serverId: number,
+  limits: HandlerLimits,
+): HandlerServiceServer {
+  return {
+    produce(call) {
+      serveProducer(call, manager, serverId, limits);
+    },
+    consume(call) {
+      void serveConsumer(call, manager, serverId).catch((err: unknown) => fail(call, err));
+    },
+  };
+}
+
+function serveProducer(
+  call: ServerDuplexStream<ProduceRequest, ProduceResponse>,
+  manager: WalManager,
+  serverId: number,
+  limits: HandlerLimits,
+): void {
+  let wal: ChannelWal | undefined;
+  let inflight = 0;
+  let isClosing = false;
+  let isEnded = false;
+  let isPaused = false;
+  let pending = Promise.resolve();
+  const end = (closed?: StreamingError): void => {
+    if (isEnded) return;
+    isEnded = true;
+    call.write({ response: { $case: 'closed', closed: { error: closed?.toProto() } } });
+    call.end();
+  };
+  const maybeFinish = (): void => {
+    if (isClosing && inflight === 0) end();
+  };
+  call.on('data', (req: ProduceRequest) => {
+    if (isEnded) return;
+    const r = req.request;
+    try {
+      switch (r?.$case) {
+        case 'open': {
+          if (wal !== undefined)
+            throw new StreamingError('INVALID_ARGUMENT', 'the producer is already open');
+          const info = r.open.pchannel;
+          if (info === undefined)
+            throw new StreamingError('INVALID_ARGUMENT', 'open needs a pchannel');
+          wal = manager.get(validateChannelName(info.name, 'pchannel'), Number(info.term));
+          const opened = wal;
+          opened.onClose((reason) => {
+            // Answer what was accepted first (close flushed it), then tell the client why.
+            void pending.then(() => end(reason));
+          });
+          call.write({ response: { $case: 'opened', opened: { serverId: BigInt(serverId) } } });
+          return;
+        }
+        case 'produce': {
+          if (wal === undefined)
+            throw new StreamingError('INVALID_ARGUMENT', 'send open before produce');
+          if (isClosing) throw new StreamingError('INVALID_ARGUMENT', 'produce after close');
+          const { requestId, vchannel, message } = r.produce;
+          const target = wal;
+          inflight += 1;
+          if (inflight >= limits.maxInflightPerProducer && !isPaused) {
+            // Backpressure: stop reading the stream until answers catch up.
+            isPaused = true;
+            call.pause();
+          }
+          const result = (async () => {
+            validateChannelName(vchannel, 'vchannel');
+            return target.append(
+              vchannel,
+              message?.payload ?? new Uint8Array(0),
+              message?.properties ?? {},
+            );
+          })();
+          // Handled below, in order; this only keeps an early failure from being "unhandled".
+          result.catch(() => undefined);
+          // Answers go out in request order (appends are acknowledged in order anyway).
+          pending = pending.then(async () => {
+            let response: ProduceResponse;
+            try {
+              const ok = await result;
+              response = {
+                response: {
+                  $case: 'result',
+                  result: {
+                    requestId,
+                    outcome: {
+                      $case: 'success',
+                      success: {
+                        id: toWire(ok.id),
+                        timeTick: ok.timeTick,
+                        lastConfirmedId: toWire(ok.lastConfirmedId),
+                      },
+                    },
+                  },
+                },
+              };
+            } catch (err) {
+              response = {
+                response: {
+                  $case: 'result',
+                  result: {
+                    requestId,
+                    outcome: { $case: 'error', error: toStreamingError(err).toProto() },
+                  },
+                },
+              };
+            }
+            inflight -= 1;
+            if (!isEnded) call.write(response);
+            if (isPaused && inflight < limits.maxInflightPerProducer / 2) {
+              isPaused = false;
+              call.resume();
+            }
+            maybeFinish();
+          });
+          return;
+        }
+        case 'close':
+          isClosing = true;
+          void pending.then(maybeFinish);
+          return;
+        case undefined:
+          throw new StreamingError('INVALID_ARGUMENT', 'empty or unknown produce frame');
+      }
+    } catch (err) {
+      isEnded = true;
+      fail(call, err);
+    }
+  });
+  call.on('end', () => {
+    isClosing = true;
+    void pending.then(maybeFinish);
+  });
+  call.on('error', () => {
+    isEnded = true;
+  });
+}
+
+interface Filters {
+  gt?: bigint;
+  gte?: bigint;
+  types?: Set<MessageType>;
+}
+
+function compileFilters(filters: readonly DeliverFilter[]): Filters {
+  const out: Filters = {};
+  for (const f of filters) {
+    const filter = f.filter;
+    switch (filter?.$case) {
+      case 'timeTickGt':
+        out.gt = out.gt === undefined || filter.timeTickGt > out.gt ? filter.timeTickGt : out.gt;
+        break;
+      case 'timeTickGte':
+        out.gte =
+          out.gte === undefined || filter.timeTickGte > out.gte ? filter.timeTickGte : out.gte;
+        break;
+      case 'messageTypes':
+        out.types = new Set(filter.messageTypes.types);
+        break;
+      case undefined:
+        throw new StreamingError('INVALID_ARGUMENT', 'empty deliver filter');
+    }
+  }
+  return out;
+}
+
+function passesTick(tick: bigint, f: Filters): boolean {
+  return (f.gt === undefined || tick > f.gt) && (f.gte === undefined || tick >= f.gte);
+}
+
+function startPosition(open: OpenConsumer, wal: ChannelWal): ReadFrom {
+  const policy = open.deliverPolicy?.policy;
+  switch (policy?.$case) {
+    case undefined:
+    case 'all':
+      return 'earliest';
+    case 'latest':
+      return wal.endPosition;
+    case 'startFrom':
+      return fromWire(policy.startFrom);
+    case 'startAfter': {
+      const p = fromWire(policy.startAfter);
+      return { segmentId: p.segmentId, entryId: p.entryId + 1 };
+    }
+  }
+}
+
+async function serveConsumer(
+  call: ServerDuplexStream<ConsumeRequest, ConsumeResponse>,
+  manager: WalManager,
+  serverId: number,
+): Promise<void> {
+  const first = await new Promise<ConsumeRequest | undefined>((resolve) => {
+    call.once('data', resolve);
+    call.once('end', () => resolve(undefined));
+  });
+  const r = first?.request;
+  if (r?.$case !== 'open')
+    throw new StreamingError('INVALID_ARGUMENT', 'the first consume frame must be open');
+  const info = r.open.pchannel;
+  if (info === undefined) throw new StreamingError('INVALID_ARGUMENT', 'open needs a pchannel');
+  const wal = manager.get(validateChannelName(info.name, 'pchannel'), Number(info.term));
+  const vchannel = validateChannelName(r.open.vchannel, 'vchannel');
+  const filters = compileFilters(r.open.deliverFilters);
+  const abort = new AbortController();
+  const reader = await wal.log.openReader({
+    from: startPosition(r.open, wal),
+    signal: abort.signal,
+  });
+
+  let isEnded = false;
+  let lastTick = 0n;
+  // Position after the last entry handled: every entry before it went out (or was filtered).
+  let delivered: LogPosition = reader.nextPosition;
+  const finish = (error?: StreamingError): void => {
+    if (isEnded) return;
+    isEnded = true;
+    abort.abort(error ?? new StreamingError('ON_SHUTDOWN', 'consumer closed'));
+    call.write({ response: { $case: 'closed', closed: { error: error?.toProto() } } });
+    call.end();
+  };
+  const sendTick = (tick: bigint): void => {
+    if (isEnded || tick <= lastTick || !passesTick(tick, filters)) return;
+    if (filters.types !== undefined && !filters.types.has(MessageType.MESSAGE_TYPE_TIME_TICK)) {
+      lastTick = tick;
+      return;
+    }
+    lastTick = tick;
+    call.write({ response: { $case: 'timeTick', timeTick: { timeTick: tick } } });
+  };
+  const offTick = wal.onTick((tick: SafeTick) => {
+    // Safe only once this consumer has handled everything acknowledged before the tick.
+    if (comparePositions(delivered, tick.position) >= 0) sendTick(tick.timeTick);
+  });
+  const offClose = wal.onClose((reason) => finish(reason));
+  call.on('data', (req: ConsumeRequest) => {
+    if (req.request?.$case === 'close') finish();
+    else
+      finish(
+        new StreamingError('INVALID_ARGUMENT', 'only close may follow open on a consume stream'),
+      );
+  });
+  call.on('end', () => finish());
+  call.on('cancelled', () => {
+    isEnded = true;
+    abort.abort(new StreamingError('ON_SHUTDOWN', 'cancelled by the client'));
+  });
+  call.write({ response: { $case: 'opened', opened: { serverId: BigInt(serverId) } } });
+
+  try {
+    for (;;) {
+      const entry: LogEntry | undefined = await reader.next();
+      if (entry === undefined || isEnded) break;
+      delivered = { segmentId: entry.position.segmentId, entryId: entry.position.entryId + 1 };
+      const props = entry.properties ?? {};
+      const tick = BigInt(props[PROP.timeTick] ?? '0');
+      if (props[PROP.type] === 'tick') {
+        sendTick(tick);
+        continue;
+      }
+      if (props[PROP.vchannel] !== vchannel || !passesTick(tick, filters)) continue;
+      if (filters.types !== undefined && !filters.types.has(MessageType.MESSAGE_TYPE_DATA))
+        continue;
+      const id = toWire(entry.position);
+      const ok = call.write({
+        response: {
+          $case: 'message',
+          message: {
+            id,
+            payload: Buffer.from(
+              entry.payload.buffer,
+              entry.payload.byteOffset,
+              entry.payload.byteLength,
+            ),
+            properties: userProperties(props),
+            timeTick: tick,
+            vchannel,
+            lastConfirmedId: id,
+            type: MessageType.MESSAGE_TYPE_DATA,
+          },
+        },
+      });
+      // Flow control: wait for the client to take what was sent before reading more.
+      if (!ok) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            call.off('drain', done);
+            abort.signal.removeEventListener('abort', done);
+            resolve();
+          };
+          call.once('drain', done);
+          abort.signal.addEventListener('abort', done, { once: true });
+        });
+      }
+    }
+  } catch (err) {
+    if (!isEnded) finish(toStreamingError(err));
+  } finally {
+    offTick();
+    offClose();
+    await reader.close();
+  }
+}

@@ -1,0 +1,9 @@
+// Public entry of @woodstream/streaming-node.
+export { ChannelWal } from './channel-wal.js';
+export type { AppendResult, ChannelWalOptions, SafeTick } from './channel-wal.js';
+export { createHandlerService } from './handler-service.js';
+export type { HandlerLimits } from './handler-service.js';
+export { createManagerService } from './manager-service.js';
+export { nodeOptionsWithDefaults, StreamingNode } from './streaming-node.js';
+export type { NodeLogger, StreamingNodeOptions } from './streaming-node.js';
+export { WalManager } from './wal-manager.js';

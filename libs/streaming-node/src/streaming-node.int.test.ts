@@ -1,0 +1,267 @@
+import { join } from 'node:path';
+import { credentials, makeGenericClientConstructor, type ClientDuplexStream } from '@grpc/grpc-js';
+import {
+  HandlerServiceClient,
+  ManagerServiceClient,
+  type ConsumeRequest,
+  type ConsumeResponse,
+  type ProduceRequest,
+  type ProduceResponse,
+} from '@woodstream/proto';
+import { fromServiceError } from '@woodstream/streaming';
+import { makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
+import { FileMetadataStore, Woodpecker } from '@woodstream/woodpecker';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StreamingNode } from './streaming-node.js';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Collects the frames of a bidi call and the error that ended it. */
+function collect<Req, Res>(call: ClientDuplexStream<Req, Res>) {
+  const frames: Res[] = [];
+  let error: unknown;
+  let ended = false;
+  call.on('data', (f: Res) => frames.push(f));
+  call.on('error', (e) => (error = e));
+  call.on('end', () => (ended = true));
+  call.on('status', () => (ended = true));
+  return { frames, error: () => error, ended: () => ended };
+}
+
+describe('streaming node', () => {
+  let dir: TempDir;
+  let metadata: FileMetadataStore;
+  let wal: Woodpecker;
+  let node: StreamingNode;
+  let manager: InstanceType<typeof ManagerServiceClient>;
+  let handler: InstanceType<typeof HandlerServiceClient>;
+
+  const assign = (name: string, term: number): Promise<void> =>
+    new Promise((resolve, reject) =>
+      manager.assign({ pchannel: { name, term: BigInt(term), accessMode: 1 } }, (err) =>
+        err ? reject(fromServiceError(err)) : resolve(),
+      ),
+    );
+  const remove = (name: string, term: number): Promise<void> =>
+    new Promise((resolve, reject) =>
+      manager.remove({ pchannel: { name, term: BigInt(term), accessMode: 1 } }, (err) =>
+        err ? reject(fromServiceError(err)) : resolve(),
+      ),
+    );
+
+  function producer(name: string, term: number) {
+    const call = handler.produce();
+    const state = collect<ProduceRequest, ProduceResponse>(call);
+    call.write({
+      request: { $case: 'open', open: { pchannel: { name, term: BigInt(term), accessMode: 1 } } },
+    });
+    let next = 1n;
+    return {
+      ...state,
+      call,
+      send(
+        vchannel: string,
+        text: string | Uint8Array,
+        properties: Record<string, string> = {},
+      ): bigint {
+        const requestId = next++;
+        const payload =
+          typeof text === 'string' ? Buffer.from(enc.encode(text)) : Buffer.from(text);
+        call.write({
+          request: {
+            $case: 'produce',
+            produce: { requestId, vchannel, message: { payload, properties } },
+          },
+        });
+        return requestId;
+      },
+      results: () =>
+        state.frames.flatMap((f) => (f.response?.$case === 'result' ? [f.response.result] : [])),
+    };
+  }
+
+  function consumer(name: string, term: number, vchannel: string) {
+    const call = handler.consume();
+    const state = collect<ConsumeRequest, ConsumeResponse>(call);
+    call.write({
+      request: {
+        $case: 'open',
+        open: {
+          pchannel: { name, term: BigInt(term), accessMode: 1 },
+          vchannel,
+          deliverPolicy: { policy: { $case: 'all', all: {} } },
+          deliverFilters: [],
+        },
+      },
+    });
+    return {
+      ...state,
+      call,
+      messages: () =>
+        state.frames.flatMap((f) => (f.response?.$case === 'message' ? [f.response.message] : [])),
+      ticks: () =>
+        state.frames.flatMap((f) =>
+          f.response?.$case === 'timeTick' ? [f.response.timeTick.timeTick] : [],
+        ),
+    };
+  }
+
+  beforeEach(async () => {
+    dir = await makeTempDir('node');
+    metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
+    wal = Woodpecker.open({ metadata, storage: { mode: 'local', rootDir: join(dir.path, 'wal') } });
+    node = await StreamingNode.start(
+      { timeTickIntervalMs: 50, maxMessageBytes: 1024, drainTimeoutMs: 0 },
+      { wal, metadata },
+    );
+    manager = new ManagerServiceClient(node.address, credentials.createInsecure());
+    handler = new HandlerServiceClient(node.address, credentials.createInsecure());
+  });
+  afterEach(async () => {
+    manager.close();
+    handler.close();
+    await node.stop({ drain: false });
+    await wal.close();
+    await metadata.close();
+    await dir.remove();
+  });
+
+  it('registers a lease-bound session with its address', async () => {
+    const kv = await metadata.get(`session/node/${node.serverId}`);
+    expect(JSON.parse(dec.decode(kv?.value))).toMatchObject({
+      serverId: node.serverId,
+      address: node.address,
+      stopping: false,
+    });
+    expect(kv?.leaseId).toBeDefined();
+  });
+
+  it('acknowledges produces in order with growing time ticks and delivers one vchannel in order with time ticks', async () => {
+    await assign('wal-0000', 1);
+    const p = producer('wal-0000', 1);
+    for (let i = 0; i < 20; i++) p.send(i % 2 === 0 ? 'even' : 'odd', `m${i}`, { i: String(i) });
+    await waitFor(() => p.results().length === 20, { timeoutMs: 10_000 });
+    const results = p.results();
+    expect(results.map((r) => r.requestId)).toEqual(
+      Array.from({ length: 20 }, (_, i) => BigInt(i + 1)),
+    );
+    const ticks = results.map((r) =>
+      r.outcome?.$case === 'success' ? r.outcome.success.timeTick : -1n,
+    );
+    for (let i = 1; i < ticks.length; i++) expect(ticks[i]).toBeGreaterThan(ticks[i - 1] as bigint);
+
+    const c = consumer('wal-0000', 1, 'even');
+    await waitFor(() => c.messages().length === 10, { timeoutMs: 10_000 });
+    expect(c.messages().map((m) => dec.decode(m.payload))).toEqual(
+      Array.from({ length: 10 }, (_, i) => `m${i * 2}`),
+    );
+    expect(c.messages()[1]?.properties).toEqual({ i: '2' });
+    // Idle ticks keep coming and pass the last message's tick.
+    const lastTick = c.messages().at(-1)?.timeTick ?? 0n;
+    await waitFor(() => c.ticks().some((t) => t > lastTick), {
+      timeoutMs: 10_000,
+      description: 'a time tick past the last message',
+    });
+    p.call.end();
+    c.call.write({ request: { $case: 'close', close: {} } });
+    await waitFor(() => c.frames.some((f) => f.response?.$case === 'closed'), { timeoutMs: 5_000 });
+  });
+
+  it('orders Assign and Remove by term: stale ones are IGNORED_OPERATION, streams need the current term', async () => {
+    await assign('wal-0001', 2);
+    await expect(assign('wal-0001', 1)).rejects.toMatchObject({ code: 'IGNORED_OPERATION' });
+    await expect(remove('wal-0001', 1)).rejects.toMatchObject({ code: 'IGNORED_OPERATION' });
+    const stale = producer('wal-0001', 1);
+    await waitFor(() => stale.error() !== undefined, { timeoutMs: 5_000 });
+    expect(fromServiceError(stale.error())).toMatchObject({ code: 'UNMATCHED_CHANNEL_TERM' });
+    const unknown = producer('wal-0099', 1);
+    await waitFor(() => unknown.error() !== undefined, { timeoutMs: 5_000 });
+    expect(fromServiceError(unknown.error())).toMatchObject({ code: 'CHANNEL_NOT_EXIST' });
+  });
+
+  it('answers bad input with typed errors and keeps serving', async () => {
+    await assign('wal-0002', 1);
+    const p = producer('wal-0002', 1);
+    p.send('ok', 'fine');
+    p.send('ok', new Uint8Array(2048));
+    p.send('bad/name', 'x');
+    p.send('ok', 'props', { _tt: '1' });
+    p.send('ok', 'still fine');
+    await waitFor(() => p.results().length === 5, { timeoutMs: 10_000 });
+    expect(
+      p.results().map((r) => (r.outcome?.$case === 'error' ? r.outcome.error.code : 'ok')),
+    ).toEqual(['ok', 7, 7, 7, 'ok']);
+    // A produce frame before open ends that stream only.
+    const early = handler.produce();
+    const state = collect(early);
+    early.write({
+      request: {
+        $case: 'produce',
+        produce: {
+          requestId: 1n,
+          vchannel: 'ok',
+          message: { payload: Buffer.from('x'), properties: {} },
+        },
+      },
+    });
+    await waitFor(() => state.error() !== undefined, { timeoutMs: 5_000 });
+    expect(fromServiceError(state.error())).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // Garbage bytes on the wire.
+    const Raw = makeGenericClientConstructor(
+      {
+        produce: {
+          path: '/woodstream.streaming.v1.HandlerService/Produce',
+          requestStream: true,
+          responseStream: true,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      'Raw',
+    );
+    const raw = new Raw(node.address, credentials.createInsecure()) as unknown as {
+      produce(): ClientDuplexStream<Buffer, Buffer>;
+      close(): void;
+    };
+    const garbage = raw.produce();
+    const g = collect(garbage);
+    garbage.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+    await waitFor(() => g.error() !== undefined, { timeoutMs: 5_000 });
+    raw.close();
+    p.send('ok', 'after garbage');
+    await waitFor(() => p.results().length === 6, { timeoutMs: 10_000 });
+    expect(p.results()[5]?.outcome?.$case).toBe('success');
+    p.call.end();
+  });
+
+  it('closes producers and consumers with CHANNEL_NOT_EXIST when the channel is removed, and ticks stay above old ones after reassignment', async () => {
+    await assign('wal-0003', 1);
+    const p = producer('wal-0003', 1);
+    p.send('v', 'before');
+    await waitFor(() => p.results().length === 1, { timeoutMs: 10_000 });
+    const firstOutcome = p.results()[0]?.outcome;
+    const firstTick = firstOutcome?.$case === 'success' ? firstOutcome.success.timeTick : undefined;
+    const c = consumer('wal-0003', 1, 'v');
+    await waitFor(() => c.messages().length === 1, { timeoutMs: 10_000 });
+    await remove('wal-0003', 1);
+    for (const s of [p, c]) {
+      await waitFor(() => s.frames.some((f) => f.response?.$case === 'closed'), {
+        timeoutMs: 5_000,
+      });
+    }
+    const closed = p.frames.find((f) => f.response?.$case === 'closed');
+    expect(closed?.response?.$case === 'closed' && closed.response.closed.error?.code).toBe(1);
+    await assign('wal-0003', 2);
+    const p2 = producer('wal-0003', 2);
+    p2.send('v', 'after');
+    await waitFor(() => p2.results().length === 1, { timeoutMs: 10_000 });
+    const second = p2.results()[0]?.outcome;
+    expect(second?.$case === 'success' && second.success.timeTick).toBeGreaterThan(
+      firstTick ?? Infinity,
+    );
+    p2.call.end();
+  });
+});

@@ -1,0 +1,238 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { sleep } from '@woodstream/common';
+import { HandlerServiceService, ManagerServiceService } from '@woodstream/proto';
+import { StreamingError, streamingKeys, type NodeSession } from '@woodstream/streaming';
+import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
+import { createHandlerService } from './handler-service.js';
+import { createManagerService } from './manager-service.js';
+import { WalManager } from './wal-manager.js';
+
+/** Options of a streaming node. Every field has a default and a range. */
+export interface StreamingNodeOptions {
+  /** Interface to listen on. @default '127.0.0.1' */
+  host: string;
+  /** Port to listen on; 0 picks a free one. @default 0 */
+  port: number;
+  /** host:port other processes use to reach this node. @default `${host}:${boundPort}` */
+  advertiseAddress?: string;
+  /** TTL of the node's session lease: how fast a dead node is noticed. @default 10000 (1000–300000) */
+  sessionTtlMs: number;
+  /** Largest message payload accepted. @default 4 MiB (1 B – 64 MiB) */
+  maxMessageBytes: number;
+  /** Interval of idle time ticks. @default 200 (10–10000) */
+  timeTickIntervalMs: number;
+  /** Unanswered produce requests per stream before the node stops reading it. @default 1024 (1–65536) */
+  maxInflightPerProducer: number;
+  /** On stop: how long to wait for the coordinator to move the channels away. @default 30000 (0–600000) */
+  drainTimeoutMs: number;
+  /** Version published in the session. */
+  version: string;
+}
+
+const RANGES: Partial<Record<keyof StreamingNodeOptions, [number, number]>> = {
+  port: [0, 65535],
+  sessionTtlMs: [1000, 300_000],
+  maxMessageBytes: [1, 64 * 1024 * 1024],
+  timeTickIntervalMs: [10, 10_000],
+  maxInflightPerProducer: [1, 65_536],
+  drainTimeoutMs: [0, 600_000],
+};
+
+export function nodeOptionsWithDefaults(
+  partial: Partial<StreamingNodeOptions> = {},
+): StreamingNodeOptions {
+  const options: StreamingNodeOptions = {
+    host: '127.0.0.1',
+    port: 0,
+    sessionTtlMs: 10_000,
+    maxMessageBytes: 4 * 1024 * 1024,
+    timeTickIntervalMs: 200,
+    maxInflightPerProducer: 1024,
+    drainTimeoutMs: 30_000,
+    version: '0.1.0',
+    ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
+  };
+  const problems: string[] = [];
+  for (const [key, [min, max]] of Object.entries(RANGES) as [
+    keyof StreamingNodeOptions,
+    [number, number],
+  ][]) {
+    const v = options[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      problems.push(`${key} must be an integer in [${min}, ${max}]`);
+  }
+  if (problems.length > 0)
+    throw new StreamingError('INVALID_ARGUMENT', `invalid node options: ${problems.join('; ')}`);
+  return options;
+}
+
+/** Structured logging seam; a pino logger fits. */
+export interface NodeLogger {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+const silent: NodeLogger = { info: () => {}, warn: () => {} };
+
+/**
+ * A streaming node process: gRPC server (HandlerService, ManagerService), the WALs of its
+ * channels, and a lease-bound session key through which the coordinator discovers it.
+ */
+export class StreamingNode {
+  private lease: Lease | undefined;
+  private isStopping = false;
+  private readonly abort = new AbortController();
+
+  private constructor(
+    readonly serverId: number,
+    readonly address: string,
+    readonly manager: WalManager,
+    private readonly server: Server,
+    private readonly metadata: MetadataStore,
+    private readonly options: StreamingNodeOptions,
+    private readonly log: NodeLogger,
+  ) {}
+
+  static async start(
+    partial: Partial<StreamingNodeOptions>,
+    deps: { wal: Woodpecker; metadata: MetadataStore; logger?: NodeLogger },
+    signal?: AbortSignal,
+  ): Promise<StreamingNode> {
+    const options = nodeOptionsWithDefaults(partial);
+    const log = deps.logger ?? silent;
+    const serverId = await allocateServerId(deps.metadata, signal);
+    // Filled once the server is bound; callbacks below only run after that.
+    const ref: { node?: StreamingNode } = {};
+    const manager = new WalManager(
+      deps.wal,
+      { maxMessageBytes: options.maxMessageBytes, timeTickIntervalMs: options.timeTickIntervalMs },
+      () =>
+        ref.node?.log.info('channels changed', {
+          channels: ref.node.manager.openChannels().map((w) => `${w.name}@${w.term}`),
+        }),
+    );
+    const server = new Server({
+      'grpc.max_receive_message_length': options.maxMessageBytes + 1024 * 1024,
+      'grpc.max_send_message_length': options.maxMessageBytes + 1024 * 1024,
+    });
+    const stopping = (): boolean => ref.node?.isStopping ?? false;
+    server.addService(
+      HandlerServiceService,
+      createHandlerService(manager, serverId, {
+        maxInflightPerProducer: options.maxInflightPerProducer,
+      }),
+    );
+    server.addService(ManagerServiceService, createManagerService(manager, stopping));
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(
+        `${options.host}:${options.port}`,
+        ServerCredentials.createInsecure(),
+        (err, bound) => (err ? reject(err) : resolve(bound)),
+      );
+    });
+    const address = options.advertiseAddress ?? `${options.host}:${port}`;
+    const node = new StreamingNode(serverId, address, manager, server, deps.metadata, options, log);
+    ref.node = node;
+    try {
+      await node.register(signal);
+    } catch (err) {
+      server.forceShutdown();
+      throw err;
+    }
+    node.keepRegistered();
+    log.info('streaming node started', { serverId, address });
+    return node;
+  }
+
+  private session(): NodeSession {
+    return {
+      serverId: this.serverId,
+      address: this.address,
+      version: this.options.version,
+      stopping: this.isStopping,
+      startedAtMs: Date.now(),
+    };
+  }
+
+  private async register(signal?: AbortSignal): Promise<void> {
+    this.lease = await this.metadata.grantLease(this.options.sessionTtlMs, { signal });
+    await this.putSession(signal);
+  }
+
+  private async putSession(signal?: AbortSignal): Promise<void> {
+    const lease = this.lease;
+    if (lease === undefined) return;
+    await this.metadata.txn(
+      [],
+      [
+        {
+          type: 'put',
+          key: streamingKeys.nodeSession(this.serverId),
+          value: new TextEncoder().encode(JSON.stringify(this.session())),
+          leaseId: lease.id,
+        },
+      ],
+      { signal },
+    );
+  }
+
+  /** If the lease is lost (etcd unreachable longer than the TTL), register again once possible. */
+  private keepRegistered(): void {
+    void (async () => {
+      while (!this.abort.signal.aborted) {
+        const lease = this.lease;
+        if (lease === undefined) return;
+        const reason = await lease.lost;
+        if (this.abort.signal.aborted) return;
+        this.log.warn('session lease lost; registering again', { reason: reason.message });
+        for (let delay = 100; !this.abort.signal.aborted; delay = Math.min(delay * 2, 5_000)) {
+          try {
+            await this.register(this.abort.signal);
+            break;
+          } catch {
+            await sleep(delay, this.abort.signal).catch(() => undefined);
+          }
+        }
+      }
+    })();
+  }
+
+  /**
+   * Graceful stop: marks the session `stopping` so the coordinator moves the channels away,
+   * waits for that (up to drainTimeoutMs), then closes the remaining WALs, the session and the server.
+   */
+  async stop(options: { drain?: boolean } = {}): Promise<void> {
+    if (this.isStopping && this.abort.signal.aborted) return;
+    this.isStopping = true;
+    const drain = options.drain ?? true;
+    if (drain && this.options.drainTimeoutMs > 0) {
+      await this.putSession().catch(() => undefined);
+      const deadline = Date.now() + this.options.drainTimeoutMs;
+      while (this.manager.openChannels().length > 0 && Date.now() < deadline) await sleep(50);
+    }
+    this.abort.abort(new StreamingError('ON_SHUTDOWN', 'node stopping'));
+    await this.manager.stop();
+    await this.lease?.revoke().catch(() => undefined);
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    this.log.info('streaming node stopped', { serverId: this.serverId });
+  }
+}
+
+async function allocateServerId(metadata: MetadataStore, signal?: AbortSignal): Promise<number> {
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const kv = await metadata.get(streamingKeys.serverIdGen, { signal });
+    const next = kv === undefined ? 1 : Number(new TextDecoder().decode(kv.value));
+    const result = await metadata.txn(
+      [{ key: streamingKeys.serverIdGen, modRevision: kv?.modRevision ?? 0 }],
+      [
+        {
+          type: 'put',
+          key: streamingKeys.serverIdGen,
+          value: new TextEncoder().encode(String(next + 1)),
+        },
+      ],
+      { signal },
+    );
+    if (result.succeeded) return next;
+  }
+  throw new StreamingError('INNER', 'could not allocate a server id: too much contention');
+}

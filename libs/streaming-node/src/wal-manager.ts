@@ -1,0 +1,215 @@
+import { StreamingError, toStreamingError } from '@woodstream/streaming';
+import type { Woodpecker } from '@woodstream/woodpecker';
+import { ChannelWal, type ChannelWalOptions } from './channel-wal.js';
+
+/**
+ * Where a channel is or should be: `(term, available)`. States are ordered by term, and at
+ * equal terms "available" comes before "removed" (a Remove at term t supersedes the Assign at t).
+ */
+interface ChannelState {
+  term: number;
+  available: boolean;
+}
+
+function isAfter(a: ChannelState, b: ChannelState): boolean {
+  return a.term > b.term || (a.term === b.term && !a.available && b.available);
+}
+
+interface Lifetime {
+  // Invariant: !isAfter(current, expected) — the worker only moves current towards expected.
+  expected: ChannelState;
+  current: ChannelState;
+  wal: ChannelWal | undefined;
+  /** Error of the last failed open at `current.term`, reported to the Assign call waiting for it. */
+  error: StreamingError | undefined;
+  /** Serialises transitions: at most one open/close runs per channel. */
+  worker: Promise<void>;
+  waiters: Set<() => void>;
+}
+
+/**
+ * The node's WALs, one per assigned pchannel, each driven by a small state machine: Assign and
+ * Remove set the expected state (a stale term gets IGNORED_OPERATION), and one worker per
+ * channel closes and opens WALs until the current state catches up. Transitions run to the end
+ * even when the RPC that asked for them is cancelled, so out-of-order RPCs cannot wedge a channel.
+ */
+export class WalManager {
+  private readonly channels = new Map<string, Lifetime>();
+  private isStopping = false;
+
+  constructor(
+    private readonly wal: Woodpecker,
+    private readonly options: ChannelWalOptions,
+    private readonly onChange: () => void = () => {},
+  ) {}
+
+  /** Opens the channel at `term` and resolves once it accepts writes (or a later state superseded it). */
+  async assign(name: string, term: number, signal?: AbortSignal): Promise<void> {
+    const target = { term, available: true };
+    const lifetime = this.request(name, target);
+    await this.waitFor(lifetime, target, signal);
+    if (
+      lifetime.current.term === term &&
+      !lifetime.current.available &&
+      lifetime.error !== undefined
+    )
+      throw lifetime.error;
+  }
+
+  /** Closes the channel for `term` and resolves once it is closed. */
+  async remove(name: string, term: number, signal?: AbortSignal): Promise<void> {
+    const target = { term, available: false };
+    const lifetime = this.request(name, target);
+    await this.waitFor(lifetime, target, signal);
+  }
+
+  /**
+   * The open WAL of `name`, checked against the caller's term: CHANNEL_NOT_EXIST when this node
+   * does not hold it, UNMATCHED_CHANNEL_TERM when it holds another term, ON_SHUTDOWN when stopping.
+   */
+  get(name: string, term: number): ChannelWal {
+    if (this.isStopping) throw new StreamingError('ON_SHUTDOWN', 'the node is shutting down');
+    const lifetime = this.channels.get(name);
+    const wal = lifetime?.wal;
+    if (lifetime === undefined || wal === undefined || !lifetime.current.available) {
+      throw new StreamingError('CHANNEL_NOT_EXIST', `pchannel ${name} is not open on this node`);
+    }
+    if (wal.term !== term) {
+      throw new StreamingError(
+        'UNMATCHED_CHANNEL_TERM',
+        `pchannel ${name}: the node holds term ${wal.term}, the request has term ${term}`,
+      );
+    }
+    return wal;
+  }
+
+  /** Every open WAL (for status reports). */
+  openChannels(): ChannelWal[] {
+    return [...this.channels.values()].flatMap((l) =>
+      l.wal !== undefined && l.current.available ? [l.wal] : [],
+    );
+  }
+
+  /** Refuses new work and closes every WAL. */
+  async stop(): Promise<void> {
+    this.isStopping = true;
+    await Promise.allSettled(
+      [...this.channels.entries()].map(async ([name, l]) => {
+        await this.remove(name, Math.max(l.expected.term, l.current.term));
+      }),
+    );
+  }
+
+  private request(name: string, target: ChannelState): Lifetime {
+    if (this.isStopping && target.available)
+      throw new StreamingError('ON_SHUTDOWN', 'the node is shutting down');
+    let lifetime = this.channels.get(name);
+    if (lifetime === undefined) {
+      lifetime = {
+        expected: { term: -1, available: false },
+        current: { term: -1, available: false },
+        wal: undefined,
+        error: undefined,
+        worker: Promise.resolve(),
+        waiters: new Set(),
+      };
+      this.channels.set(name, lifetime);
+    }
+    const isRetryAfterFailedOpen =
+      target.available &&
+      lifetime.error !== undefined &&
+      lifetime.expected.term === target.term &&
+      !lifetime.expected.available;
+    if (isRetryAfterFailedOpen) {
+      lifetime.error = undefined;
+      // Step back so the worker tries this term again.
+      lifetime.current = { term: target.term - 1, available: false };
+    } else if (!isAfter(target, lifetime.expected)) {
+      if (
+        target.term === lifetime.expected.term &&
+        target.available === lifetime.expected.available
+      )
+        return lifetime;
+      throw new StreamingError(
+        'IGNORED_OPERATION',
+        `pchannel ${name}: ${target.available ? 'assign' : 'remove'} at term ${target.term} is older than the expected term ${lifetime.expected.term}`,
+      );
+    }
+    lifetime.expected = target;
+    const l = lifetime;
+    lifetime.worker = lifetime.worker.then(() => this.drive(name, l));
+    return lifetime;
+  }
+
+  /** Moves `current` to `expected`: close what is open, then open the expected term if wanted. */
+  private async drive(name: string, l: Lifetime): Promise<void> {
+    while (isAfter(l.expected, l.current)) {
+      const expected = l.expected;
+      if (l.wal !== undefined) {
+        const old = l.wal;
+        l.wal = undefined;
+        l.current = { term: old.term, available: false };
+        this.notify(l);
+        await old.close();
+      }
+      if (!expected.available) {
+        l.current = expected;
+        l.error = undefined;
+        this.notify(l);
+        continue;
+      }
+      try {
+        const wal = await ChannelWal.open(this.wal, name, expected.term, this.options);
+        if (isAfter(l.expected, expected)) {
+          // Superseded while opening: do not expose it.
+          await wal.close();
+          l.current = { term: expected.term, available: false };
+        } else {
+          l.wal = wal;
+          l.current = expected;
+          l.error = undefined;
+        }
+      } catch (err) {
+        l.error = toStreamingError(err);
+        l.current = { term: expected.term, available: false };
+        if (l.expected.term === expected.term && l.expected.available) {
+          // Give up on this term until the coordinator asks again (it will, with a new term).
+          l.expected = l.current;
+        }
+      }
+      this.notify(l);
+    }
+  }
+
+  private notify(l: Lifetime): void {
+    for (const wake of l.waiters) wake();
+    this.onChange();
+  }
+
+  /** Resolves when `current` reached `target` or moved past it; rejects with the signal's reason. */
+  private waitFor(l: Lifetime, target: ChannelState, signal?: AbortSignal): Promise<void> {
+    const reached = (): boolean =>
+      (l.current.term === target.term && l.current.available === target.available) ||
+      isAfter(l.current, target) ||
+      l.current.term > target.term ||
+      (l.current.term === target.term &&
+        target.available &&
+        !l.current.available &&
+        l.error !== undefined);
+    if (reached()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        l.waiters.delete(check);
+        reject(signal?.reason as Error);
+      };
+      const check = (): void => {
+        if (!reached()) return;
+        l.waiters.delete(check);
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      l.waiters.add(check);
+    });
+  }
+}
