@@ -1,0 +1,168 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+// One schema per service, built from shared parts. Every field has a default, a unit in its
+// name, a range, and a description; unknown keys are rejected.
+
+const MiB = 1024 * 1024;
+
+export const MetadataSchema = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('embedded'), Type.Literal('etcd')], {
+      default: 'embedded',
+      description: 'embedded: a file on local disk, for one process; etcd: a cluster',
+    }),
+    embeddedPath: Type.String({
+      default: './data/meta.log',
+      description: 'File of the embedded metadata store',
+    }),
+    etcdEndpoints: Type.Array(Type.String(), {
+      default: ['http://127.0.0.1:2379'],
+      description: 'etcd client URLs (comma-separated in env)',
+    }),
+    rootPrefix: Type.String({
+      default: '/woodstream/',
+      description: 'All keys of this cluster live under this prefix',
+    }),
+    requestTimeoutMs: Type.Integer({
+      default: 10000,
+      minimum: 100,
+      maximum: 300000,
+      description: 'Per-request etcd timeout',
+    }),
+  },
+  { default: {}, additionalProperties: false },
+);
+
+export const StorageSchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('local'), Type.Literal('object')], {
+      default: 'local',
+      description: 'Where WAL data lives',
+    }),
+    localDir: Type.String({
+      default: './data/wal',
+      description: 'Directory of segment files (local mode)',
+    }),
+    s3: Type.Object(
+      {
+        endpoint: Type.String({ default: '', description: 'S3 endpoint URL; empty for AWS' }),
+        region: Type.String({ default: 'us-east-1', description: 'S3 region' }),
+        bucket: Type.String({ default: '', description: 'Bucket (object mode)' }),
+        accessKeyId: Type.String({ default: '', description: 'Access key id' }),
+        secretAccessKey: Type.String({
+          default: '',
+          secret: true,
+          description: 'Secret access key (never logged)',
+        }),
+        keyPrefix: Type.String({ default: '', description: 'Prefix of every object key' }),
+        conditionalWrites: Type.Union(
+          [Type.Literal('auto'), Type.Literal('enabled'), Type.Literal('disabled')],
+          {
+            default: 'auto',
+            description: 'Detect, require or disable If-None-Match fencing',
+          },
+        ),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+  },
+  { default: {}, additionalProperties: false },
+);
+
+export const WalSchema = Type.Object(
+  {
+    maxEntryBytes: Type.Integer({
+      default: 16 * MiB,
+      minimum: 1,
+      maximum: 256 * MiB,
+      description: 'Largest WAL entry',
+    }),
+    flushAgeMs: Type.Integer({
+      default: 200,
+      minimum: 1,
+      maximum: 60000,
+      description: 'Object mode: flush a partial block after this long',
+    }),
+    maxBlockBytes: Type.Integer({
+      default: 4 * MiB,
+      minimum: 4096,
+      maximum: 64 * MiB,
+      description: 'Target block size',
+    }),
+    maxInflightBytes: Type.Integer({
+      default: 64 * MiB,
+      minimum: MiB,
+      maximum: 4096 * MiB,
+      description: 'Buffered + uploading bytes per writer before appends wait',
+    }),
+    maxSegmentBytes: Type.Integer({
+      default: 256 * MiB,
+      minimum: 65536,
+      maximum: 65536 * MiB,
+      description: 'Roll a segment at this size',
+    }),
+    maxSegmentAgeMs: Type.Integer({
+      default: 600000,
+      minimum: 100,
+      maximum: 604800000,
+      description: 'Roll a non-empty segment at this age',
+    }),
+  },
+  { default: {}, additionalProperties: false },
+);
+
+export const NodeSchema = Type.Object(
+  {
+    grpc: Type.Object(
+      {
+        host: Type.String({ default: '127.0.0.1', description: 'Interface the node listens on' }),
+        port: Type.Integer({
+          default: 19531,
+          minimum: 0,
+          maximum: 65535,
+          description: 'gRPC port (0: any free port)',
+        }),
+        advertiseAddress: Type.String({
+          default: '',
+          description: 'host:port others use to reach this node; empty: host:port',
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    sessionTtlMs: Type.Integer({
+      default: 10000,
+      minimum: 1000,
+      maximum: 300000,
+      description: 'Session lease TTL: how fast a dead node is noticed',
+    }),
+    timeTickIntervalMs: Type.Integer({
+      default: 200,
+      minimum: 10,
+      maximum: 10000,
+      description: 'Idle time-tick interval',
+    }),
+    maxMessageBytes: Type.Integer({
+      default: 4 * MiB,
+      minimum: 1,
+      maximum: 64 * MiB,
+      description: 'Largest produced payload',
+    }),
+    maxInflightPerProducer: Type.Integer({
+      default: 1024,
+      minimum: 1,
+      maximum: 65536,
+      description: 'Unanswered produces per stream before reading pauses',
+    }),
+    drainTimeoutMs: Type.Integer({
+      default: 30000,
+      minimum: 0,
+      maximum: 600000,
+      description: 'On SIGTERM: wait this long for channels to move away',
+    }),
+    metadata: MetadataSchema,
+    storage: StorageSchema,
+    wal: WalSchema,
+  },
+  { additionalProperties: false },
+);
+export type NodeConfig = Static<typeof NodeSchema>;

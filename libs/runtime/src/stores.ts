@@ -1,0 +1,74 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Static } from '@sinclair/typebox';
+import {
+  EtcdMetadataStore,
+  FileMetadataStore,
+  S3ObjectStore,
+  Woodpecker,
+  type MetadataStore,
+  type ObjectStore,
+} from '@woodstream/woodpecker';
+import type { MetadataSchema, StorageSchema, WalSchema } from './schemas.js';
+
+/** Opens the configured metadata store (the caller closes it). */
+export async function openMetadataStore(
+  config: Static<typeof MetadataSchema>,
+  signal?: AbortSignal,
+): Promise<MetadataStore> {
+  if (config.kind === 'etcd') {
+    return EtcdMetadataStore.open(
+      {
+        endpoints: [...config.etcdEndpoints],
+        rootPrefix: config.rootPrefix,
+        requestTimeoutMs: config.requestTimeoutMs,
+      },
+      signal ? { signal } : {},
+    );
+  }
+  await mkdir(dirname(config.embeddedPath), { recursive: true });
+  return FileMetadataStore.open({ path: config.embeddedPath, ...(signal ? { signal } : {}) });
+}
+
+/** Opens the WAL client over the configured storage. Returns the object store too (to close it). */
+export async function openWal(
+  storage: Static<typeof StorageSchema>,
+  wal: Static<typeof WalSchema>,
+  metadata: MetadataStore,
+  signal?: AbortSignal,
+): Promise<{ wal: Woodpecker; objects?: ObjectStore }> {
+  const limits = {
+    ...wal,
+    ...(storage.mode === 'local'
+      ? { maxBlockBytes: Math.min(wal.maxBlockBytes, 1024 * 1024) }
+      : {}),
+  };
+  if (storage.mode === 'local') {
+    await mkdir(storage.localDir, { recursive: true });
+    return {
+      wal: Woodpecker.open({
+        metadata,
+        storage: { mode: 'local', rootDir: storage.localDir },
+        limits,
+      }),
+    };
+  }
+  const s3 = storage.s3;
+  const objects = await S3ObjectStore.open(
+    {
+      ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
+      region: s3.region,
+      bucket: s3.bucket,
+      ...(s3.accessKeyId
+        ? { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }
+        : {}),
+      ...(s3.keyPrefix ? { keyPrefix: s3.keyPrefix } : {}),
+      conditionalWrites: s3.conditionalWrites,
+    },
+    signal ? { signal } : {},
+  );
+  return {
+    wal: Woodpecker.open({ metadata, storage: { mode: 'object', objectStore: objects }, limits }),
+    objects,
+  };
+}
