@@ -3,7 +3,9 @@ import { ConfigError, loadConfig, parseFlags, redact } from '@woodstream/config'
 import { runUntilSignal } from './lifecycle.js';
 import { createLogger, type Logger } from './logger.js';
 import { startNodeApp } from './node-app.js';
-import { NodeSchema } from './schemas.js';
+import { startCoordinatorApp } from './coordinator-app.js';
+import { CoordinatorSchema, NodeSchema, StandaloneSchema } from './schemas.js';
+import { startStandalone } from './standalone-app.js';
 
 /** Loads `schema` from `--config FILE`, `<envPrefix>_*` variables and `--a.b=value` flags. */
 export async function configFromArgs<S extends TObject>(
@@ -46,5 +48,59 @@ export async function nodeMain(
     return await runUntilSignal(app, logger);
   } catch (err) {
     return reportStartError(err, 'run node', (line) => process.stderr.write(`${line}\n`));
+  }
+}
+
+/** `woodstream run coordinator`: a coordinator (active or standby) until SIGTERM. */
+export async function coordinatorMain(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+  log?: Logger,
+): Promise<number> {
+  const logger = log ?? createLogger({ component: 'streaming-coordinator' });
+  try {
+    const { config } = await configFromArgs(CoordinatorSchema, argv, env, 'WOODSTREAM_COORDINATOR');
+    logger.info('configuration', { config: redact(CoordinatorSchema, config) });
+    const app = await startCoordinatorApp(config, config.grpc, logger, {
+      metadataConfig: config.metadata,
+    });
+    logger.info('ready', { address: app.address });
+    return await runUntilSignal(app, logger);
+  } catch (err) {
+    return reportStartError(err, 'run coordinator', (line) => process.stderr.write(`${line}\n`));
+  }
+}
+
+/**
+ * `woodstream run standalone` (what `npm start` runs): coordinator + one node, embedded
+ * metadata, local storage. Prints how to produce and consume against it.
+ */
+export async function standaloneMain(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+  out: (line: string) => void,
+  log?: Logger,
+): Promise<number> {
+  const logger = log ?? createLogger({ component: 'standalone' });
+  try {
+    const { config } = await configFromArgs(StandaloneSchema, argv, env, 'WOODSTREAM');
+    logger.info('configuration', { config: redact(StandaloneSchema, config) });
+    const app = await startStandalone(config, logger);
+    const flag =
+      app.coordinatorAddress === '127.0.0.1:19530'
+        ? ''
+        : ` --coordinator ${app.coordinatorAddress}`;
+    out(
+      `Woodstream standalone is running: coordinator ${app.coordinatorAddress}, node ${app.nodeAddress}, data in ${config.dataDir}`,
+    );
+    out('Try it from another terminal:');
+    out(`  echo hello | npx woodstream produce --vchannel demo${flag}`);
+    out(`  npx woodstream produce --vchannel demo --count 1000 --size 64${flag}`);
+    out(`  npx woodstream consume --vchannel demo --from earliest${flag}`);
+    out(`  npx woodstream status${flag}`);
+    out('Stop with Ctrl-C.');
+    return await runUntilSignal(app, logger);
+  } catch (err) {
+    return reportStartError(err, 'run standalone', (line) => process.stderr.write(`${line}\n`));
   }
 }

@@ -166,3 +166,108 @@ export const NodeSchema = Type.Object(
   { additionalProperties: false },
 );
 export type NodeConfig = Static<typeof NodeSchema>;
+
+const CoordinatorFields = {
+  pchannelCount: Type.Integer({
+    default: 16,
+    minimum: 1,
+    maximum: 1024,
+    description: 'pchannels of a new cluster (fixed once the cluster exists)',
+  }),
+  pchannelPrefix: Type.String({ default: 'wal', description: 'Name prefix of pchannels' }),
+  balanceIntervalMs: Type.Integer({
+    default: 5000,
+    minimum: 100,
+    maximum: 3600000,
+    description: 'Balance round timer',
+  }),
+  moveCooldownMs: Type.Integer({
+    default: 30000,
+    minimum: 0,
+    maximum: 86400000,
+    description: 'A channel moved by rebalancing stays put this long',
+  }),
+  maxMovesPerRound: Type.Integer({
+    default: 4,
+    minimum: 0,
+    maximum: 1024,
+    description: 'Rebalancing moves per round',
+  }),
+  operationTimeoutMs: Type.Integer({
+    default: 30000,
+    minimum: 100,
+    maximum: 600000,
+    description: 'Deadline of one Assign/Remove call',
+  }),
+};
+
+export const CoordinatorSchema = Type.Object(
+  {
+    grpc: Type.Object(
+      {
+        host: Type.String({
+          default: '127.0.0.1',
+          description: 'Interface the coordinator listens on',
+        }),
+        port: Type.Integer({
+          default: 19530,
+          minimum: 0,
+          maximum: 65535,
+          description: 'gRPC port (clients connect here)',
+        }),
+      },
+      { default: {}, additionalProperties: false },
+    ),
+    sessionTtlMs: Type.Integer({
+      default: 10000,
+      minimum: 1000,
+      maximum: 300000,
+      description: 'Leader lease TTL: how fast a standby takes over',
+    }),
+    ...CoordinatorFields,
+    metadata: MetadataSchema,
+  },
+  { additionalProperties: false },
+);
+export type CoordinatorConfig = Static<typeof CoordinatorSchema>;
+
+export const StandaloneSchema = Type.Object(
+  {
+    dataDir: Type.String({ default: './data', description: 'Metadata and WAL files live here' }),
+    host: Type.String({ default: '127.0.0.1', description: 'Interface both servers listen on' }),
+    coordinatorPort: Type.Integer({
+      default: 19530,
+      minimum: 0,
+      maximum: 65535,
+      description: 'Coordinator gRPC port (clients connect here)',
+    }),
+    nodePort: Type.Integer({
+      default: 19531,
+      minimum: 0,
+      maximum: 65535,
+      description: 'Streaming node gRPC port',
+    }),
+    timeTickIntervalMs: Type.Integer({
+      default: 200,
+      minimum: 10,
+      maximum: 10000,
+      description: 'Idle time-tick interval',
+    }),
+    maxMessageBytes: Type.Integer({
+      default: 4 * MiB,
+      minimum: 1,
+      maximum: 64 * MiB,
+      description: 'Largest produced payload',
+    }),
+    ...CoordinatorFields,
+    pchannelCount: Type.Integer({
+      default: 4,
+      minimum: 1,
+      maximum: 1024,
+      description: 'pchannels of a new standalone cluster (fixed once it exists)',
+    }),
+    wal: WalSchema,
+  },
+  { additionalProperties: false },
+);
+export type StandaloneConfig = Static<typeof StandaloneSchema>;

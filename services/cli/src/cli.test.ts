@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseArgs, parseMessageId } from './args.js';
 import { ExitCode, runCli } from './cli.js';
 
 async function run(...argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
@@ -15,13 +16,6 @@ describe('woodstream CLI', () => {
     expect(out.join('\n')).toContain('run standalone');
   });
 
-  it('refuses to pretend that the standalone service runs', async () => {
-    const { code, out, err } = await run('run', 'standalone');
-    expect(code).toBe(ExitCode.failure);
-    expect(out).toEqual([]);
-    expect(err.join('\n')).toMatch(/not part of this build yet; nothing was started/);
-  });
-
   it('rejects an unknown run target with a usage error that names the choices', async () => {
     const { code, err } = await run('run', 'everything');
     expect(code).toBe(ExitCode.usage);
@@ -32,5 +26,34 @@ describe('woodstream CLI', () => {
     const { code, err } = await run('frobnicate');
     expect(code).toBe(ExitCode.usage);
     expect(err.join('\n')).toContain("unknown command 'frobnicate'");
+  });
+
+  it('requires --vchannel for produce and consume', async () => {
+    for (const command of ['produce', 'consume']) {
+      const { code, err } = await run(command);
+      expect(code).toBe(ExitCode.usage);
+      expect(err[0]).toBe('--vchannel is required');
+    }
+  });
+
+  it('validates numeric options and message ids before connecting', async () => {
+    expect((await run('produce', '--vchannel', 'v', '--count', 'many')).err[0]).toMatch(
+      /--count must be an integer/,
+    );
+    expect((await run('consume', '--vchannel', 'v', '--from', 'yesterday')).err[0]).toMatch(
+      /invalid message id 'yesterday'/,
+    );
+  });
+
+  it('parses options and message ids', () => {
+    expect(parseArgs(['--vchannel', 'v', '--follow', '--count=3'])).toEqual({
+      positional: [],
+      options: new Map<string, string | true>([
+        ['vchannel', 'v'],
+        ['follow', true],
+        ['count', '3'],
+      ]),
+    });
+    expect(parseMessageId('2:41')).toEqual({ segmentId: 2, entryId: 41 });
   });
 });

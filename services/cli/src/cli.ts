@@ -1,7 +1,18 @@
-/** Where the CLI writes; injected so the command logic can be tested without a process. */
+import { coordinatorMain, nodeMain, standaloneMain } from '@woodstream/runtime';
+import { parseArgs, UsageError } from './args.js';
+import { consume, produce } from './commands.js';
+import { status } from './status.js';
+
+/** Where the CLI reads and writes; injected so the command logic can be tested without a process. */
 export interface CliIo {
   out(line: string): void;
   err(line: string): void;
+  /** Progress output (stderr on a terminal); absent when not wanted. */
+  progress?(text: string): void;
+  stdin?: NodeJS.ReadableStream;
+  isTty?: boolean;
+  env?: Record<string, string | undefined>;
+  signal?: AbortSignal;
 }
 
 /** Exit codes of the `woodstream` command. */
@@ -13,45 +24,72 @@ export const ExitCode = {
   usage: 2,
 } as const;
 
-const RUN_TARGETS = ['standalone', 'coordinator', 'node'] as const;
-
 const USAGE = `usage: woodstream <command> [options]
 
 commands:
   run standalone     coordinator + one streaming node in one process (embedded metadata, local storage)
   run coordinator    the streaming coordinator
   run node           a streaming node
-  help               show this text`;
+  produce --vchannel V [--count N --size BYTES] [--inflight N]
+                     append --count synthetic messages, or one message per line of stdin;
+                     prints each acknowledgement as a JSON line
+  consume --vchannel V [--from earliest|latest|SEGMENT:ENTRY] [--count N] [--follow]
+                     print messages as JSON lines; stops when caught up unless --follow
+  status [--json]    nodes and the channels they hold
+  help               show this text
+
+common options:
+  --coordinator HOST:PORT   the coordinator (default 127.0.0.1:19530)
+  run *: --config FILE, --a.b=value flags, WOODSTREAM_* environment variables (docs/config.md)`;
 
 /** Runs one CLI invocation and returns the process exit code. */
-export function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const [command, target, ...rest] = argv;
-  switch (command) {
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      io.out(USAGE);
-      return Promise.resolve(command === undefined ? ExitCode.usage : ExitCode.ok);
-    case 'run': {
-      if (!RUN_TARGETS.includes(target as (typeof RUN_TARGETS)[number]) || rest.length > 0) {
-        io.err(
-          `woodstream run: expected one of ${RUN_TARGETS.join(', ')}; got '${argv.slice(1).join(' ')}'`,
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  const env = io.env ?? {};
+  const signal = io.signal ?? new AbortController().signal;
+  try {
+    switch (command) {
+      case undefined:
+        io.err(USAGE);
+        return ExitCode.usage;
+      case 'help':
+      case '--help':
+      case '-h':
+        io.out(USAGE);
+        return ExitCode.ok;
+      case 'run': {
+        const [target, ...options] = rest;
+        if (target === 'standalone')
+          return await standaloneMain(options, env, (line) => io.out(line));
+        if (target === 'coordinator') return await coordinatorMain(options, env);
+        if (target === 'node') return await nodeMain(options, env);
+        throw new UsageError(
+          `woodstream run: expected one of standalone, coordinator, node; got '${rest.join(' ')}'`,
         );
-        io.err("run 'woodstream help' for the list of commands");
-        return Promise.resolve(ExitCode.usage);
       }
-      io.err(
-        `woodstream run ${target}: the streaming service is not part of this build yet; nothing was started.`,
-      );
-      io.err(
-        'This checkout has the workspace, wire contract and test harness only. Run `npm test` to exercise them.',
-      );
-      return Promise.resolve(ExitCode.failure);
+      case 'produce':
+        return await produce(
+          parseArgs(rest),
+          { ...io, stdin: io.stdin ?? process.stdin, isTty: io.isTty ?? false },
+          signal,
+        );
+      case 'consume':
+        return await consume(parseArgs(rest), io, signal);
+      case 'status':
+        return await status(parseArgs(rest), io);
+      default:
+        throw new UsageError(`woodstream: unknown command '${command}'`);
     }
-    default:
-      io.err(`woodstream: unknown command '${command}'`);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(err.message);
       io.err("run 'woodstream help' for the list of commands");
-      return Promise.resolve(ExitCode.usage);
+      return ExitCode.usage;
+    }
+    const code = (err as { code?: string }).code;
+    io.err(
+      `woodstream ${command ?? ''}: ${err instanceof Error ? err.message : String(err)}${code ? ` [${code}]` : ''}`,
+    );
+    return ExitCode.failure;
   }
 }

@@ -1,9 +1,15 @@
 #!/usr/bin/env node
-// The `woodstream` command. Only the command surface exists so far: every `run` target
-// reports that the service is not part of this build and exits non-zero, starting nothing.
+// The `woodstream` command: run the services, produce, consume, inspect.
 import { runCli } from './cli.js';
 
-process.exitCode = await runCli(process.argv.slice(2), {
+const controller = new AbortController();
+const code = await runCli(process.argv.slice(2), {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
+  progress: (text) => process.stderr.write(text),
+  stdin: process.stdin,
+  isTty: process.stderr.isTTY,
+  env: process.env,
+  signal: controller.signal,
 });
+process.exit(code);

@@ -1,0 +1,108 @@
+import { join } from 'node:path';
+import type { Logger } from './logger.js';
+import { startCoordinatorApp, type CoordinatorApp } from './coordinator-app.js';
+import { startNodeApp, type NodeApp } from './node-app.js';
+import type { StandaloneConfig } from './schemas.js';
+import { openMetadataStore, openWal } from './stores.js';
+
+export interface StandaloneApp {
+  readonly coordinatorAddress: string;
+  readonly nodeAddress: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Coordinator + one streaming node in one process, with embedded metadata and local WAL files
+ * under `dataDir`. Restarting on the same dataDir recovers everything.
+ */
+export async function startStandalone(
+  config: StandaloneConfig,
+  logger: Logger,
+): Promise<StandaloneApp> {
+  const metadata = await openMetadataStore({
+    kind: 'embedded',
+    embeddedPath: join(config.dataDir, 'meta.log'),
+    etcdEndpoints: [],
+    rootPrefix: '/woodstream/',
+    requestTimeoutMs: 10_000,
+  });
+  const { wal } = await openWal(
+    {
+      mode: 'local',
+      localDir: join(config.dataDir, 'wal'),
+      s3: {
+        endpoint: '',
+        region: '',
+        bucket: '',
+        accessKeyId: '',
+        secretAccessKey: '',
+        keyPrefix: '',
+        conditionalWrites: 'auto',
+      },
+    },
+    config.wal,
+    metadata,
+  );
+  let node: NodeApp | undefined;
+  let coordinator: CoordinatorApp | undefined;
+  try {
+    node = await startNodeApp(
+      {
+        grpc: { host: config.host, port: config.nodePort, advertiseAddress: '' },
+        // One process: the session only ends with it, and there is nobody to drain to.
+        sessionTtlMs: 10_000,
+        timeTickIntervalMs: config.timeTickIntervalMs,
+        maxMessageBytes: config.maxMessageBytes,
+        maxInflightPerProducer: 1024,
+        drainTimeoutMs: 0,
+        metadata: {
+          kind: 'embedded',
+          embeddedPath: '',
+          etcdEndpoints: [],
+          rootPrefix: '',
+          requestTimeoutMs: 10_000,
+        },
+        storage: {
+          mode: 'local',
+          localDir: '',
+          s3: {
+            endpoint: '',
+            region: '',
+            bucket: '',
+            accessKeyId: '',
+            secretAccessKey: '',
+            keyPrefix: '',
+            conditionalWrites: 'auto',
+          },
+        },
+        wal: config.wal,
+      },
+      logger.child({ service: 'streaming-node' }),
+      { metadata, wal },
+    );
+    coordinator = await startCoordinatorApp(
+      { ...config, sessionTtlMs: 10_000 },
+      { host: config.host, port: config.coordinatorPort },
+      logger.child({ service: 'streaming-coordinator' }),
+      { metadata },
+    );
+  } catch (err) {
+    await coordinator?.stop().catch(() => undefined);
+    await node?.stop({ drain: false }).catch(() => undefined);
+    await wal.close();
+    await metadata.close();
+    throw err;
+  }
+  const c = coordinator;
+  const n = node;
+  return {
+    coordinatorAddress: c.address,
+    nodeAddress: n.node.address,
+    async stop() {
+      await n.stop({ drain: false });
+      await c.stop();
+      await wal.close();
+      await metadata.close();
+    },
+  };
+}
