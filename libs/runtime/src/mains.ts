@@ -83,7 +83,7 @@ export async function standaloneMain(
 ): Promise<number> {
   const logger = log ?? createLogger({ component: 'standalone' });
   try {
-    const { config } = await configFromArgs(StandaloneSchema, argv, env, 'WOODSTREAM');
+    const { config } = await configFromArgs(StandaloneSchema, argv, env, 'WOODSTREAM_STANDALONE');
     logger.info('configuration', { config: redact(StandaloneSchema, config) });
     const app = await startStandalone(config, logger);
     const flag =
