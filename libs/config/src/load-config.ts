@@ -33,7 +33,7 @@ function leaves(schema: TObject, prefix: string[] = []): Leaf[] {
   const out: Leaf[] = [];
   for (const [key, child] of Object.entries(schema.properties)) {
     const path = [...prefix, key];
-    if ((child)[Kind] === 'Object') out.push(...leaves(child as TObject, path));
+    if (child[Kind] === 'Object') out.push(...leaves(child as TObject, path));
     else out.push({ path, schema: child });
   }
   return out;

@@ -1,0 +1,93 @@
+import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+
+/** Options of {@link StreamingClient.connect}. Every limit has a default and a hard maximum. */
+export interface StreamingClientOptions {
+  /** host:port of the coordinator's gRPC server. */
+  coordinator: string;
+  /** Aborts the connect; once connected it has no further effect (use `close()`). */
+  signal?: AbortSignal;
+  /** @default insecure (plaintext) */
+  credentials?: ChannelCredentials;
+  /** Passed to every gRPC channel the client opens. */
+  channelOptions?: ChannelOptions;
+  /** How long `connect` waits for the first assignment snapshot. @default 30000 (max 600000) */
+  connectTimeoutMs?: number;
+  /** How long opening a producer or consumer on a node may take. @default 10000 (max 120000) */
+  openTimeoutMs?: number;
+  /** How long `close` waits for each close handshake before cancelling. @default 5000 (max 60000) */
+  closeTimeoutMs?: number;
+  /** First delay of every retry loop. @default 100 (max 10000) */
+  minBackoffMs?: number;
+  /** Largest delay of every retry loop. @default 5000 (max 60000) */
+  maxBackoffMs?: number;
+  /** Appends admitted and not yet acknowledged, per pchannel; more wait. @default 1024 (max 65536) */
+  maxInflightAppends?: number;
+  /** Payload + property bytes admitted and not yet acknowledged, per pchannel. @default 64 MiB (max 1 GiB) */
+  maxInflightBytes?: number;
+  /** Sends of one message before its append fails with the last error. @default 100 (max 10000) */
+  maxAppendAttempts?: number;
+  /** Default for `read`: events buffered before the stream is paused. @default 1024 (max 65536) */
+  maxBufferedMessages?: number;
+}
+
+/** The options with every default applied and every bound checked. */
+export interface ResolvedOptions {
+  readonly coordinator: string;
+  readonly credentials: ChannelCredentials;
+  readonly channelOptions: ChannelOptions;
+  readonly connectTimeoutMs: number;
+  readonly openTimeoutMs: number;
+  readonly closeTimeoutMs: number;
+  readonly minBackoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly maxInflightAppends: number;
+  readonly maxInflightBytes: number;
+  readonly maxAppendAttempts: number;
+  readonly maxBufferedMessages: number;
+}
+
+export const MAX_BUFFERED_MESSAGES_LIMIT = 65_536;
+
+function bounded(name: string, value: number | undefined, def: number, min: number, max: number) {
+  const v = value ?? def;
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${v}`);
+  }
+  return v;
+}
+
+/** Applies all defaults in one place; throws RangeError on an out-of-range or conflicting option. */
+export function withDefaults(options: StreamingClientOptions): ResolvedOptions {
+  if (typeof options.coordinator !== 'string' || options.coordinator.length === 0) {
+    throw new RangeError('coordinator must be host:port');
+  }
+  const minBackoffMs = bounded('minBackoffMs', options.minBackoffMs, 100, 1, 10_000);
+  const maxBackoffMs = bounded('maxBackoffMs', options.maxBackoffMs, 5_000, 1, 60_000);
+  if (maxBackoffMs < minBackoffMs) throw new RangeError('maxBackoffMs must be >= minBackoffMs');
+  return {
+    coordinator: options.coordinator,
+    credentials: options.credentials ?? credentials.createInsecure(),
+    channelOptions: options.channelOptions ?? {},
+    connectTimeoutMs: bounded('connectTimeoutMs', options.connectTimeoutMs, 30_000, 1, 600_000),
+    openTimeoutMs: bounded('openTimeoutMs', options.openTimeoutMs, 10_000, 1, 120_000),
+    closeTimeoutMs: bounded('closeTimeoutMs', options.closeTimeoutMs, 5_000, 1, 60_000),
+    minBackoffMs,
+    maxBackoffMs,
+    maxInflightAppends: bounded('maxInflightAppends', options.maxInflightAppends, 1024, 1, 65_536),
+    maxInflightBytes: bounded(
+      'maxInflightBytes',
+      options.maxInflightBytes,
+      64 * 1024 * 1024,
+      1,
+      1024 * 1024 * 1024,
+    ),
+    maxAppendAttempts: bounded('maxAppendAttempts', options.maxAppendAttempts, 100, 1, 10_000),
+    maxBufferedMessages: bounded(
+      'maxBufferedMessages',
+      options.maxBufferedMessages,
+      1024,
+      1,
+      MAX_BUFFERED_MESSAGES_LIMIT,
+    ),
+  };
+}

@@ -1,0 +1,516 @@
+import { status as GrpcStatus, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { assert, sleep } from '@woodstream/common';
+import type { ProduceRequest, ProduceResponse, ProduceResult } from '@woodstream/proto';
+import { fromServiceError, StreamingError } from '@woodstream/streaming';
+import type { Route } from './assignment-snapshot.js';
+import type { AssignmentWatcher } from './assignment-watcher.js';
+import { Backoff } from './backoff.js';
+import { abortReason, deferred, type Deferred } from './deferred.js';
+import type { NodePool } from './node-pool.js';
+import type { ResolvedOptions } from './options.js';
+import { fromProtoId, type AppendResult, type ClientStats } from './types.js';
+
+type ProduceCall = ClientDuplexStream<ProduceRequest, ProduceResponse>;
+
+/** A message validated and converted for the wire. */
+export interface WireMessage {
+  readonly vchannel: string;
+  readonly payload: Buffer;
+  readonly properties: Record<string, string>;
+  /** What the message counts against maxInflightBytes. */
+  readonly bytes: number;
+}
+
+interface PendingAppend {
+  readonly message: WireMessage;
+  // Order of admission: a retried append is re-sent before every later one.
+  readonly seq: number;
+  readonly result: Deferred<AppendResult>;
+  readonly signal: AbortSignal | undefined;
+  readonly onAbort: () => void;
+  state: 'queued' | 'sent' | 'settled';
+  /** The caller gave up (aborted) after the append was sent; its result is dropped. */
+  abandoned: boolean;
+  attempts: number;
+  /** A retry after RESOURCE_EXHAUSTED waits until then. */
+  notBeforeMs: number;
+  lastError: StreamingError | undefined;
+}
+
+interface CapacityWaiter {
+  readonly bytes: number;
+  readonly ready: Deferred<void>;
+  readonly signal: AbortSignal | undefined;
+  readonly onAbort: () => void;
+}
+
+/** One Produce call to one node at one term. */
+interface Session {
+  readonly call: ProduceCall;
+  readonly route: Route;
+  // Sent and unanswered, in send order (Map keeps insertion order). The node answers in send
+  // order, so a result overtaking an entry means that entry's result was lost.
+  readonly inflight: Map<bigint, PendingAppend>;
+  isOpen: boolean;
+  isEnded: boolean;
+  isCloseRequested: boolean;
+  /** Why the stream ended, when we know better than the gRPC status (closed frame, result). */
+  reason: StreamingError | undefined;
+  grpcError: Error | undefined;
+  readonly opened: Deferred<void>;
+  readonly ended: Deferred<StreamingError | undefined>;
+}
+
+const clientClosed = () => new StreamingError('ON_SHUTDOWN', 'the client is closed');
+
+/**
+ * Appends to one pchannel through whichever node owns it, surviving moves and node loss.
+ *
+ * It opens a Produce stream lazily on the first append and keeps it while it works. When the
+ * stream breaks (server `closed`, call error, node gone) or the node denies ownership, it
+ * reports wrong-node errors to the coordinator, waits for a newer assignment (or a backoff),
+ * reopens on the current owner and re-sends every append that has no result yet. Delivery is
+ * therefore at-least-once: an append whose result was lost is sent again and may be stored
+ * twice; `stats.retries` counts every re-send. Non-retryable errors (INVALID_ARGUMENT,
+ * UNRECOVERABLE, INNER, ...) fail the affected appends at once.
+ *
+ * Bounded: at most maxInflightAppends appends and maxInflightBytes bytes are admitted and not
+ * yet settled; further appends wait (FIFO) for room. Each append tries at most
+ * maxAppendAttempts sends.
+ */
+export class ResumableProducer {
+  // Every admitted, unsettled append. Invariant: usedSlots === pending.size and
+  // usedBytes === sum of pending bytes (plus reservations handed to waiters being admitted).
+  private readonly pending = new Set<PendingAppend>();
+  // Appends to send, ordered by seq. Invariant: every entry has state 'queued'.
+  private readonly sendQueue: PendingAppend[] = [];
+  private readonly waiters: CapacityWaiter[] = [];
+  private usedSlots = 0;
+  private usedBytes = 0;
+  private nextSeq = 0;
+  // Unique per producer, so also unique per stream as the protocol requires.
+  private nextRequestId = 1n;
+  private session: Session | undefined;
+  private loop: Promise<void> | undefined;
+  private opens = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private isClosing = false;
+  private readonly lifetime = new AbortController();
+
+  constructor(
+    readonly pchannel: string,
+    private readonly watcher: AssignmentWatcher,
+    private readonly pool: NodePool,
+    private readonly options: ResolvedOptions,
+    private readonly stats: ClientStats,
+  ) {}
+
+  /**
+   * Admits the messages in order (waiting for room when the producer is full) and returns one
+   * promise per message. Sends them back to back once a stream is open. Rejects, without
+   * admitting the rest, with `signal.reason` when aborted while waiting for room.
+   */
+  async append(
+    messages: readonly WireMessage[],
+    signal?: AbortSignal,
+  ): Promise<Promise<AppendResult>[]> {
+    const results: Promise<AppendResult>[] = [];
+    for (const message of messages) {
+      if (this.isClosing) throw clientClosed();
+      signal?.throwIfAborted();
+      if (message.bytes > this.options.maxInflightBytes) {
+        throw new StreamingError(
+          'INVALID_ARGUMENT',
+          `a message of ${message.bytes} bytes exceeds maxInflightBytes ${this.options.maxInflightBytes}`,
+        );
+      }
+      if (!this.tryReserve(message.bytes)) {
+        // Whatever this batch admitted so far must go out, or it would wait on itself.
+        this.kick();
+        await this.reserve(message.bytes, signal);
+      }
+      results.push(this.enqueue(message, signal));
+    }
+    this.kick();
+    return results;
+  }
+
+  /**
+   * Stops admitting appends, sends what is queued, asks the node to finish in-flight appends
+   * (the Produce close handshake, at most closeTimeoutMs), then cancels the stream. Appends
+   * without a result by then fail with ON_SHUTDOWN. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.isClosing) return this.loop;
+    this.isClosing = true;
+    for (const waiter of this.waiters.splice(0)) {
+      waiter.signal?.removeEventListener('abort', waiter.onAbort);
+      waiter.ready.reject(clientClosed());
+    }
+    const session = this.session;
+    if (session?.isOpen === true && !session.isEnded) {
+      this.flush();
+      this.requestClose(session);
+      const timer = setTimeout(() => session.call.cancel(), this.options.closeTimeoutMs);
+      await session.ended.promise;
+      clearTimeout(timer);
+    }
+    this.lifetime.abort(clientClosed());
+    this.session?.call.cancel();
+    await this.loop;
+    for (const p of [...this.pending]) this.settle(p, clientClosed());
+    clearTimeout(this.flushTimer);
+  }
+
+  private hasRoom(bytes: number): boolean {
+    return (
+      this.usedSlots < this.options.maxInflightAppends &&
+      this.usedBytes + bytes <= this.options.maxInflightBytes
+    );
+  }
+
+  private tryReserve(bytes: number): boolean {
+    // FIFO: a newcomer never overtakes a waiter, or large messages could starve.
+    if (this.waiters.length > 0 || !this.hasRoom(bytes)) return false;
+    this.usedSlots++;
+    this.usedBytes += bytes;
+    return true;
+  }
+
+  private reserve(bytes: number, signal: AbortSignal | undefined): Promise<void> {
+    const ready = deferred<void>();
+    const waiter: CapacityWaiter = {
+      bytes,
+      ready,
+      signal,
+      onAbort: () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        ready.reject(abortReason(signal as AbortSignal));
+        this.wakeWaiters(); // the head may have been the one blocking smaller ones
+      },
+    };
+    signal?.addEventListener('abort', waiter.onAbort, { once: true });
+    this.waiters.push(waiter);
+    return ready.promise;
+  }
+
+  private wakeWaiters(): void {
+    for (;;) {
+      const head = this.waiters[0];
+      if (head === undefined || !this.hasRoom(head.bytes)) return;
+      this.waiters.shift();
+      head.signal?.removeEventListener('abort', head.onAbort);
+      // Reserve now, not when the waiter resumes: otherwise several waiters would see the same room.
+      this.usedSlots++;
+      this.usedBytes += head.bytes;
+      head.ready.resolve();
+    }
+  }
+
+  private enqueue(message: WireMessage, signal: AbortSignal | undefined): Promise<AppendResult> {
+    const p: PendingAppend = {
+      message,
+      seq: this.nextSeq++,
+      result: deferred<AppendResult>(),
+      signal,
+      onAbort: () => {
+        if (p.state === 'queued') {
+          this.sendQueue.splice(this.sendQueue.indexOf(p), 1);
+          this.settle(p, abortReason(signal as AbortSignal));
+        } else if (p.state === 'sent') {
+          // On the wire already: the outcome will be known only when its result comes back or
+          // the stream ends; keep the slot until then, but let the caller go now.
+          p.abandoned = true;
+          p.result.reject(abortReason(signal as AbortSignal));
+        }
+      },
+      state: 'queued',
+      abandoned: false,
+      attempts: 0,
+      notBeforeMs: 0,
+      lastError: undefined,
+    };
+    this.pending.add(p);
+    this.sendQueue.push(p);
+    if (signal?.aborted === true) p.onAbort();
+    else signal?.addEventListener('abort', p.onAbort, { once: true });
+    return p.result.promise;
+  }
+
+  /** Settles an append exactly once and frees its room. */
+  private settle(p: PendingAppend, outcome: AppendResult | Error): void {
+    if (p.state === 'settled') return;
+    p.state = 'settled';
+    this.pending.delete(p);
+    this.usedSlots--;
+    this.usedBytes -= p.message.bytes;
+    assert(this.usedSlots >= 0 && this.usedBytes >= 0, 'producer capacity never goes negative');
+    p.signal?.removeEventListener('abort', p.onAbort);
+    if (!p.abandoned) {
+      if (outcome instanceof Error) p.result.reject(outcome);
+      else p.result.resolve(outcome);
+    }
+    this.wakeWaiters();
+  }
+
+  /**
+   * Puts a sent append back in the send queue (keeping seq order) or fails it when it ran out
+   * of attempts. `isUnknown`: the stream ended before its result came.
+   */
+  private requeue(p: PendingAppend, error: StreamingError, isUnknown: boolean): void {
+    if (p.state !== 'sent') return;
+    if (isUnknown) this.stats.unknownOutcomes++;
+    p.lastError = error;
+    if (p.abandoned) {
+      this.settle(p, error);
+      return;
+    }
+    if (p.attempts >= this.options.maxAppendAttempts) {
+      this.settle(
+        p,
+        new StreamingError(
+          error.code,
+          `append gave up after ${p.attempts} attempts: ${error.message}`,
+          { cause: error },
+        ),
+      );
+      return;
+    }
+    p.state = 'queued';
+    let i = this.sendQueue.length;
+    while (i > 0 && (this.sendQueue[i - 1] as PendingAppend).seq > p.seq) i--;
+    this.sendQueue.splice(i, 0, p);
+  }
+
+  /** Sends work now if a stream is open, else makes sure the loop that opens one runs. */
+  private kick(): void {
+    if (this.session?.isOpen === true) this.flush();
+    else if (this.loop === undefined && !this.isClosing && this.pending.size > 0) {
+      this.loop = this.run().finally(() => {
+        this.loop = undefined;
+        // Appends admitted while the loop was winding down.
+        if (!this.isClosing && this.pending.size > 0) this.kick();
+      });
+    }
+  }
+
+  /** Writes queued appends, in seq order, to the open stream. */
+  private flush(): void {
+    const s = this.session;
+    if (s === undefined || !s.isOpen || s.isEnded || s.isCloseRequested) return;
+    const now = Date.now();
+    for (;;) {
+      const p = this.sendQueue[0];
+      if (p === undefined) return;
+      if (p.notBeforeMs > now) {
+        // Order is kept: later appends wait behind a delayed retry.
+        if (this.flushTimer === undefined) {
+          this.flushTimer = setTimeout(() => {
+            this.flushTimer = undefined;
+            this.flush();
+          }, p.notBeforeMs - now);
+        }
+        return;
+      }
+      this.sendQueue.shift();
+      const requestId = this.nextRequestId++;
+      p.state = 'sent';
+      p.attempts++;
+      if (p.attempts > 1) this.stats.retries++;
+      s.inflight.set(requestId, p);
+      // write() may return false; the bound on in-flight appends bounds this buffer instead.
+      s.call.write({
+        request: {
+          $case: 'produce',
+          produce: {
+            requestId,
+            vchannel: p.message.vchannel,
+            message: { payload: p.message.payload, properties: p.message.properties },
+          },
+        },
+      });
+    }
+  }
+
+  private requestClose(s: Session): void {
+    if (s.isCloseRequested || s.isEnded) return;
+    s.isCloseRequested = true;
+    s.call.write({ request: { $case: 'close', close: {} } });
+  }
+
+  /** Opens streams one after another while appends are pending; never rejects. */
+  private async run(): Promise<void> {
+    const backoff = new Backoff(this.options.minBackoffMs, this.options.maxBackoffMs);
+    const signal = this.lifetime.signal;
+    try {
+      while (!this.isClosing && this.pending.size > 0) {
+        const route = this.watcher.route(this.pchannel, 'write');
+        if (route === undefined) {
+          // Not assigned (or read-only) right now: wait for the coordinator to publish an owner.
+          await this.watcher.waitForNewer(
+            this.watcher.current?.version,
+            backoff.nextDelayMs(),
+            signal,
+          );
+          continue;
+        }
+        if (this.opens++ > 0) this.stats.reopens++;
+        const s = this.openSession(route);
+        this.session = s;
+        let reason: StreamingError | undefined;
+        try {
+          await s.opened.promise;
+          backoff.reset();
+          this.flush();
+          reason = await s.ended.promise;
+        } catch (err) {
+          reason = err as StreamingError; // the open failed; `ended` has resolved too
+        }
+        if (this.session === s) this.session = undefined;
+        if (this.isClosing) break;
+        if (reason === undefined) continue;
+        if (reason.isWrongNode) {
+          this.watcher.reportError(this.pchannel, route.term, reason);
+          await this.watcher.waitForNewer(route.version, backoff.nextDelayMs(), signal);
+        } else if (reason.retryable) {
+          await sleep(backoff.nextDelayMs(), signal);
+        } else {
+          // The channel cannot take appends (for example UNRECOVERABLE): fail them all now.
+          for (const p of this.sendQueue.splice(0)) this.settle(p, reason);
+        }
+      }
+    } catch {
+      // Only the lifetime signal rejects above: the producer is closing.
+    }
+  }
+
+  private openSession(route: Route): Session {
+    const call = this.pool.get(route.address).produce();
+    const s: Session = {
+      call,
+      route,
+      inflight: new Map(),
+      isOpen: false,
+      isEnded: false,
+      isCloseRequested: false,
+      reason: undefined,
+      grpcError: undefined,
+      opened: deferred<void>(),
+      ended: deferred<StreamingError | undefined>(),
+    };
+    const openTimer = setTimeout(() => {
+      s.reason ??= new StreamingError(
+        'ON_SHUTDOWN',
+        `${route.address} did not open the producer of ${route.pchannel} within ${this.options.openTimeoutMs} ms`,
+      );
+      call.cancel();
+    }, this.options.openTimeoutMs);
+    call.on('data', (res: ProduceResponse) => {
+      const r = res.response;
+      if (r === undefined) return;
+      switch (r.$case) {
+        case 'opened':
+          clearTimeout(openTimer);
+          s.isOpen = true;
+          s.opened.resolve();
+          return;
+        case 'result':
+          this.onResult(s, r.result);
+          return;
+        case 'closed':
+          // The node closes on our request (no error) or because the channel left it.
+          if (r.closed.error !== undefined) s.reason ??= StreamingError.fromProto(r.closed.error);
+          else if (!s.isCloseRequested) {
+            s.reason ??= new StreamingError('ON_SHUTDOWN', 'the node closed the producer');
+          }
+          return;
+      }
+    });
+    call.on('error', (err: Error) => {
+      s.grpcError = err;
+    });
+    call.on('status', (status: StatusObject) => {
+      clearTimeout(openTimer);
+      this.onSessionEnd(s, status);
+    });
+    call.write({
+      request: {
+        $case: 'open',
+        open: {
+          pchannel: { name: route.pchannel, term: route.term, accessMode: route.accessMode },
+        },
+      },
+    });
+    return s;
+  }
+
+  private onResult(s: Session, result: ProduceResult): void {
+    const p = s.inflight.get(result.requestId);
+    if (p === undefined) return; // not ours on this stream (already requeued): ignore
+    // Results come in send order: every earlier entry still waiting lost its result.
+    for (const [id, earlier] of s.inflight) {
+      if (earlier === p) break;
+      s.inflight.delete(id);
+      this.requeue(
+        earlier,
+        new StreamingError('INNER', `the node skipped the result of request ${id}`),
+        true,
+      );
+    }
+    s.inflight.delete(result.requestId);
+    const outcome = result.outcome;
+    if (outcome?.$case === 'success') {
+      let value: AppendResult;
+      try {
+        const success = outcome.success;
+        value = {
+          messageId: fromProtoId(success.id, 'message id'),
+          timeTick: success.timeTick,
+          lastConfirmedId: fromProtoId(success.lastConfirmedId, 'last confirmed id'),
+        };
+      } catch (err) {
+        this.settle(p, err as Error);
+        return;
+      }
+      this.stats.appended++;
+      this.settle(p, value);
+    } else {
+      const error =
+        outcome === undefined
+          ? new StreamingError('INNER', 'the node sent a result without an outcome')
+          : StreamingError.fromProto(outcome.error);
+      if (!error.retryable) {
+        this.settle(p, error);
+      } else if (error.isWrongNode) {
+        // The node no longer owns the channel: let it finish what is in flight, then re-route.
+        this.requeue(p, error, false);
+        s.reason ??= error;
+        this.requestClose(s);
+      } else {
+        // For example RESOURCE_EXHAUSTED: the same node, later.
+        this.requeue(p, error, false);
+        const delayMs = this.options.minBackoffMs * 2 ** Math.min(p.attempts, 16);
+        p.notBeforeMs = Date.now() + Math.min(this.options.maxBackoffMs, delayMs);
+      }
+    }
+    this.flush();
+  }
+
+  private onSessionEnd(s: Session, status: StatusObject): void {
+    s.isEnded = true;
+    let reason = s.reason;
+    if (reason === undefined && status.code !== GrpcStatus.OK) {
+      reason = fromServiceError(s.grpcError ?? status);
+    }
+    if (reason === undefined && !s.isCloseRequested) {
+      reason = new StreamingError('ON_SHUTDOWN', 'the producer stream ended');
+    }
+    const why = reason ?? new StreamingError('ON_SHUTDOWN', 'the producer stream was closed');
+    // No result: the append may or may not be in the log. Send it again (at-least-once).
+    for (const p of s.inflight.values()) this.requeue(p, why, true);
+    s.inflight.clear();
+    s.opened.reject(why);
+    s.ended.resolve(reason);
+  }
+}

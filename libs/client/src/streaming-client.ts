@@ -1,0 +1,253 @@
+import { RESERVED_PREFIX, StreamingError, validateChannelName } from '@woodstream/streaming';
+import { AssignmentWatcher } from './assignment-watcher.js';
+import { NodePool } from './node-pool.js';
+import {
+  MAX_BUFFERED_MESSAGES_LIMIT,
+  withDefaults,
+  type ResolvedOptions,
+  type StreamingClientOptions,
+} from './options.js';
+import {
+  ResumableConsumer,
+  toDeliverFilters,
+  toDeliverPolicy,
+  type Subscription,
+} from './resumable-consumer.js';
+import { ResumableProducer, type WireMessage } from './resumable-producer.js';
+import {
+  newStats,
+  type AppendMessage,
+  type AppendResult,
+  type ClientStats,
+  type ReadFilter,
+  type ReadFrom,
+} from './types.js';
+
+/** Options of {@link StreamingClient.read}. */
+export interface ReadOptions {
+  readonly vchannel: string;
+  readonly from: ReadFrom;
+  readonly filters?: readonly ReadFilter[];
+  /** Read this pchannel instead of the one the vchannel hashes to. */
+  readonly pchannel?: string;
+  /** Aborting ends the read (see {@link Subscription}). */
+  readonly signal?: AbortSignal;
+  /** Events buffered before the stream pauses. @default the client's (1024), max 65536 */
+  readonly maxBufferedMessages?: number;
+}
+
+/** Options of a single call. */
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+const closedError = () => new StreamingError('ON_SHUTDOWN', 'the client is closed');
+
+/**
+ * The client of a Woodstream streaming cluster. It keeps one discovery stream to the coordinator
+ * (the assignment of pchannels to nodes), one resumable producer per pchannel it appends to, and
+ * one resumable consumer per read. Safe to share: all calls may run concurrently.
+ */
+export class StreamingClient {
+  private readonly producers = new Map<string, ResumableProducer>();
+  private readonly subscriptions = new Set<ResumableConsumer>();
+  private isClosing = false;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly options: ResolvedOptions,
+    private readonly watcher: AssignmentWatcher,
+    private readonly pool: NodePool,
+    // Shared with the watcher, producers and consumers, which count into it.
+    private readonly counters: ClientStats,
+  ) {}
+
+  /**
+   * Connects to the coordinator and resolves once the first assignment snapshot arrived.
+   * Rejects with ON_SHUTDOWN when none arrives within `connectTimeoutMs` (default 30 s), with
+   * `signal.reason` when aborted, and with RangeError on invalid options. On failure nothing
+   * is left open.
+   */
+  static async connect(options: StreamingClientOptions): Promise<StreamingClient> {
+    const resolved = withDefaults(options);
+    options.signal?.throwIfAborted();
+    const stats = newStats();
+    const watcher = new AssignmentWatcher(resolved, stats);
+    const client = new StreamingClient(resolved, watcher, new NodePool(resolved), stats);
+    watcher.start();
+    try {
+      await watcher.ready(resolved.connectTimeoutMs, options.signal);
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+    return client;
+  }
+
+  /**
+   * Appends one message to its vchannel and resolves once a node acknowledged it. The payload is
+   * not copied: leave it unchanged until the append settles (a retry sends it again). At-least-once:
+   * after a move or a lost result the message is sent again and may be stored twice.
+   * Waits while the pchannel's producer is full (maxInflightAppends / maxInflightBytes).
+   * Rejects with INVALID_ARGUMENT (bad names, unknown pchannel, message larger than
+   * maxInflightBytes, or the node refused it), another non-retryable StreamingError from the
+   * node, ON_SHUTDOWN when the client closes first, or `signal.reason` on abort (the message
+   * may still be stored when it was already sent).
+   */
+  async append(message: AppendMessage, options: CallOptions = {}): Promise<AppendResult> {
+    const [result] = await this.appendBatch([message], options);
+    return result as AppendResult;
+  }
+
+  /**
+   * Appends messages, sent back to back per pchannel; resolves to their results in the order
+   * given. Messages of one pchannel are sent in order; across pchannels there is no order.
+   * When any fails it rejects with the first failure in input order, after all have settled —
+   * the others may have been stored. Errors as for {@link append}.
+   */
+  async appendBatch(
+    messages: readonly AppendMessage[],
+    options: CallOptions = {},
+  ): Promise<AppendResult[]> {
+    if (this.isClosing) throw closedError();
+    options.signal?.throwIfAborted();
+    const snapshot = this.watcher.current;
+    if (snapshot === undefined) throw closedError(); // connect() guarantees one
+    const byPChannel = new Map<string, { indexes: number[]; wire: WireMessage[] }>();
+    messages.forEach((m, i) => {
+      const pchannel = snapshot.pchannelFor(
+        validateChannelName(m.vchannel, 'vchannel'),
+        m.pchannel,
+      );
+      let group = byPChannel.get(pchannel);
+      if (group === undefined) byPChannel.set(pchannel, (group = { indexes: [], wire: [] }));
+      group.indexes.push(i);
+      group.wire.push(toWire(m));
+    });
+    const results: Promise<AppendResult>[] = new Array<Promise<AppendResult>>(messages.length);
+    await Promise.all(
+      [...byPChannel].map(async ([pchannel, group]) => {
+        const promises = await this.producer(pchannel).append(group.wire, options.signal);
+        promises.forEach((p, j) => {
+          results[group.indexes[j] as number] = p;
+        });
+      }),
+    );
+    const settled = await Promise.allSettled(results);
+    const failed = settled.find((s) => s.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    return settled.map((s) => (s as PromiseFulfilledResult<AppendResult>).value);
+  }
+
+  /**
+   * Starts a resumable read of a vchannel (see {@link Subscription}). Throws INVALID_ARGUMENT
+   * for bad names, positions or filters, an unknown pchannel, or maxBufferedMessages out of
+   * [1, 65536]; ON_SHUTDOWN when the client is closed.
+   */
+  read(options: ReadOptions): Subscription {
+    if (this.isClosing) throw closedError();
+    const snapshot = this.watcher.current;
+    if (snapshot === undefined) throw closedError();
+    const vchannel = validateChannelName(options.vchannel, 'vchannel');
+    const pchannel = snapshot.pchannelFor(vchannel, options.pchannel);
+    const filters = options.filters ?? [];
+    // Validate now so a bad argument throws here, not later from the iterator.
+    toDeliverPolicy(options.from);
+    toDeliverFilters(filters);
+    const maxBufferedMessages = options.maxBufferedMessages ?? this.options.maxBufferedMessages;
+    if (
+      !Number.isInteger(maxBufferedMessages) ||
+      maxBufferedMessages < 1 ||
+      maxBufferedMessages > MAX_BUFFERED_MESSAGES_LIMIT
+    ) {
+      throw new StreamingError(
+        'INVALID_ARGUMENT',
+        `maxBufferedMessages must be an integer in [1, ${MAX_BUFFERED_MESSAGES_LIMIT}]`,
+      );
+    }
+    const consumer = new ResumableConsumer(
+      {
+        vchannel,
+        pchannel,
+        from: options.from,
+        filters,
+        maxBufferedMessages,
+        signal: options.signal,
+      },
+      this.watcher,
+      this.pool,
+      this.options,
+      this.counters,
+    );
+    this.subscriptions.add(consumer);
+    void consumer.closed.then(() => this.subscriptions.delete(consumer));
+    return consumer;
+  }
+
+  /** A copy of the client's counters (retries are possible duplicates in the log). */
+  stats(): ClientStats {
+    return { ...this.counters };
+  }
+
+  /**
+   * Closes every producer (in-flight appends get up to closeTimeoutMs to finish; the rest fail
+   * with ON_SHUTDOWN), every read (their `closed` resolves to undefined), the discovery stream
+   * (with the `close` handshake) and all gRPC channels. Idempotent; later calls fail with
+   * ON_SHUTDOWN.
+   */
+  close(): Promise<void> {
+    this.isClosing = true;
+    this.closing ??= (async () => {
+      await Promise.all([
+        ...[...this.producers.values()].map((p) => p.close()),
+        ...[...this.subscriptions].map((s) => s.close()),
+      ]);
+      await this.watcher.close();
+      this.pool.close();
+    })();
+    return this.closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private producer(pchannel: string): ResumableProducer {
+    let producer = this.producers.get(pchannel);
+    if (producer === undefined) {
+      producer = new ResumableProducer(
+        pchannel,
+        this.watcher,
+        this.pool,
+        this.options,
+        this.counters,
+      );
+      this.producers.set(pchannel, producer);
+    }
+    return producer;
+  }
+}
+
+function toWire(m: AppendMessage): WireMessage {
+  if (!(m.payload instanceof Uint8Array)) {
+    throw new StreamingError('INVALID_ARGUMENT', 'payload must be a Uint8Array');
+  }
+  const properties: Record<string, string> = { ...m.properties };
+  let bytes = m.payload.byteLength;
+  for (const [key, value] of Object.entries(properties)) {
+    // The node writes its own bookkeeping under this prefix; it would refuse the message anyway.
+    if (key.startsWith(RESERVED_PREFIX)) {
+      throw new StreamingError(
+        'INVALID_ARGUMENT',
+        `property ${key}: keys starting with ${RESERVED_PREFIX} are reserved`,
+      );
+    }
+    if (typeof value !== 'string') {
+      throw new StreamingError('INVALID_ARGUMENT', `property ${key} must be a string`);
+    }
+    bytes += Buffer.byteLength(key) + Buffer.byteLength(value);
+  }
+  // A view, not a copy: the caller's bytes are encoded when the frame is written.
+  const payload = Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
+  return { vchannel: m.vchannel, payload, properties, bytes };
+}

@@ -1,0 +1,115 @@
+import type { MessageID as MessageIdProto } from '@woodstream/proto';
+import { StreamingError } from '@woodstream/streaming';
+
+/**
+ * The position of a message in its pchannel's log, ordered by (segmentId, entryId). Both parts
+ * are safe integers: a log would need 2^53 entries before this representation loses precision,
+ * and the SDK refuses (INNER) such an id from the wire rather than round it.
+ */
+export interface MessageId {
+  readonly segmentId: number;
+  readonly entryId: number;
+}
+
+/** Where a read starts. */
+export type ReadFrom =
+  /** The first message still in the log. */
+  | 'earliest'
+  /** Only messages appended after the consumer opened. */
+  | 'latest'
+  /** The first message after this id (exclusive). */
+  | { readonly after: MessageId }
+  /** This id and everything after it (inclusive). */
+  | { readonly from: MessageId };
+
+/** Server-side filters of a read; all of them must match (AND). */
+export type ReadFilter =
+  | { readonly timeTickGt: bigint }
+  | { readonly timeTickGte: bigint }
+  | { readonly messageTypes: readonly ('data' | 'timeTick')[] };
+
+/** A message to append. */
+export interface AppendMessage {
+  readonly vchannel: string;
+  readonly payload: Uint8Array;
+  readonly properties?: Readonly<Record<string, string>>;
+  /** Route to this pchannel instead of the one the vchannel hashes to. */
+  readonly pchannel?: string;
+}
+
+/** What an acknowledged append returns. */
+export interface AppendResult {
+  readonly messageId: MessageId;
+  /** Hybrid time tick the node stamped on the message. */
+  readonly timeTick: bigint;
+  /** A position from which a reader sees every message with a larger time tick. */
+  readonly lastConfirmedId: MessageId;
+}
+
+/** One event of a read, in the order the node delivered them. */
+export type ReadEvent =
+  | {
+      readonly type: 'message';
+      readonly messageId: MessageId;
+      readonly timeTick: bigint;
+      readonly vchannel: string;
+      readonly payload: Uint8Array;
+      readonly properties: Readonly<Record<string, string>>;
+      readonly lastConfirmedId: MessageId;
+    }
+  /** Every message of the vchannel with a time tick <= `timeTick` has been delivered. */
+  | { readonly type: 'timeTick'; readonly timeTick: bigint };
+
+/** Counters of the client's retry behaviour, for tests and metrics. */
+export interface ClientStats {
+  /** Appends acknowledged by a node. */
+  appended: number;
+  /**
+   * Sends of a message after its first send. Each one may produce a duplicate in the log
+   * (at-least-once): it follows a lost result, a broken stream or a retryable error.
+   */
+  retries: number;
+  /** Requests whose stream broke before their result arrived (a subset of the retry causes). */
+  unknownOutcomes: number;
+  /** Producer and consumer streams (re)opened after the first open of each. */
+  reopens: number;
+  /** report_error frames written to the coordinator. */
+  reportedErrors: number;
+  /** Times the discovery stream to the coordinator was re-established. */
+  discoveryReconnects: number;
+}
+
+export function newStats(): ClientStats {
+  return {
+    appended: 0,
+    retries: 0,
+    unknownOutcomes: 0,
+    reopens: 0,
+    reportedErrors: 0,
+    discoveryReconnects: 0,
+  };
+}
+
+/** Wire id → SDK id; rejects ids that would lose precision as numbers. */
+export function fromProtoId(id: MessageIdProto | undefined, what: string): MessageId {
+  if (id === undefined) throw new StreamingError('INNER', `the node sent no ${what}`);
+  const segmentId = Number(id.segmentId);
+  const entryId = Number(id.entryId);
+  if (!Number.isSafeInteger(segmentId) || !Number.isSafeInteger(entryId)) {
+    throw new StreamingError('INNER', `${what} ${id.segmentId}/${id.entryId} exceeds 2^53`);
+  }
+  return { segmentId, entryId };
+}
+
+/** SDK id → wire id; rejects ids a caller made up that cannot be positions. */
+export function toProtoId(id: MessageId, what: string): MessageIdProto {
+  if (
+    !Number.isSafeInteger(id.segmentId) ||
+    !Number.isSafeInteger(id.entryId) ||
+    id.segmentId < 0 ||
+    id.entryId < 0
+  ) {
+    throw new StreamingError('INVALID_ARGUMENT', `${what} must hold two non-negative integers`);
+  }
+  return { segmentId: BigInt(id.segmentId), entryId: BigInt(id.entryId) };
+}
