@@ -10,6 +10,8 @@ export const streamingKeys = {
   pchannel: (name: string): string => `coord/pchannel/${name}`,
   /** JSON {allowRebalance, frozenNodeIds: number[]} — persisted admin settings. */
   settings: 'coord/settings',
+  /** Counter of coordinator activations: the `global` part of assignment versions. */
+  activations: 'coord/activations',
   /** Leader election of coordinators: one lease-bound key. */
   coordinatorLeader: 'coord/leader',
   /** Node sessions: lease-bound JSON NodeSession, one per live node process. */

@@ -1,0 +1,123 @@
+// Helpers to run a real cluster for e2e tests: a coordinator and N nodes as processes on the
+// harness etcd and radosgw, each stopped when the test ends.
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { credentials } from '@grpc/grpc-js';
+import { AssignmentServiceClient, type FullAssignment } from '@woodstream/proto';
+import { harness, ManagedProcess, uniqueName, waitFor, type TestBucket } from '@woodstream/testing';
+import { onTestFailed, onTestFinished } from 'vitest';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const tsx = createRequire(import.meta.url).resolve('tsx');
+const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
+
+export interface Cluster {
+  coordinator: string;
+  coordinatorProcess: ManagedProcess;
+  nodes: ManagedProcess[];
+  startNode(): Promise<ManagedProcess>;
+}
+
+function spawnCli(name: string, args: string[]): ManagedProcess {
+  const proc = ManagedProcess.spawn({
+    name,
+    command: process.execPath,
+    args: ['--conditions=@woodstream/source', '--import', tsx, cliEntry, ...args],
+  });
+  onTestFailed(() =>
+    console.error(
+      `--- ${name} (pid ${proc.pid ?? '?'}) ---\n${proc.output().split('\n').slice(-60).join('\n')}`,
+    ),
+  );
+  onTestFinished(async () => {
+    await proc.stop({ signal: 'SIGKILL' });
+  });
+  return proc;
+}
+
+/** Starts a coordinator and `nodeCount` nodes in object mode; resolves when every channel is assigned. */
+export async function startCluster(options: {
+  bucket: TestBucket;
+  nodeCount: number;
+  pchannelCount: number;
+}): Promise<Cluster> {
+  const { etcdEndpoint, radosgw } = harness();
+  const rootPrefix = `/${uniqueName('cluster')}/`;
+  const metadata = [
+    '--metadata.kind=etcd',
+    `--metadata.etcdEndpoints=${etcdEndpoint}`,
+    `--metadata.rootPrefix=${rootPrefix}`,
+  ];
+  const coordinatorProcess = spawnCli('coordinator', [
+    'run',
+    'coordinator',
+    '--grpc.port=0',
+    `--pchannelCount=${options.pchannelCount}`,
+    '--balanceIntervalMs=500',
+    '--sessionTtlMs=2000',
+    '--moveCooldownMs=0',
+    '--operationTimeoutMs=20000',
+    ...metadata,
+  ]);
+  const ready = await coordinatorProcess.waitForOutput(/"address":"([^"]+)","msg":"ready"/, {
+    timeoutMs: 60_000,
+  });
+  const coordinator = ready[1] as string;
+  let nodeIndex = 0;
+  const startNode = async (): Promise<ManagedProcess> => {
+    const n = ++nodeIndex;
+    const proc = spawnCli(`node-${n}`, [
+      'run',
+      'node',
+      '--grpc.port=0',
+      '--sessionTtlMs=2000',
+      '--timeTickIntervalMs=100',
+      '--drainTimeoutMs=0',
+      '--wal.flushAgeMs=5',
+      ...metadata,
+      '--storage.mode=object',
+      `--storage.s3.endpoint=${radosgw.endpoint}`,
+      `--storage.s3.region=${radosgw.region}`,
+      `--storage.s3.bucket=${options.bucket.name}`,
+      `--storage.s3.accessKeyId=${radosgw.accessKeyId}`,
+      `--storage.s3.secretAccessKey=${radosgw.secretAccessKey}`,
+    ]);
+    await proc.waitForOutput(/"msg":"ready"/, { timeoutMs: 60_000 });
+    return proc;
+  };
+  const nodes: ManagedProcess[] = [];
+  for (let i = 0; i < options.nodeCount; i++) nodes.push(await startNode());
+  await waitFor(
+    async () => {
+      const snapshot = await fetchAssignment(coordinator);
+      const assigned = snapshot.assignments.reduce((n, a) => n + a.channels.length, 0);
+      return (
+        assigned === options.pchannelCount &&
+        snapshot.assignments.filter((a) => a.channels.length > 0).length === options.nodeCount
+      );
+    },
+    { timeoutMs: 90_000, intervalMs: 250, description: 'every pchannel assigned across all nodes' },
+  );
+  return { coordinator, coordinatorProcess, nodes, startNode };
+}
+
+/** One assignment snapshot from the coordinator. */
+export function fetchAssignment(coordinator: string, timeoutMs = 5_000): Promise<FullAssignment> {
+  const client = new AssignmentServiceClient(coordinator, credentials.createInsecure());
+  return new Promise<FullAssignment>((resolve, reject) => {
+    const call = client.assignmentDiscover();
+    const timer = setTimeout(() => {
+      call.cancel();
+      reject(new Error('no assignment snapshot in time'));
+    }, timeoutMs);
+    call.on('data', (frame: { response?: { $case: string; fullAssignment?: FullAssignment } }) => {
+      if (frame.response?.$case !== 'fullAssignment' || frame.response.fullAssignment === undefined)
+        return;
+      clearTimeout(timer);
+      resolve(frame.response.fullAssignment);
+      call.cancel();
+    });
+    call.on('error', () => undefined);
+  }).finally(() => client.close());
+}
