@@ -35,7 +35,7 @@ import {
  * Counter of coordinator activations; the `global` part of the assignment version. Not in
  * `streamingKeys` yet (TODO: move it there): it lives next to the other coordinator keys.
  */
-export const ACTIVATIONS_KEY = 'coord/activations';
+export const ACTIVATIONS_KEY = streamingKeys.activations;
 
 /** What a coordinator needs from its process. */
 export interface CoordinatorDeps {
