@@ -31,10 +31,7 @@ import {
   markUnavailable,
 } from './pchannel-transitions.js';
 
-/**
- * Counter of coordinator activations; the `global` part of the assignment version. Not in
- * `streamingKeys` yet (TODO: move it there): it lives next to the other coordinator keys.
- */
+/** Counter of coordinator activations; the `global` part of the assignment version. */
 export const ACTIVATIONS_KEY = streamingKeys.activations;
 
 /** What a coordinator needs from its process. */
