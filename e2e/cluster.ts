@@ -5,7 +5,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials } from '@grpc/grpc-js';
 import { AssignmentServiceClient, type FullAssignment } from '@woodstream/proto';
-import { harness, ManagedProcess, uniqueName, waitFor, type TestBucket } from '@woodstream/testing';
+import {
+  freePort,
+  harness,
+  ManagedProcess,
+  uniqueName,
+  waitFor,
+  type TestBucket,
+} from '@woodstream/testing';
 import { onTestFailed, onTestFinished } from 'vitest';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -13,10 +20,13 @@ const tsx = createRequire(import.meta.url).resolve('tsx');
 const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
 
 export interface Cluster {
+  /** Client target: one address, or `ipv4:a,b` when there are standby coordinators. */
   coordinator: string;
-  coordinatorProcess: ManagedProcess;
+  coordinators: ManagedProcess[];
   nodes: ManagedProcess[];
   startNode(): Promise<ManagedProcess>;
+  /** Starts coordinator `index` again on its port (after it was stopped). */
+  restartCoordinator(index: number): Promise<ManagedProcess>;
 }
 
 function spawnCli(name: string, args: string[]): ManagedProcess {
@@ -41,6 +51,10 @@ export async function startCluster(options: {
   bucket: TestBucket;
   nodeCount: number;
   pchannelCount: number;
+  /** Coordinators (the first becomes active). @default 1 */
+  coordinatorCount?: number;
+  /** How long a node's SIGTERM waits for its channels to move away. @default 20000 */
+  drainTimeoutMs?: number;
 }): Promise<Cluster> {
   const { etcdEndpoint, radosgw } = harness();
   const rootPrefix = `/${uniqueName('cluster')}/`;
@@ -49,21 +63,30 @@ export async function startCluster(options: {
     `--metadata.etcdEndpoints=${etcdEndpoint}`,
     `--metadata.rootPrefix=${rootPrefix}`,
   ];
-  const coordinatorProcess = spawnCli('coordinator', [
-    'run',
-    'coordinator',
-    '--grpc.port=0',
-    `--pchannelCount=${options.pchannelCount}`,
-    '--balanceIntervalMs=500',
-    '--sessionTtlMs=2000',
-    '--moveCooldownMs=0',
-    '--operationTimeoutMs=20000',
-    ...metadata,
-  ]);
-  const ready = await coordinatorProcess.waitForOutput(/"address":"([^"]+)","msg":"ready"/, {
-    timeoutMs: 60_000,
-  });
-  const coordinator = ready[1] as string;
+  const ports: number[] = [];
+  for (let i = 0; i < (options.coordinatorCount ?? 1); i++) ports.push(await freePort());
+  const startCoordinator = async (index: number): Promise<ManagedProcess> => {
+    const proc = spawnCli(`coordinator-${index}`, [
+      'run',
+      'coordinator',
+      `--grpc.port=${ports[index] ?? 0}`,
+      `--pchannelCount=${options.pchannelCount}`,
+      '--balanceIntervalMs=500',
+      '--sessionTtlMs=2000',
+      '--moveCooldownMs=0',
+      '--operationTimeoutMs=20000',
+      ...metadata,
+    ]);
+    await proc.waitForOutput(/"msg":"ready"/, { timeoutMs: 60_000 });
+    return proc;
+  };
+  const coordinators: ManagedProcess[] = [];
+  for (let i = 0; i < ports.length; i++) coordinators.push(await startCoordinator(i));
+  const coordinator =
+    ports.length === 1
+      ? `127.0.0.1:${ports[0]}`
+      : `ipv4:${ports.map((p) => `127.0.0.1:${p}`).join(',')}`;
+  const probe = coordinator;
   let nodeIndex = 0;
   const startNode = async (): Promise<ManagedProcess> => {
     const n = ++nodeIndex;
@@ -73,7 +96,7 @@ export async function startCluster(options: {
       '--grpc.port=0',
       '--sessionTtlMs=2000',
       '--timeTickIntervalMs=100',
-      '--drainTimeoutMs=0',
+      `--drainTimeoutMs=${options.drainTimeoutMs ?? 20_000}`,
       '--wal.flushAgeMs=5',
       ...metadata,
       '--storage.mode=object',
@@ -90,7 +113,7 @@ export async function startCluster(options: {
   for (let i = 0; i < options.nodeCount; i++) nodes.push(await startNode());
   await waitFor(
     async () => {
-      const snapshot = await fetchAssignment(coordinator);
+      const snapshot = await fetchAssignment(probe);
       const assigned = snapshot.assignments.reduce((n, a) => n + a.channels.length, 0);
       return (
         assigned === options.pchannelCount &&
@@ -99,12 +122,31 @@ export async function startCluster(options: {
     },
     { timeoutMs: 90_000, intervalMs: 250, description: 'every pchannel assigned across all nodes' },
   );
-  return { coordinator, coordinatorProcess, nodes, startNode };
+  return {
+    coordinator,
+    coordinators,
+    nodes,
+    startNode,
+    restartCoordinator: async (index) => {
+      const proc = await startCoordinator(index);
+      coordinators[index] = proc;
+      return proc;
+    },
+  };
 }
 
-/** One assignment snapshot from the coordinator. */
+/** Round-robin over the targets, so that a standby (which refuses) does not pin every call. */
+export const ROUND_ROBIN = {
+  'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+};
+
+/** One assignment snapshot from the (active) coordinator. */
 export function fetchAssignment(coordinator: string, timeoutMs = 5_000): Promise<FullAssignment> {
-  const client = new AssignmentServiceClient(coordinator, credentials.createInsecure());
+  const client = new AssignmentServiceClient(
+    coordinator,
+    credentials.createInsecure(),
+    ROUND_ROBIN,
+  );
   return new Promise<FullAssignment>((resolve, reject) => {
     const call = client.assignmentDiscover();
     const timer = setTimeout(() => {

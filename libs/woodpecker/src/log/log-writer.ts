@@ -738,7 +738,11 @@ export class LogWriter {
         (this.state as WriterState) === 'closing' &&
         (this.buffer.length > 0 || this.inflight.length > 0)
       ) {
-        this.scheduleFlush();
+        // Flush now, not via scheduleFlush: its deferred flush would never run while this loop
+        // keeps awaiting an already drained queue (a microtask spin).
+        const sink = this.segment?.sink;
+        if (sink !== undefined && this.writesInFlight < sink.maxConcurrentWrites) this.flush(true);
+        if (this.inflight.length === 0) break;
         await this.inflightDrained();
       }
       try {

@@ -156,6 +156,17 @@ export function describeWalSuite(
       await expect(writer.append(enc.encode('y'))).rejects.toMatchObject({ code: 'WAL_CLOSED' });
     });
 
+    it('acknowledges every entry appended right before close', async () => {
+      const log = await wp.createLog('close-flush');
+      const writer = await log.openWriter();
+      const pending = Array.from({ length: 50 }, (_, i) => writer.append(enc.encode(`late-${i}`)));
+      await writer.close();
+      expect((await Promise.all(pending)).map((p) => p.entryId)).toEqual(pending.map((_, i) => i));
+      expect((await take(await log.openReader(), 50)).map(text)).toEqual(
+        pending.map((_, i) => `late-${i}`),
+      );
+    });
+
     it('continues in a new segment after the writer is closed and reopened', async () => {
       const log = await wp.createLog('reopen');
       const w1 = await log.openWriter();
