@@ -1,0 +1,277 @@
+// `npm run bench:stream` — the raw grpc-js bidi echo ceiling and the streaming path
+// (client SDK → node → WAL in local mode → fdatasync'd ack) measured in the same process and
+// the same run, printed side by side. Options: --quick.
+import { join } from 'node:path';
+import {
+  Server,
+  ServerCredentials,
+  credentials,
+  makeGenericClientConstructor,
+  type ClientDuplexStream,
+  type ServerDuplexStream,
+} from '@grpc/grpc-js';
+import { StreamingClient } from '@woodstream/client';
+import { makeTempDir } from '@woodstream/testing';
+import { createLogger } from '../src/logger.js';
+import { startStandalone } from '../src/standalone-app.js';
+
+const quick = process.argv.includes('--quick');
+const seconds = quick ? 2 : 4;
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const progress = (msg: string): void => void process.stderr.write(`[bench:stream] ${msg}\n`);
+const percentile = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const fmt = (n: number, d = 1): string => n.toFixed(d);
+
+// --- raw ceiling: a bidi echo service with identity (de)serialisers ---------------------------
+const echoDef = {
+  echo: {
+    path: '/bench.Echo/Echo',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
+} as const;
+
+async function rawEcho(size: number, window: number): Promise<{ perSec: number; mbps: number }> {
+  const server = new Server({ 'grpc.max_receive_message_length': 16 * MiB });
+  server.addService(echoDef, {
+    echo: (call: ServerDuplexStream<Buffer, Buffer>) => {
+      call.on('data', (b: Buffer) => call.write(b.subarray(0, 16)));
+      call.on('end', () => call.end());
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  const Client = makeGenericClientConstructor(echoDef, 'Echo');
+  const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure(), {
+    'grpc.max_send_message_length': 16 * MiB,
+  }) as unknown as {
+    echo(): ClientDuplexStream<Buffer, Buffer>;
+    close(): void;
+  };
+  const call = client.echo();
+  const payload = Buffer.alloc(size, 7);
+  let acked = 0;
+  let inflight = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await new Promise<void>((resolve) => {
+    const fill = (): void => {
+      while (inflight < window && performance.now() < end) {
+        inflight += 1;
+        call.write(payload);
+      }
+      if (inflight === 0) resolve();
+    };
+    call.on('data', () => {
+      acked += 1;
+      inflight -= 1;
+      fill();
+    });
+    fill();
+  });
+  const elapsed = (performance.now() - start) / 1000;
+  const ended = new Promise<void>((resolve) => call.on('status', () => resolve()));
+  call.on('error', () => undefined);
+  call.end();
+  await ended;
+  client.close();
+  server.forceShutdown();
+  return { perSec: acked / elapsed, mbps: (acked * size) / MiB / elapsed };
+}
+
+// --- the streaming path ----------------------------------------------------------------------
+async function pipelined(
+  client: StreamingClient,
+  size: number,
+  window: number,
+  batch: number,
+): Promise<{ perSec: number; mbps: number }> {
+  const payload = new Uint8Array(size).fill(3);
+  const messages = Array.from({ length: batch }, () => ({ vchannel: 'bench', payload }));
+  let acked = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await new Promise<void>((resolve, reject) => {
+    let inflight = 0;
+    let stopping = false;
+    const launch = (): void => {
+      while (!stopping && inflight < window) {
+        inflight += 1;
+        const p =
+          batch === 1
+            ? client.append(messages[0] as { vchannel: string; payload: Uint8Array }).then(() => 1)
+            : client.appendBatch(messages).then((r) => r.length);
+        p.then((n) => {
+          acked += n;
+          inflight -= 1;
+          if (!stopping && performance.now() >= end) stopping = true;
+          if (stopping) {
+            if (inflight === 0) resolve();
+          } else launch();
+        }, reject);
+      }
+    };
+    launch();
+  });
+  const elapsed = (performance.now() - start) / 1000;
+  return { perSec: acked / elapsed, mbps: (acked * size) / MiB / elapsed };
+}
+
+async function oneAtATime(
+  client: StreamingClient,
+  count: number,
+): Promise<{ p50: number; p99: number }> {
+  const payload = new Uint8Array(KiB);
+  const lat: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t = performance.now();
+    await client.append({ vchannel: 'latency', payload });
+    lat.push(performance.now() - t);
+  }
+  lat.sort((a, b) => a - b);
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99) };
+}
+
+async function produceToConsumer(
+  client: StreamingClient,
+  count: number,
+): Promise<{ p50: number; p99: number }> {
+  const sub = client.read({ vchannel: 'tail', from: 'latest' });
+  const iterator = sub[Symbol.asyncIterator]();
+  const lat: number[] = [];
+  // Let the consumer reach the live end first.
+  await client.append({ vchannel: 'tail', payload: new Uint8Array(1) });
+  for (;;) {
+    const e = await iterator.next();
+    if (e.done === true || e.value.type === 'message') break;
+  }
+  for (let i = 0; i < count; i++) {
+    const t = performance.now();
+    void client.append({ vchannel: 'tail', payload: new Uint8Array(KiB) });
+    for (;;) {
+      const e = await iterator.next();
+      if (e.done === true) throw new Error('subscription ended');
+      if (e.value.type === 'message') break;
+    }
+    lat.push(performance.now() - t);
+  }
+  await sub.close();
+  lat.sort((a, b) => a - b);
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99) };
+}
+
+await using dir = await makeTempDir('bench-stream');
+const logger = createLogger({ component: 'bench', level: 'warn' });
+const app = await startStandalone(
+  {
+    dataDir: join(dir.path, 'data'),
+    host: '127.0.0.1',
+    coordinatorPort: 0,
+    nodePort: 0,
+    timeTickIntervalMs: 200,
+    maxMessageBytes: 4 * MiB,
+    pchannelCount: 1,
+    pchannelPrefix: 'wal',
+    balanceIntervalMs: 1000,
+    moveCooldownMs: 0,
+    maxMovesPerRound: 4,
+    operationTimeoutMs: 30000,
+    wal: {
+      maxEntryBytes: 16 * MiB,
+      flushAgeMs: 200,
+      maxBlockBytes: 1 * MiB,
+      maxInflightBytes: 256 * MiB,
+      maxSegmentBytes: 4096 * MiB,
+      maxSegmentAgeMs: 3600000,
+    },
+  },
+  logger,
+);
+const client = await StreamingClient.connect({
+  coordinator: app.coordinatorAddress,
+  maxInflightAppends: 65536,
+  maxInflightBytes: 512 * MiB,
+});
+const rows: string[][] = [];
+try {
+  progress('warm-up');
+  await pipelined(client, 64 * KiB, 64, 1);
+  let rawBig = { perSec: 0, mbps: 0 };
+  let big = { perSec: 0, mbps: 0 };
+  let raw1k = { perSec: 0, mbps: 0 };
+  let small = { perSec: 0, mbps: 0 };
+  let batched = { perSec: 0, mbps: 0 };
+  for (let round = 1; round <= 2; round++) {
+    progress(`round ${round}/2: 64 KiB raw echo / produce`);
+    const r = await rawEcho(64 * KiB, 64);
+    if (r.mbps > rawBig.mbps) rawBig = r;
+    const b = await pipelined(client, 64 * KiB, 64, 1);
+    if (b.mbps > big.mbps) big = b;
+    progress(`round ${round}/2: 1 KiB raw echo / produce / produce in batches of 64`);
+    const r1 = await rawEcho(KiB, 1024);
+    if (r1.perSec > raw1k.perSec) raw1k = r1;
+    const s = await pipelined(client, KiB, 1024, 1);
+    if (s.perSec > small.perSec) small = s;
+    const bt = await pipelined(client, KiB, 32, 64);
+    if (bt.perSec > batched.perSec) batched = bt;
+  }
+  rows.push([
+    'produce 64 KiB pipelined (MB/s)',
+    fmt(big.mbps),
+    `${fmt(rawBig.mbps)} raw bidi echo`,
+    fmt(big.mbps / rawBig.mbps, 2),
+    '>= 0.70',
+  ]);
+  rows.push([
+    'produce 1 KiB pipelined, one per append (msg/s)',
+    fmt(small.perSec, 0),
+    `${fmt(raw1k.perSec, 0)} raw bidi echo`,
+    fmt(small.perSec / raw1k.perSec, 2),
+    '-',
+  ]);
+  rows.push([
+    'produce 1 KiB in batches of 64 (msg/s)',
+    fmt(batched.perSec, 0),
+    `${fmt(raw1k.perSec, 0)} raw bidi echo`,
+    fmt(batched.perSec / raw1k.perSec, 2),
+    '>= 100000',
+  ]);
+  progress('one at a time');
+  const one = await oneAtATime(client, quick ? 500 : 2000);
+  rows.push([
+    'produce 1 KiB one at a time p50 / p99 (ms)',
+    `${fmt(one.p50, 2)} / ${fmt(one.p99, 2)}`,
+    '-',
+    '-',
+    '<= 1 / 5',
+  ]);
+  progress('produce -> tailing consumer');
+  const tail = await produceToConsumer(client, quick ? 300 : 1000);
+  rows.push([
+    'produce -> tailing consumer p50 / p99 (ms)',
+    `${fmt(tail.p50, 2)} / ${fmt(tail.p99, 2)}`,
+    '-',
+    '-',
+    'p50 <= 2',
+  ]);
+} finally {
+  await client.close();
+  await app.stop();
+}
+const widths = [48, 18, 26, 8, 12];
+const line = (cells: string[]): string =>
+  cells.map((c, i) => c.padEnd(widths[i] ?? 10)).join(' | ');
+// A command-line tool: its output is the report.
+/* eslint-disable no-console */
+console.log(line(['measure', 'Woodstream', 'raw limit (same run)', 'ratio', 'target']));
+console.log(widths.map((w) => '-'.repeat(w)).join('-|-'));
+for (const r of rows) console.log(line(r));
