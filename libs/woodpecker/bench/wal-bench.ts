@@ -231,16 +231,16 @@ async function objectMode(): Promise<void> {
       });
       const writer = await (await wp.createLog(`tput-${flushAgeMs}`)).openWriter();
       progress('WAL object: 64 KiB entries, 4 MiB blocks (warm-up)');
-      await pipelined(writer, 64 * KiB, 512);
+      await pipelined(writer, 64 * KiB, 960);
       // Alternate raw and WAL rounds and keep the best of each (see the local section).
       let rawMbps = 0;
       let r = { perSec: 0, mbps: 0 };
       let mib = 0;
       for (let round = 1; round <= 2; round++) {
-        progress(`round ${round}/2: raw 4 MiB PUT x${concurrency}, WAL 64 KiB x512 in flight`);
+        progress(`round ${round}/2: raw 4 MiB PUT x${concurrency}, WAL 64 KiB x960 in flight`);
         rawMbps = Math.max(rawMbps, await rawPut());
         puts = 0;
-        const w = await pipelined(writer, 64 * KiB, 512);
+        const w = await pipelined(writer, 64 * KiB, 960);
         if (w.mbps > r.mbps) {
           r = w;
           mib = w.mbps * seconds;
