@@ -1,3 +1,5 @@
+import { sleep } from '@woodstream/common';
+
 /** Options for {@link waitFor}. */
 export interface WaitForOptions {
   /** Give up after this long. Required: every wait in a test has a time limit. */
@@ -50,20 +52,6 @@ export async function waitFor<T>(
         lastError,
       );
     }
-    await pause(Math.min(intervalMs, remainingMs), signal);
+    await sleep(Math.min(intervalMs, remainingMs), signal);
   }
-}
-
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason as Error);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
