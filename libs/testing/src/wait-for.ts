@@ -1,5 +1,3 @@
-import { sleep } from '@woodstream/common';
-
 /** Options for {@link waitFor}. */
 export interface WaitForOptions {
   /** Give up after this long. Required: every wait in a test has a time limit. */
@@ -52,6 +50,22 @@ export async function waitFor<T>(
         lastError,
       );
     }
-    await sleep(Math.min(intervalMs, remainingMs), signal);
+    await pause(Math.min(intervalMs, remainingMs), signal);
   }
+}
+
+// Not the shared `sleep` of @woodstream/common: this module also runs in vitest's global
+// setup, where workspace packages do not resolve to their sources.
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
