@@ -1,6 +1,11 @@
 import { status as GrpcStatus, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { assert, sleep } from '@woodstream/common';
-import type { ProduceRequest, ProduceResponse, ProduceResult } from '@woodstream/proto';
+import type {
+  ProduceMessage,
+  ProduceRequest,
+  ProduceResponse,
+  ProduceResult,
+} from '@woodstream/proto';
 import { fromServiceError, StreamingError } from '@woodstream/streaming';
 import type { Route } from './assignment-snapshot.js';
 import type { AssignmentWatcher } from './assignment-watcher.js';
@@ -9,6 +14,11 @@ import { abortReason, deferred, type Deferred } from './deferred.js';
 import type { NodePool } from './node-pool.js';
 import type { ResolvedOptions } from './options.js';
 import { fromProtoId, type AppendResult, type ClientStats } from './types.js';
+
+/** Most messages in one produce_batch frame. */
+const MAX_BATCH_MESSAGES = 512;
+/** A batch frame is closed once its payloads reach this size (it stays below gRPC's 4 MiB frame limit for small messages). */
+const MAX_BATCH_BYTES = 1024 * 1024;
 
 type ProduceCall = ClientDuplexStream<ProduceRequest, ProduceResponse>;
 
@@ -285,7 +295,7 @@ export class ResumableProducer {
 
   /** Sends work now if a stream is open, else makes sure the loop that opens one runs. */
   private kick(): void {
-    if (this.session?.isOpen === true) this.flush();
+    if (this.session?.isOpen === true) this.scheduleFlush();
     else if (this.loop === undefined && !this.isClosing && this.pending.size > 0) {
       this.loop = this.run().finally(() => {
         this.loop = undefined;
@@ -295,43 +305,71 @@ export class ResumableProducer {
     }
   }
 
-  /** Writes queued appends, in seq order, to the open stream. */
+  /**
+   * Writes queued appends, in seq order, to the open stream: one `produce_batch` frame for
+   * everything ready (bounded by MAX_BATCH_MESSAGES / MAX_BATCH_BYTES), which the node answers
+   * with one `results` frame — far fewer frames than one per message.
+   */
   private flush(): void {
     const s = this.session;
     if (s === undefined || !s.isOpen || s.isEnded || s.isCloseRequested) return;
     const now = Date.now();
     for (;;) {
-      const p = this.sendQueue[0];
-      if (p === undefined) return;
-      if (p.notBeforeMs > now) {
-        // Order is kept: later appends wait behind a delayed retry.
+      const batch: ProduceMessage[] = [];
+      let bytes = 0;
+      let delayedUntil: number | undefined;
+      while (batch.length < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
+        const p = this.sendQueue[0];
+        if (p === undefined) break;
+        // A large message goes in a frame of its own, so frames stay under the gRPC limit.
+        if (batch.length > 0 && bytes + p.message.payload.byteLength > MAX_BATCH_BYTES) break;
+        if (p.notBeforeMs > now) {
+          // Order is kept: later appends wait behind a delayed retry.
+          delayedUntil = p.notBeforeMs;
+          break;
+        }
+        this.sendQueue.shift();
+        const requestId = this.nextRequestId++;
+        p.state = 'sent';
+        p.attempts++;
+        if (p.attempts > 1) this.stats.retries++;
+        s.inflight.set(requestId, p);
+        bytes += p.message.payload.byteLength;
+        batch.push({
+          requestId,
+          vchannel: p.message.vchannel,
+          message: { payload: p.message.payload, properties: p.message.properties ?? {} },
+        });
+      }
+      // write() may return false; the bound on in-flight appends bounds this buffer instead.
+      if (batch.length === 1)
+        s.call.write({ request: { $case: 'produce', produce: batch[0] as ProduceMessage } });
+      else if (batch.length > 1)
+        s.call.write({ request: { $case: 'produceBatch', produceBatch: { messages: batch } } });
+      if (delayedUntil !== undefined) {
         if (this.flushTimer === undefined) {
           this.flushTimer = setTimeout(() => {
             this.flushTimer = undefined;
             this.flush();
-          }, p.notBeforeMs - now);
+          }, delayedUntil - now);
         }
         return;
       }
-      this.sendQueue.shift();
-      const requestId = this.nextRequestId++;
-      p.state = 'sent';
-      p.attempts++;
-      if (p.attempts > 1) this.stats.retries++;
-      s.inflight.set(requestId, p);
-      // write() may return false; the bound on in-flight appends bounds this buffer instead.
-      s.call.write({
-        request: {
-          $case: 'produce',
-          produce: {
-            requestId,
-            vchannel: p.message.vchannel,
-            message: { payload: p.message.payload, properties: p.message.properties },
-          },
-        },
-      });
+      if (this.sendQueue.length === 0) return;
     }
   }
+
+  /** Flushes once the current synchronous burst of appends has been queued (one frame for all). */
+  private scheduleFlush(): void {
+    if (this.isFlushScheduled) return;
+    this.isFlushScheduled = true;
+    queueMicrotask(() => {
+      this.isFlushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private isFlushScheduled = false;
 
   private requestClose(s: Session): void {
     if (s.isCloseRequested || s.isEnded) return;
@@ -417,6 +455,11 @@ export class ResumableProducer {
           return;
         case 'result':
           this.onResult(s, r.result);
+          this.flush();
+          return;
+        case 'results':
+          for (const result of r.results.results) this.onResult(s, result);
+          this.flush();
           return;
         case 'closed':
           // The node closes on our request (no error) or because the channel left it.
@@ -494,7 +537,6 @@ export class ResumableProducer {
         p.notBeforeMs = Date.now() + Math.min(this.options.maxBackoffMs, delayMs);
       }
     }
-    this.flush();
   }
 
   private onSessionEnd(s: Session, status: StatusObject): void {

@@ -263,6 +263,43 @@ export class FakeNode {
   private produce(call: ProduceCall): void {
     let entry: { pchannel: string; call: ProduceCall } | undefined;
     call.on('error', () => undefined);
+    const produceOne = (m: ProduceMessage): void => {
+      if (entry === undefined || !this.producers.has(entry)) return;
+      const hook = this.produceHook?.(m);
+      if (hook instanceof StreamingError) {
+        call.write({
+          response: {
+            $case: 'result',
+            result: {
+              requestId: m.requestId,
+              outcome: { $case: 'error', error: hook.toProto() },
+            },
+          },
+        });
+        return;
+      }
+      const log = this.logs.get(entry.pchannel) as FakeLog;
+      const e = log.append(
+        m.vchannel,
+        m.message?.payload ?? Buffer.alloc(0),
+        m.message?.properties ?? {},
+      );
+      const res: ProduceResponse = {
+        response: {
+          $case: 'result',
+          result: {
+            requestId: m.requestId,
+            outcome: {
+              $case: 'success',
+              success: { id: e.id, timeTick: e.timeTick, lastConfirmedId: e.lastConfirmedId },
+            },
+          },
+        },
+      };
+      if (hook === 'drop') return;
+      if (hook === 'hold') this.held.push({ call, res });
+      else call.write(res);
+    };
     call.on('data', (req: ProduceRequest) => {
       const r = req.request;
       switch (r?.$case) {
@@ -276,45 +313,13 @@ export class FakeNode {
           call.write({ response: { $case: 'opened', opened: { serverId: this.serverId } } });
           return;
         }
-        case 'produce': {
-          if (entry === undefined || !this.producers.has(entry)) return;
-          const m = r.produce;
-          const hook = this.produceHook?.(m);
-          if (hook instanceof StreamingError) {
-            call.write({
-              response: {
-                $case: 'result',
-                result: {
-                  requestId: m.requestId,
-                  outcome: { $case: 'error', error: hook.toProto() },
-                },
-              },
-            });
-            return;
-          }
-          const log = this.logs.get(entry.pchannel) as FakeLog;
-          const e = log.append(
-            m.vchannel,
-            m.message?.payload ?? Buffer.alloc(0),
-            m.message?.properties ?? {},
-          );
-          const res: ProduceResponse = {
-            response: {
-              $case: 'result',
-              result: {
-                requestId: m.requestId,
-                outcome: {
-                  $case: 'success',
-                  success: { id: e.id, timeTick: e.timeTick, lastConfirmedId: e.lastConfirmedId },
-                },
-              },
-            },
-          };
-          if (hook === 'drop') return;
-          if (hook === 'hold') this.held.push({ call, res });
-          else call.write(res);
+        case 'produce':
+          produceOne(r.produce);
           return;
-        }
+        // The fake answers a batch with one result frame per message (the client accepts both).
+        case 'produceBatch':
+          for (const m of r.produceBatch.messages) produceOne(m);
+          return;
         case 'close':
           this.closeRequests++;
           if (entry) this.producers.delete(entry);

@@ -7,8 +7,10 @@ import {
   type HandlerServiceServer,
   type MessageID,
   type OpenConsumer,
+  type ProduceMessage,
   type ProduceRequest,
   type ProduceResponse,
+  type ProduceResult,
 } from '@woodstream/proto';
 import {
   PROP,
@@ -121,62 +123,32 @@ function serveProducer(
           call.write({ response: { $case: 'opened', opened: { serverId: BigInt(serverId) } } });
           return;
         }
-        case 'produce': {
+        case 'produce':
+        case 'produceBatch': {
           if (wal === undefined)
             throw new StreamingError('INVALID_ARGUMENT', 'send open before produce');
           if (isClosing) throw new StreamingError('INVALID_ARGUMENT', 'produce after close');
-          const { requestId, vchannel, message } = r.produce;
+          const messages = r.$case === 'produce' ? [r.produce] : r.produceBatch.messages;
+          if (messages.length === 0) throw new StreamingError('INVALID_ARGUMENT', 'empty batch');
           const target = wal;
-          inflight += 1;
+          inflight += messages.length;
           if (inflight >= limits.maxInflightPerProducer && !isPaused) {
             // Backpressure: stop reading the stream until answers catch up.
             isPaused = true;
             call.pause();
           }
-          const result = (async () => {
-            validateChannelName(vchannel, 'vchannel');
-            return target.append(
-              vchannel,
-              message?.payload ?? new Uint8Array(0),
-              message?.properties ?? {},
-            );
-          })();
-          // Handled below, in order; this only keeps an early failure from being "unhandled".
-          result.catch(() => undefined);
-          // Answers go out in request order (appends are acknowledged in order anyway).
+          // Appends start now, in frame order (that is the log order); answers follow in order.
+          const outcomes = messages.map((m) => produceOne(target, m));
           pending = pending.then(async () => {
-            let response: ProduceResponse;
-            try {
-              const ok = await result;
-              response = {
-                response: {
-                  $case: 'result',
-                  result: {
-                    requestId,
-                    outcome: {
-                      $case: 'success',
-                      success: {
-                        id: toWire(ok.id),
-                        timeTick: ok.timeTick,
-                        lastConfirmedId: toWire(ok.lastConfirmedId),
-                      },
-                    },
-                  },
-                },
-              };
-            } catch (err) {
-              response = {
-                response: {
-                  $case: 'result',
-                  result: {
-                    requestId,
-                    outcome: { $case: 'error', error: toStreamingError(err).toProto() },
-                  },
-                },
-              };
+            const results = await Promise.all(outcomes);
+            inflight -= messages.length;
+            if (!isEnded) {
+              call.write(
+                r.$case === 'produce'
+                  ? { response: { $case: 'result', result: results[0] as ProduceResult } }
+                  : { response: { $case: 'results', results: { results } } },
+              );
             }
-            inflight -= 1;
-            if (!isEnded) call.write(response);
             if (isPaused && inflight < limits.maxInflightPerProducer / 2) {
               isPaused = false;
               call.resume();
@@ -253,6 +225,31 @@ function startPosition(open: OpenConsumer, wal: ChannelWal): ReadFrom {
       return { segmentId: p.segmentId, entryId: p.entryId + 1 };
     }
   }
+}
+
+/** Validates and appends one message; resolves with its result (success or typed error), never rejects. */
+function produceOne(wal: ChannelWal, m: ProduceMessage): Promise<ProduceResult> {
+  const { requestId, vchannel, message } = m;
+  return (async () => {
+    validateChannelName(vchannel, 'vchannel');
+    return wal.append(vchannel, message?.payload ?? new Uint8Array(0), message?.properties ?? {});
+  })().then(
+    (ok): ProduceResult => ({
+      requestId,
+      outcome: {
+        $case: 'success',
+        success: {
+          id: toWire(ok.id),
+          timeTick: ok.timeTick,
+          lastConfirmedId: toWire(ok.lastConfirmedId),
+        },
+      },
+    }),
+    (err: unknown): ProduceResult => ({
+      requestId,
+      outcome: { $case: 'error', error: toStreamingError(err).toProto() },
+    }),
+  );
 }
 
 async function serveConsumer(

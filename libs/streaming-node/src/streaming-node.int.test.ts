@@ -180,6 +180,46 @@ describe('streaming node', () => {
     expect(fromServiceError(unknown.error())).toMatchObject({ code: 'CHANNEL_NOT_EXIST' });
   });
 
+  it('answers a produce_batch frame with one results frame, in order, with per-message errors', async () => {
+    await assign('wal-0004', 1);
+    const p = producer('wal-0004', 1);
+    const payload = (t: string): Buffer => Buffer.from(enc.encode(t));
+    p.call.write({
+      request: {
+        $case: 'produceBatch',
+        produceBatch: {
+          messages: [
+            { requestId: 1n, vchannel: 'b', message: { payload: payload('one'), properties: {} } },
+            {
+              requestId: 2n,
+              vchannel: 'bad/name',
+              message: { payload: payload('two'), properties: {} },
+            },
+            {
+              requestId: 3n,
+              vchannel: 'b',
+              message: { payload: payload('three'), properties: {} },
+            },
+          ],
+        },
+      },
+    });
+    await waitFor(() => p.frames.some((f) => f.response?.$case === 'results'), {
+      timeoutMs: 10_000,
+    });
+    const frame = p.frames.find((f) => f.response?.$case === 'results');
+    const results = frame?.response?.$case === 'results' ? frame.response.results.results : [];
+    expect(results.map((r) => [r.requestId, r.outcome?.$case])).toEqual([
+      [1n, 'success'],
+      [2n, 'error'],
+      [3n, 'success'],
+    ]);
+    const c = consumer('wal-0004', 1, 'b');
+    await waitFor(() => c.messages().length === 2, { timeoutMs: 10_000 });
+    expect(c.messages().map((m) => dec.decode(m.payload))).toEqual(['one', 'three']);
+    p.call.end();
+  });
+
   it('answers bad input with typed errors and keeps serving', async () => {
     await assign('wal-0002', 1);
     const p = producer('wal-0002', 1);

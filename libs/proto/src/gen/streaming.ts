@@ -202,7 +202,13 @@ export interface ProduceRequest {
   request: { $case: "open"; open: OpenProducer } | { $case: "produce"; produce: ProduceMessage } | {
     $case: "close";
     close: CloseProducer;
-  } | undefined;
+  } | //
+  /** Many messages in one frame; answered by one `results` frame, in the same order. */
+  { $case: "produceBatch"; produceBatch: ProduceBatch } | undefined;
+}
+
+export interface ProduceBatch {
+  messages: ProduceMessage[];
 }
 
 export interface OpenProducer {
@@ -223,7 +229,13 @@ export interface ProduceResponse {
   response: { $case: "opened"; opened: ProducerOpened } | { $case: "result"; result: ProduceResult } | {
     $case: "closed";
     closed: ProducerClosed;
-  } | undefined;
+  } | //
+  /** The results of one `produce_batch`, in its order. */
+  { $case: "results"; results: ProduceResults } | undefined;
+}
+
+export interface ProduceResults {
+  results: ProduceResult[];
 }
 
 export interface ProducerOpened {
@@ -1728,6 +1740,9 @@ export const ProduceRequest: MessageFns<ProduceRequest> = {
       case "close":
         CloseProducer.encode(message.request.close, writer.uint32(26).fork()).join();
         break;
+      case "produceBatch":
+        ProduceBatch.encode(message.request.produceBatch, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1769,6 +1784,14 @@ export const ProduceRequest: MessageFns<ProduceRequest> = {
             message.request = { $case: "close", close: CloseProducer.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.request = { $case: "produceBatch", produceBatch: ProduceBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1789,6 +1812,10 @@ export const ProduceRequest: MessageFns<ProduceRequest> = {
         ? { $case: "produce", produce: ProduceMessage.fromJSON(object.produce) }
         : isSet(object.close)
         ? { $case: "close", close: CloseProducer.fromJSON(object.close) }
+        : isSet(object.produceBatch)
+        ? { $case: "produceBatch", produceBatch: ProduceBatch.fromJSON(object.produceBatch) }
+        : isSet(object.produce_batch)
+        ? { $case: "produceBatch", produceBatch: ProduceBatch.fromJSON(object.produce_batch) }
         : undefined,
     };
   },
@@ -1801,6 +1828,8 @@ export const ProduceRequest: MessageFns<ProduceRequest> = {
       obj.produce = ProduceMessage.toJSON(message.request.produce);
     } else if (message.request?.$case === "close") {
       obj.close = CloseProducer.toJSON(message.request.close);
+    } else if (message.request?.$case === "produceBatch") {
+      obj.produceBatch = ProduceBatch.toJSON(message.request.produceBatch);
     }
     return obj;
   },
@@ -1829,7 +1858,87 @@ export const ProduceRequest: MessageFns<ProduceRequest> = {
         }
         break;
       }
+      case "produceBatch": {
+        if (object.request?.produceBatch !== undefined && object.request?.produceBatch !== null) {
+          message.request = {
+            $case: "produceBatch",
+            produceBatch: ProduceBatch.fromPartial(object.request.produceBatch),
+          };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseProduceBatch(): ProduceBatch {
+  return { messages: [] };
+}
+
+export const ProduceBatch: MessageFns<ProduceBatch> = {
+  encode(message: ProduceBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.messages) {
+      ProduceMessage.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProduceBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProduceBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messages.push(ProduceMessage.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProduceBatch {
+    return {
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => ProduceMessage.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ProduceBatch): unknown {
+    const obj: any = {};
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => ProduceMessage.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProduceBatch>, I>>(base?: I): ProduceBatch {
+    return ProduceBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProduceBatch>, I>>(object: I): ProduceBatch {
+    const message = createBaseProduceBatch();
+    message.messages = object.messages?.map((e) => ProduceMessage.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2081,6 +2190,9 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
       case "closed":
         ProducerClosed.encode(message.response.closed, writer.uint32(26).fork()).join();
         break;
+      case "results":
+        ProduceResults.encode(message.response.results, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2122,6 +2234,14 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
             message.response = { $case: "closed", closed: ProducerClosed.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.response = { $case: "results", results: ProduceResults.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2142,6 +2262,8 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
         ? { $case: "result", result: ProduceResult.fromJSON(object.result) }
         : isSet(object.closed)
         ? { $case: "closed", closed: ProducerClosed.fromJSON(object.closed) }
+        : isSet(object.results)
+        ? { $case: "results", results: ProduceResults.fromJSON(object.results) }
         : undefined,
     };
   },
@@ -2154,6 +2276,8 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
       obj.result = ProduceResult.toJSON(message.response.result);
     } else if (message.response?.$case === "closed") {
       obj.closed = ProducerClosed.toJSON(message.response.closed);
+    } else if (message.response?.$case === "results") {
+      obj.results = ProduceResults.toJSON(message.response.results);
     }
     return obj;
   },
@@ -2182,7 +2306,84 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
         }
         break;
       }
+      case "results": {
+        if (object.response?.results !== undefined && object.response?.results !== null) {
+          message.response = { $case: "results", results: ProduceResults.fromPartial(object.response.results) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseProduceResults(): ProduceResults {
+  return { results: [] };
+}
+
+export const ProduceResults: MessageFns<ProduceResults> = {
+  encode(message: ProduceResults, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      ProduceResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProduceResults {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProduceResults();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(ProduceResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProduceResults {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => ProduceResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ProduceResults): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => ProduceResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProduceResults>, I>>(base?: I): ProduceResults {
+    return ProduceResults.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProduceResults>, I>>(object: I): ProduceResults {
+    const message = createBaseProduceResults();
+    message.results = object.results?.map((e) => ProduceResult.fromPartial(e)) || [];
     return message;
   },
 };
