@@ -46,17 +46,7 @@ export interface DecodedBlock {
   sizeBytes: number;
 }
 
-const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
-
-function encodeProperties(properties: Readonly<Record<string, string>> | undefined): Uint8Array[] {
-  if (properties === undefined) return [];
-  const parts: Uint8Array[] = [];
-  for (const [key, value] of Object.entries(properties)) {
-    parts.push(textEncoder.encode(key), textEncoder.encode(value));
-  }
-  return parts;
-}
 
 /** Encoded size of one record, for size-based batching before encoding. */
 export function recordSize(entry: EntryData): number {
@@ -76,25 +66,22 @@ export function recordSize(entry: EntryData): number {
  * reuse its buffer at once.
  */
 export function encodeRecord(entry: EntryData): Buffer {
-  const props = encodeProperties(entry.properties);
+  // Strings are measured and written in place: no intermediate byte arrays per property (this
+  // runs once per appended entry).
+  const entries = entry.properties === undefined ? [] : Object.entries(entry.properties);
   let size = RECORD_HEADER_BYTES + entry.payload.byteLength;
-  for (const part of props) size += part.byteLength;
-  size += (props.length / 2) * 6;
+  for (const [key, value] of entries) size += 6 + Buffer.byteLength(key) + Buffer.byteLength(value);
   const buf = Buffer.allocUnsafe(size);
   let off = 8;
-  buf.writeUInt16LE(props.length / 2, off);
+  buf.writeUInt16LE(entries.length, off);
   buf.writeUInt16LE(0, off + 2);
   off += 4;
-  for (let i = 0; i < props.length; i += 2) {
-    const key = props[i] as Uint8Array;
-    const value = props[i + 1] as Uint8Array;
-    buf.writeUInt16LE(key.byteLength, off);
-    buf.writeUInt32LE(value.byteLength, off + 2);
-    off += 6;
-    buf.set(key, off);
-    off += key.byteLength;
-    buf.set(value, off);
-    off += value.byteLength;
+  for (const [key, value] of entries) {
+    const keyBytes = buf.write(key, off + 6, 'utf8');
+    const valueBytes = buf.write(value, off + 6 + keyBytes, 'utf8');
+    buf.writeUInt16LE(keyBytes, off);
+    buf.writeUInt32LE(valueBytes, off + 2);
+    off += 6 + keyBytes + valueBytes;
   }
   buf.set(entry.payload, off);
   buf.writeUInt32LE(size - 8, 0);
