@@ -111,6 +111,22 @@ export const WalSchema = Type.Object(
   { default: {}, additionalProperties: false },
 );
 
+/** Node settings that standalone exposes too. */
+const SharedNodeFields = {
+  timeTickIntervalMs: Type.Integer({
+    default: 200,
+    minimum: 10,
+    maximum: 10000,
+    description: 'Idle time-tick interval',
+  }),
+  maxMessageBytes: Type.Integer({
+    default: 4 * MiB,
+    minimum: 1,
+    maximum: 64 * MiB,
+    description: 'Largest produced payload',
+  }),
+};
+
 export const NodeSchema = Type.Object(
   {
     grpc: Type.Object(
@@ -135,18 +151,7 @@ export const NodeSchema = Type.Object(
       maximum: 300000,
       description: 'Session lease TTL: how fast a dead node is noticed',
     }),
-    timeTickIntervalMs: Type.Integer({
-      default: 200,
-      minimum: 10,
-      maximum: 10000,
-      description: 'Idle time-tick interval',
-    }),
-    maxMessageBytes: Type.Integer({
-      default: 4 * MiB,
-      minimum: 1,
-      maximum: 64 * MiB,
-      description: 'Largest produced payload',
-    }),
+    ...SharedNodeFields,
     maxInflightPerProducer: Type.Integer({
       default: 1024,
       minimum: 1,
@@ -247,18 +252,7 @@ export const StandaloneSchema = Type.Object(
       maximum: 65535,
       description: 'Streaming node gRPC port',
     }),
-    timeTickIntervalMs: Type.Integer({
-      default: 200,
-      minimum: 10,
-      maximum: 10000,
-      description: 'Idle time-tick interval',
-    }),
-    maxMessageBytes: Type.Integer({
-      default: 4 * MiB,
-      minimum: 1,
-      maximum: 64 * MiB,
-      description: 'Largest produced payload',
-    }),
+    ...SharedNodeFields,
     ...CoordinatorFields,
     pchannelCount: Type.Integer({
       default: 4,
