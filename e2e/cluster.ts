@@ -140,26 +140,53 @@ export const ROUND_ROBIN = {
   'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
 };
 
-/** One assignment snapshot from the (active) coordinator. */
-export function fetchAssignment(coordinator: string, timeoutMs = 5_000): Promise<FullAssignment> {
+/**
+ * One assignment snapshot from the active coordinator. A standby (or a coordinator that just
+ * died) refuses the stream; with round-robin the next attempt goes to the next address.
+ */
+export async function fetchAssignment(
+  coordinator: string,
+  timeoutMs = 10_000,
+): Promise<FullAssignment> {
   const client = new AssignmentServiceClient(
     coordinator,
     credentials.createInsecure(),
     ROUND_ROBIN,
   );
-  return new Promise<FullAssignment>((resolve, reject) => {
-    const call = client.assignmentDiscover();
-    const timer = setTimeout(() => {
-      call.cancel();
-      reject(new Error('no assignment snapshot in time'));
-    }, timeoutMs);
-    call.on('data', (frame: { response?: { $case: string; fullAssignment?: FullAssignment } }) => {
-      if (frame.response?.$case !== 'fullAssignment' || frame.response.fullAssignment === undefined)
-        return;
-      clearTimeout(timer);
-      resolve(frame.response.fullAssignment);
-      call.cancel();
-    });
-    call.on('error', () => undefined);
-  }).finally(() => client.close());
+  try {
+    return await waitFor(
+      () =>
+        new Promise<FullAssignment>((resolve, reject) => {
+          const call = client.assignmentDiscover();
+          const timer = setTimeout(() => {
+            call.cancel();
+            reject(new Error('no assignment snapshot'));
+          }, 2_000);
+          call.on(
+            'data',
+            (frame: { response?: { $case: string; fullAssignment?: FullAssignment } }) => {
+              if (
+                frame.response?.$case !== 'fullAssignment' ||
+                frame.response.fullAssignment === undefined
+              )
+                return;
+              clearTimeout(timer);
+              resolve(frame.response.fullAssignment);
+              call.cancel();
+            },
+          );
+          call.on('error', (err) => {
+            clearTimeout(timer);
+            reject(err);
+          });
+        }),
+      {
+        timeoutMs,
+        intervalMs: 50,
+        description: 'an assignment snapshot from the active coordinator',
+      },
+    );
+  } finally {
+    client.close();
+  }
 }
