@@ -368,6 +368,15 @@ export class ResumableConsumer implements Subscription {
         case 'opened':
           clearTimeout(openTimer);
           s.isOpen = true;
+          // A read from `latest` pins its start once the node resolved it, so a reopen before
+          // the first message resumes there instead of at a later `latest` (no gap).
+          if (
+            this.lastConfirmedId === undefined &&
+            this.spec.from === 'latest' &&
+            r.opened.startId !== undefined
+          ) {
+            this.lastConfirmedId = r.opened.startId;
+          }
           s.opened.resolve();
           return;
         case 'message':

@@ -352,7 +352,9 @@ export class FakeNode {
           call,
         };
         this.consumers.add(state);
-        call.write({ response: { $case: 'opened', opened: { serverId: this.serverId } } });
+        call.write({
+          response: { $case: 'opened', opened: { serverId: this.serverId, startId: undefined } },
+        });
         void this.deliver(state, stop.signal);
       } else if (r?.$case === 'close') {
         this.closeRequests++;

@@ -312,7 +312,12 @@ async function serveConsumer(
     isEnded = true;
     abort.abort(new StreamingError('ON_SHUTDOWN', 'cancelled by the client'));
   });
-  call.write({ response: { $case: 'opened', opened: { serverId: BigInt(serverId) } } });
+  call.write({
+    response: {
+      $case: 'opened',
+      opened: { serverId: BigInt(serverId), startId: toWire(reader.nextPosition) },
+    },
+  });
 
   try {
     for (;;) {

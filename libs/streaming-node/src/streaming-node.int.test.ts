@@ -220,6 +220,41 @@ describe('streaming node', () => {
     p.call.end();
   });
 
+  it('tells a latest consumer where it starts, so a client can resume there without a gap', async () => {
+    await assign('wal-0005', 1);
+    const p = producer('wal-0005', 1);
+    p.send('v', 'a');
+    p.send('v', 'b');
+    await waitFor(() => p.results().length === 2, { timeoutMs: 10_000 });
+    const last = p.results()[1]?.outcome;
+    const call = handler.consume();
+    const state = collect<ConsumeRequest, ConsumeResponse>(call);
+    call.write({
+      request: {
+        $case: 'open',
+        open: {
+          pchannel: { name: 'wal-0005', term: 1n, accessMode: 1 },
+          vchannel: 'v',
+          deliverPolicy: { policy: { $case: 'latest', latest: {} } },
+          deliverFilters: [],
+        },
+      },
+    });
+    await waitFor(() => state.frames.some((f) => f.response?.$case === 'opened'), {
+      timeoutMs: 5_000,
+    });
+    const opened = state.frames.find((f) => f.response?.$case === 'opened');
+    const startId =
+      opened?.response?.$case === 'opened' ? opened.response.opened.startId : undefined;
+    expect(last?.$case).toBe('success');
+    const lastId = last?.$case === 'success' ? last.success.id : undefined;
+    // After every acknowledged message (a persisted time tick may have followed them).
+    expect(startId?.segmentId).toBe(lastId?.segmentId);
+    expect(startId?.entryId).toBeGreaterThan(lastId?.entryId ?? Infinity);
+    call.write({ request: { $case: 'close', close: {} } });
+    p.call.end();
+  });
+
   it('answers bad input with typed errors and keeps serving', async () => {
     await assign('wal-0002', 1);
     const p = producer('wal-0002', 1);

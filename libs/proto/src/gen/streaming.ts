@@ -311,6 +311,11 @@ export interface ConsumeResponse {
 
 export interface ConsumerOpened {
   serverId: bigint;
+  /**
+   * The position the stream starts reading from (the deliver policy resolved, e.g. `latest`).
+   * A client that must reopen before it received a message resumes from here.
+   */
+  startId: MessageID | undefined;
 }
 
 export interface TimeTickEvent {
@@ -3670,7 +3675,7 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
 };
 
 function createBaseConsumerOpened(): ConsumerOpened {
-  return { serverId: 0n };
+  return { serverId: 0n, startId: undefined };
 }
 
 export const ConsumerOpened: MessageFns<ConsumerOpened> = {
@@ -3680,6 +3685,9 @@ export const ConsumerOpened: MessageFns<ConsumerOpened> = {
         throw new globalThis.Error("value provided for field message.serverId of type uint64 too large");
       }
       writer.uint32(8).uint64(message.serverId);
+    }
+    if (message.startId !== undefined) {
+      MessageID.encode(message.startId, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -3705,6 +3713,14 @@ export const ConsumerOpened: MessageFns<ConsumerOpened> = {
             message.serverId = reader.uint64() as bigint;
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.startId = MessageID.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3724,6 +3740,11 @@ export const ConsumerOpened: MessageFns<ConsumerOpened> = {
         : isSet(object.server_id)
         ? BigInt(object.server_id)
         : 0n,
+      startId: isSet(object.startId)
+        ? MessageID.fromJSON(object.startId)
+        : isSet(object.start_id)
+        ? MessageID.fromJSON(object.start_id)
+        : undefined,
     };
   },
 
@@ -3731,6 +3752,9 @@ export const ConsumerOpened: MessageFns<ConsumerOpened> = {
     const obj: any = {};
     if (message.serverId !== 0n) {
       obj.serverId = message.serverId.toString();
+    }
+    if (message.startId !== undefined) {
+      obj.startId = MessageID.toJSON(message.startId);
     }
     return obj;
   },
@@ -3741,6 +3765,9 @@ export const ConsumerOpened: MessageFns<ConsumerOpened> = {
   fromPartial<I extends Exact<DeepPartial<ConsumerOpened>, I>>(object: I): ConsumerOpened {
     const message = createBaseConsumerOpened();
     message.serverId = (object.serverId !== undefined && object.serverId !== null) ? BigInt(object.serverId) : 0n;
+    message.startId = (object.startId !== undefined && object.startId !== null)
+      ? MessageID.fromPartial(object.startId)
+      : undefined;
     return message;
   },
 };
