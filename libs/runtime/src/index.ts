@@ -3,7 +3,7 @@ export { runUntilSignal } from './lifecycle.js';
 export { createLogger } from './logger.js';
 export type { Logger } from './logger.js';
 export { startNodeApp } from './node-app.js';
-export type { NodeApp } from './node-app.js';
+export type { NodeApp, NodeSettings } from './node-app.js';
 export {
   CoordinatorSchema,
   MetadataSchema,

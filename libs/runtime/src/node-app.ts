@@ -1,3 +1,4 @@
+import { assert } from '@woodstream/common';
 import { StreamingNode } from '@woodstream/streaming-node';
 import type { MetadataStore, ObjectStore, Woodpecker } from '@woodstream/woodpecker';
 import type { Logger } from './logger.js';
@@ -10,17 +11,34 @@ export interface NodeApp {
   stop(options?: { drain?: boolean }): Promise<void>;
 }
 
-/** Builds a streaming node from its config, with injectable metadata (standalone shares one store). */
+/** The node's own settings; metadata, storage and WAL settings are needed only for stores it opens. */
+export type NodeSettings = Omit<NodeConfig, 'metadata' | 'storage' | 'wal'> &
+  Partial<Pick<NodeConfig, 'metadata' | 'storage' | 'wal'>>;
+
+/**
+ * Builds a streaming node. It opens its metadata store and WAL from the config unless they are
+ * passed in `shared` (standalone shares one of each with its coordinator).
+ */
 export async function startNodeApp(
-  config: NodeConfig,
+  config: NodeSettings,
   logger: Logger,
   shared: { metadata?: MetadataStore; wal?: Woodpecker } = {},
 ): Promise<NodeApp> {
-  const metadata = shared.metadata ?? (await openMetadataStore(config.metadata));
+  const need = <T>(value: T | undefined, what: string): T => {
+    assert(value !== undefined, `startNodeApp needs ${what} when it is not shared`);
+    return value;
+  };
+  const metadata =
+    shared.metadata ?? (await openMetadataStore(need(config.metadata, 'metadata settings')));
   let wal: Woodpecker;
   let objects: ObjectStore | undefined;
   if (shared.wal !== undefined) wal = shared.wal;
-  else ({ wal, objects } = await openWal(config.storage, config.wal, metadata));
+  else
+    ({ wal, objects } = await openWal(
+      need(config.storage, 'storage settings'),
+      need(config.wal, 'WAL settings'),
+      metadata,
+    ));
   const node = await StreamingNode.start(
     {
       host: config.grpc.host,

@@ -1,8 +1,10 @@
 import { join } from 'node:path';
+import type { Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import type { Logger } from './logger.js';
 import { startCoordinatorApp, type CoordinatorApp } from './coordinator-app.js';
 import { startNodeApp, type NodeApp } from './node-app.js';
-import type { StandaloneConfig } from './schemas.js';
+import { MetadataSchema, StorageSchema, type StandaloneConfig } from './schemas.js';
 import { openMetadataStore, openWal } from './stores.js';
 
 export interface StandaloneApp {
@@ -19,27 +21,18 @@ export async function startStandalone(
   config: StandaloneConfig,
   logger: Logger,
 ): Promise<StandaloneApp> {
-  const metadata = await openMetadataStore({
-    kind: 'embedded',
-    embeddedPath: join(config.dataDir, 'meta.log'),
-    etcdEndpoints: [],
-    rootPrefix: '/woodstream/',
-    requestTimeoutMs: 10_000,
-  });
+  // The same schemas as a cluster, with their defaults: only the paths differ.
+  const metadata = await openMetadataStore(
+    Value.Default(MetadataSchema, {
+      kind: 'embedded',
+      embeddedPath: join(config.dataDir, 'meta.log'),
+    }) as Static<typeof MetadataSchema>,
+  );
   const { wal } = await openWal(
-    {
+    Value.Default(StorageSchema, {
       mode: 'local',
       localDir: join(config.dataDir, 'wal'),
-      s3: {
-        endpoint: '',
-        region: '',
-        bucket: '',
-        accessKeyId: '',
-        secretAccessKey: '',
-        keyPrefix: '',
-        conditionalWrites: 'auto',
-      },
-    },
+    }) as Static<typeof StorageSchema>,
     config.wal,
     metadata,
   );
@@ -55,27 +48,6 @@ export async function startStandalone(
         maxMessageBytes: config.maxMessageBytes,
         maxInflightPerProducer: 1024,
         drainTimeoutMs: 0,
-        metadata: {
-          kind: 'embedded',
-          embeddedPath: '',
-          etcdEndpoints: [],
-          rootPrefix: '',
-          requestTimeoutMs: 10_000,
-        },
-        storage: {
-          mode: 'local',
-          localDir: '',
-          s3: {
-            endpoint: '',
-            region: '',
-            bucket: '',
-            accessKeyId: '',
-            secretAccessKey: '',
-            keyPrefix: '',
-            conditionalWrites: 'auto',
-          },
-        },
-        wal: config.wal,
       },
       logger.child({ service: 'streaming-node' }),
       { metadata, wal },

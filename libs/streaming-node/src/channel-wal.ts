@@ -1,5 +1,11 @@
 import { assert } from '@woodstream/common';
-import { PROP, StreamingError, TimeTickAllocator, toStreamingError } from '@woodstream/streaming';
+import {
+  PROP,
+  StreamingError,
+  TimeTickAllocator,
+  toStreamingError,
+  RESERVED_PREFIX,
+} from '@woodstream/streaming';
 import {
   LogExistsError,
   type LogHandle,
@@ -140,7 +146,7 @@ export class ChannelWal {
       );
     }
     for (const key of Object.keys(properties)) {
-      if (key.startsWith('_'))
+      if (key.startsWith(RESERVED_PREFIX))
         throw new StreamingError(
           'INVALID_ARGUMENT',
           `property ${JSON.stringify(key)}: names starting with _ are reserved`,

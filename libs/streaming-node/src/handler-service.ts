@@ -14,6 +14,7 @@ import {
 } from '@woodstream/proto';
 import {
   PROP,
+  RESERVED_PREFIX,
   StreamingError,
   toServiceError,
   toStreamingError,
@@ -57,7 +58,7 @@ const fromWire = (id: MessageID): LogPosition => {
 
 function userProperties(all: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(all ?? {})) if (!k.startsWith('_')) out[k] = v;
+  for (const [k, v] of Object.entries(all ?? {})) if (!k.startsWith(RESERVED_PREFIX)) out[k] = v;
   return out;
 }
 

@@ -191,7 +191,6 @@ export class WalManager {
     const reached = (): boolean =>
       (l.current.term === target.term && l.current.available === target.available) ||
       isAfter(l.current, target) ||
-      l.current.term > target.term ||
       (l.current.term === target.term &&
         target.available &&
         !l.current.available &&

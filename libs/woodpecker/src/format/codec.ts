@@ -89,15 +89,6 @@ export function encodeRecord(entry: EntryData): Buffer {
   return buf;
 }
 
-/** Offset of the payload inside a record made by {@link encodeRecord}. */
-export function recordPayload(record: Buffer): Buffer {
-  const propertyCount = record.readUInt16LE(8);
-  let off = RECORD_HEADER_BYTES;
-  for (let k = 0; k < propertyCount; k++)
-    off += 6 + record.readUInt16LE(off) + record.readUInt32LE(off + 2);
-  return record.subarray(off);
-}
-
 /**
  * The checksum of a record section: CRC-32 over each record's 8-byte (length, crc) prefix, in
  * order. Every record's bytes are covered by its own CRC; this one covers their sequence, so a

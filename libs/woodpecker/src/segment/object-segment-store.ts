@@ -11,7 +11,6 @@ import {
 import { CorruptDataError, FencedError, StorageUnavailableError } from '../errors.js';
 import type { ObjectStore, PutResult } from '../storage/object-store.js';
 import type {
-  BlockInfo,
   PendingBlock,
   SegmentCursor,
   SegmentExtent,
@@ -553,5 +552,3 @@ export class ObjectSegmentStore implements SegmentStore {
 
   async close(): Promise<void> {}
 }
-
-export type { BlockInfo };
