@@ -1,0 +1,2 @@
+// Public entry of @woodstream/admin.
+export {};

@@ -1,0 +1,2 @@
+// Public entry of @woodstream/observability.
+export {};
