@@ -79,6 +79,8 @@ const silent: NodeLogger = { info: () => {}, warn: () => {} };
  */
 export class StreamingNode {
   private lease: Lease | undefined;
+  /** Invariant: true from the moment the session lease is lost until a new session is written. */
+  private isSessionLost = false;
   private isStopping = false;
   private readonly abort = new AbortController();
 
@@ -183,10 +185,12 @@ export class StreamingNode {
         if (lease === undefined) return;
         const reason = await lease.lost;
         if (this.abort.signal.aborted) return;
+        this.isSessionLost = true;
         this.log.warn('session lease lost; registering again', { reason: reason.message });
         for (let delay = 100; !this.abort.signal.aborted; delay = Math.min(delay * 2, 5_000)) {
           try {
             await this.register(this.abort.signal);
+            this.isSessionLost = false;
             break;
           } catch {
             await sleep(delay, this.abort.signal).catch(() => undefined);
@@ -194,6 +198,18 @@ export class StreamingNode {
         }
       }
     })();
+  }
+
+  /**
+   * What readiness depends on: the session is registered (lease alive), the node is not
+   * stopping, and every channel the coordinator asked it to open is open.
+   */
+  readiness(): { isRegistered: boolean; isStopping: boolean; opening: string[] } {
+    return {
+      isRegistered: this.lease !== undefined && !this.isSessionLost,
+      isStopping: this.isStopping,
+      opening: this.manager.pendingOpens(),
+    };
   }
 
   /**

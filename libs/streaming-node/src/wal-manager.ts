@@ -90,6 +90,18 @@ export class WalManager {
     );
   }
 
+  /**
+   * Channels asked to be open that are not open yet at the asked term (opening, recovering, or
+   * failing to open): a node with any is not ready.
+   */
+  pendingOpens(): string[] {
+    return [...this.channels.entries()].flatMap(([name, l]) =>
+      l.expected.available && !(l.current.available && l.current.term === l.expected.term)
+        ? [name]
+        : [],
+    );
+  }
+
   /** Refuses new work and closes every WAL. */
   async stop(): Promise<void> {
     this.isStopping = true;
