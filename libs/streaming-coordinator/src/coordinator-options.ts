@@ -33,6 +33,8 @@ export interface CoordinatorOptions {
   coordinatorId?: string;
   /** Concurrent AssignmentDiscover streams served; more are refused with RESOURCE_EXHAUSTED. @default 4096 (min 1, max 65536) */
   maxDiscoverStreams?: number;
+  /** Explicit move operations remembered for the admin API; the oldest are forgotten first. @default 1024 (min 1, max 65536) */
+  maxOperations?: number;
 }
 
 /** {@link CoordinatorOptions} with every default applied. Frozen. */
@@ -55,6 +57,7 @@ const INT_RANGES: readonly IntRange[] = [
   { key: 'channelBackoffInitialMs', def: 100, min: 1, max: 60_000 },
   { key: 'channelBackoffMaxMs', def: 10_000, min: 1, max: 600_000 },
   { key: 'maxDiscoverStreams', def: 4096, min: 1, max: 65_536 },
+  { key: 'maxOperations', def: 1024, min: 1, max: 65_536 },
 ];
 
 /**
@@ -121,6 +124,7 @@ export function resolveCoordinatorOptions(
     channelBackoffInitialMs: initial,
     channelBackoffMaxMs: cap,
     maxDiscoverStreams: ints['maxDiscoverStreams'] as number,
+    maxOperations: ints['maxOperations'] as number,
     version: version as string,
     coordinatorId: coordinatorId as string,
   });

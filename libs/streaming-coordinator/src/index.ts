@@ -7,6 +7,7 @@ export { noopLogger } from './coordinator-logger.js';
 export type { CoordinatorLogger } from './coordinator-logger.js';
 export { resolveCoordinatorOptions } from './coordinator-options.js';
 export type { CoordinatorOptions, ResolvedCoordinatorOptions } from './coordinator-options.js';
+export type { MoveOperation, MoveOperationState } from './move-operations.js';
 export { GrpcNodeManagerClientFactory } from './node-manager-client.js';
 export type {
   GrpcNodeManagerClientFactoryOptions,

@@ -16,6 +16,7 @@ import {
   type ResolvedCoordinatorOptions,
 } from './coordinator-options.js';
 import { noopLogger, type CoordinatorLogger } from './coordinator-logger.js';
+import { MoveOperationRegistry, type MoveOperation } from './move-operations.js';
 import {
   GrpcNodeManagerClientFactory,
   type NodeCallOptions,
@@ -140,6 +141,10 @@ interface ChannelTask {
   callingNodeId: number | null;
   /** Settles (never rejects) when the task ended and left `tasks`. */
   done: Promise<void>;
+  /** How far the task got; reported to its move operation. */
+  phase: 'pending' | 'removing' | 'assigning';
+  /** The explicit move this task carries out, if any (at most one per task). */
+  operationId: string | undefined;
 }
 
 interface ChannelRetry {
@@ -203,6 +208,8 @@ export class StreamingCoordinator {
   private readonly retries = new Map<string, ChannelRetry>();
   /** One retry timer per channel at most. */
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
+  /** Explicit moves started here (bounded by `maxOperations`); not persisted. */
+  private readonly operations: MoveOperationRegistry;
   private balanceScheduled = false;
   private tickTimer: NodeJS.Timeout | undefined;
   private campaigning = false;
@@ -221,6 +228,7 @@ export class StreamingCoordinator {
     this.log = deps.logger ?? noopLogger;
     this.ownsClients = deps.managerClients === undefined;
     this.clients = deps.managerClients ?? new GrpcNodeManagerClientFactory();
+    this.operations = new MoveOperationRegistry(options.maxOperations);
   }
 
   /**
@@ -435,6 +443,67 @@ export class StreamingCoordinator {
     targetNodeId: number,
     options: { signal?: AbortSignal } = {},
   ): Promise<number> {
+    this.checkMove(pchannel, targetNodeId);
+    const claim = await this.claimChannel(pchannel, targetNodeId, options.signal);
+    if (claim !== undefined) return this.metaOf(pchannel).meta.term;
+    this.clearRetry(pchannel);
+    const persisted = this.startTask(pchannel, targetNodeId);
+    const term = await (options.signal === undefined
+      ? persisted
+      : abortable(persisted, options.signal));
+    return term;
+  }
+
+  /**
+   * Starts moving `pchannel` to `targetNodeId` like {@link moveChannel} and returns at once with
+   * an operation to follow with {@link getOperation}; a failure after the checks below shows
+   * as a `failed` operation. A move already heading to the target is joined (same operation
+   * id when it has one); a channel already ASSIGNED there gives a `done` operation. Throws
+   * CHANNEL_NOT_EXIST for an unknown channel, INVALID_ARGUMENT for a node that is not healthy,
+   * ON_SHUTDOWN unless ACTIVE, RESOURCE_EXHAUSTED when the channel stays busy.
+   */
+  async startMove(
+    pchannel: string,
+    targetNodeId: number,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ operationId: string }> {
+    this.checkMove(pchannel, targetNodeId);
+    const claim = await this.claimChannel(pchannel, targetNodeId, options.signal);
+    if (claim !== undefined && claim !== 'ASSIGNED' && claim.operationId !== undefined) {
+      return { operationId: claim.operationId };
+    }
+    const operation = this.operations.create(pchannel, targetNodeId);
+    if (claim === 'ASSIGNED') {
+      this.operations.advance(operation.id, 'done', { term: this.metaOf(pchannel).meta.term });
+    } else if (claim !== undefined) {
+      claim.operationId = operation.id;
+      this.setPhase(claim, claim.phase, this.metaOf(pchannel).meta.term);
+    } else {
+      this.clearRetry(pchannel);
+      // The outcome, including a failed ASSIGNING write, is reported through the operation.
+      void this.startTask(pchannel, targetNodeId, operation.id).catch(() => undefined);
+    }
+    return { operationId: operation.id };
+  }
+
+  /**
+   * A move operation started on this coordinator process; undefined when unknown or forgotten
+   * (only the last `maxOperations` are kept, and a restarted or new leader starts with none).
+   */
+  getOperation(operationId: string): MoveOperation | undefined {
+    return this.operations.get(operationId);
+  }
+
+  /**
+   * Stops: aborts tasks, ends AssignmentDiscover streams with ON_SHUTDOWN, revokes the leader
+   * lease (a standby takes over at once) and closes the node clients it created. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private checkMove(pchannel: string, targetNodeId: number): void {
     this.requireActive();
     if (!this.pchannelSet.has(pchannel)) {
       throw new StreamingError('CHANNEL_NOT_EXIST', `no pchannel ${JSON.stringify(pchannel)}`);
@@ -446,38 +515,34 @@ export class StreamingCoordinator {
         `node ${targetNodeId} is not healthy (no session, stopping or frozen)`,
       );
     }
-    // An explicit move wins over whatever the balancer was doing with the channel. Bounded:
-    // a round may start a new task between our awaits, but not forever.
+  }
+
+  /**
+   * Makes way for an explicit move of `pchannel` to `targetNodeId`: returns the running task
+   * when it already heads there, 'ASSIGNED' when the channel is there, or undefined once no
+   * task runs (a task heading elsewhere is aborted: an explicit move wins over the balancer).
+   */
+  private async claimChannel(
+    pchannel: string,
+    targetNodeId: number,
+    signal: AbortSignal | undefined,
+  ): Promise<ChannelTask | 'ASSIGNED' | undefined> {
+    // Bounded: a round may start a new task between our awaits, but not forever.
     for (let attempt = 0; ; attempt++) {
       const running = this.tasks.get(pchannel);
       if (running === undefined) break;
-      if (running.targetNodeId === targetNodeId) return this.metaOf(pchannel).meta.term;
+      if (running.targetNodeId === targetNodeId) return running;
       if (attempt >= 3) {
         throw new StreamingError('RESOURCE_EXHAUSTED', `pchannel ${pchannel} is busy; try again`);
       }
       running.controller.abort(
         new StreamingError('IGNORED_OPERATION', 'superseded by an explicit move'),
       );
-      await running.done;
+      await abortable(running.done, signal);
       this.requireActive();
     }
     const { meta } = this.metaOf(pchannel);
-    if (meta.state === 'ASSIGNED' && meta.nodeId === targetNodeId) return meta.term;
-    this.clearRetry(pchannel);
-    const persisted = this.startTask(pchannel, targetNodeId);
-    const term = await (options.signal === undefined
-      ? persisted
-      : abortable(persisted, options.signal));
-    return term;
-  }
-
-  /**
-   * Stops: aborts tasks, ends AssignmentDiscover streams with ON_SHUTDOWN, revokes the leader
-   * lease (a standby takes over at once) and closes the node clients it created. Idempotent.
-   */
-  stop(): Promise<void> {
-    this.stopping ??= this.shutdown();
-    return this.stopping;
+    return meta.state === 'ASSIGNED' && meta.nodeId === targetNodeId ? 'ASSIGNED' : undefined;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -964,7 +1029,11 @@ export class StreamingCoordinator {
    * new term; without, continues the persisted ASSIGNING record. Resolves with the term once
    * ASSIGNING is persisted (the rest runs on); rejects if that write fails.
    */
-  private startTask(name: string, targetNodeId: number | undefined): Promise<number> {
+  private startTask(
+    name: string,
+    targetNodeId: number | undefined,
+    operationId?: string,
+  ): Promise<number> {
     assert(!this.tasks.has(name), `second task for ${name}`);
     const controller = new AbortController();
     const signal = AbortSignal.any([this.activeSignal(), controller.signal]);
@@ -979,13 +1048,19 @@ export class StreamingCoordinator {
       targetNodeId: targetNodeId ?? this.metaOf(name).meta.nodeId ?? -1,
       callingNodeId: null,
       done: Promise.resolve(),
+      phase: 'pending',
+      operationId,
     };
     const run = this.runTask(name, task, targetNodeId, signal, resolvePersisted).then(
       () => {
         this.clearRetry(name);
+        if (task.operationId !== undefined) this.operations.advance(task.operationId, 'done');
       },
       (err: unknown) => {
         rejectPersisted(err);
+        if (task.operationId !== undefined) {
+          this.operations.advance(task.operationId, 'failed', { reason: errorMessage(err) });
+        }
         this.taskFailed(name, err, controller.signal);
       },
     );
@@ -1012,6 +1087,7 @@ export class StreamingCoordinator {
     assert(meta.state === 'ASSIGNING' && meta.nodeId !== null, `${name} is not ASSIGNING`);
     task.targetNodeId = meta.nodeId;
     onPersisted(meta.term);
+    this.setPhase(task, 'removing', meta.term);
 
     // Invariant: a new term is assigned only after every live earlier owner removed the channel.
     for (const owner of meta.history) {
@@ -1036,12 +1112,19 @@ export class StreamingCoordinator {
     }
     const target = this.nodes.get(meta.nodeId);
     if (target === undefined) throw new NodeLostError(meta.nodeId);
+    this.setPhase(task, 'assigning', meta.term);
     await this.callNode(task, meta.nodeId, target.session.address, signal, (client, o) =>
       client.assign(name, meta.term, o),
     );
     await this.writeMeta(entry, completeAssign(meta, Date.now()), signal);
     this.log.info('pchannel assigned', { pchannel: name, term: meta.term, nodeId: meta.nodeId });
     this.publish();
+  }
+
+  private setPhase(task: ChannelTask, phase: ChannelTask['phase'], term: number): void {
+    task.phase = phase;
+    if (task.operationId === undefined) return;
+    this.operations.advance(task.operationId, phase, phase === 'pending' ? {} : { term });
   }
 
   private async callNode<T>(
