@@ -30,10 +30,10 @@ export type { SegmentMeta, SegmentState } from './log/metadata.js';
 export { MAX_LOG_NAME_LENGTH, validateLogName } from './log/names.js';
 export { comparePositions, formatPosition } from './log/position.js';
 export type { LogPosition } from './log/position.js';
-export { WAL_METRICS } from './log/telemetry.js';
 export { EtcdMetadataStore } from './storage/etcd-metadata-store.js';
 export type { EtcdMetadataStoreConfig } from './storage/etcd-metadata-store.js';
 export { FileMetadataStore } from './storage/file-metadata-store.js';
+export { instrumentMetadataStore, instrumentObjectStore } from './storage/instrumented.js';
 export type {
   Compare,
   KeyValue,

@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { context, trace, type Span } from '@opentelemetry/api';
 import { assert } from '@woodstream/common';
 import type { WalLimits } from '../config.js';
 import type { WalError } from '../errors.js';
@@ -21,7 +22,7 @@ import type { MetadataStore } from '../storage/metadata-store.js';
 import { encodeJson, keys, type SegmentMeta } from './metadata.js';
 import type { LogRuntime } from './log-runtime.js';
 import type { LogPosition } from './position.js';
-import type { WalTelemetry } from './telemetry.js';
+import { endSpanWith, type WalTelemetry } from './telemetry.js';
 
 /** An entry to append. */
 export interface AppendEntry {
@@ -33,6 +34,8 @@ export interface AppendEntry {
 /** One appended entry until it is acknowledged or failed. A class: it is made per append. */
 class PendingEntry {
   startedAt = 0;
+  /** The entry's span while tracing records it (flush spans link to it). */
+  span: Span | undefined = undefined;
   resolve: (position: LogPosition) => void = noop;
   reject: (err: Error) => void = noop;
   constructor(
@@ -221,6 +224,11 @@ export class LogWriter {
       entry.reject = reject;
     });
     entry.startedAt = performance.now();
+    const span = this.ctx.telemetry.startAppend(entry.sizeBytes);
+    if (span !== undefined) {
+      entry.span = span;
+      endSpanWith(span, promise);
+    }
     this.buffer.push(entry);
     this.bufferBytes += entry.sizeBytes;
     this.scheduleFlush();
@@ -376,9 +384,12 @@ export class LogWriter {
   private submit(segment: ActiveSegment, groups: PendingEntry[][]): void {
     const pending: PendingBlock[] = [];
     const blocks: InflightBlock[] = [];
+    const entrySpans: Span[] = [];
+    let writeBytes = 0;
     for (const entries of groups) {
       const firstEntryId = segment.nextEntryId;
       const records = entries.map((e) => e.record);
+      for (const e of entries) if (e.span !== undefined) entrySpans.push(e.span);
       const header = encodeBlockHeader({
         segmentId: segment.segmentId,
         firstEntryId,
@@ -387,6 +398,7 @@ export class LogWriter {
       });
       let sizeBytes = header.byteLength;
       for (const r of records) sizeBytes += r.byteLength;
+      writeBytes += sizeBytes;
       const info: BlockInfo = {
         index: segment.blocks.length,
         firstEntryId,
@@ -416,7 +428,16 @@ export class LogWriter {
     }
     this.writesInFlight += 1;
     const started = performance.now();
-    segment.sink.writeBlocks(pending, { signal: this.abort.signal }).then(
+    const flushSpan = this.ctx.telemetry.startFlush(pending.length, writeBytes, entrySpans);
+    // Storage requests of this write become children of its flush span.
+    const write =
+      flushSpan === undefined
+        ? segment.sink.writeBlocks(pending, { signal: this.abort.signal })
+        : context.with(trace.setSpan(context.active(), flushSpan), () =>
+            segment.sink.writeBlocks(pending, { signal: this.abort.signal }),
+          );
+    if (flushSpan !== undefined) endSpanWith(flushSpan, write);
+    write.then(
       () => {
         const elapsed = performance.now() - started;
         for (const p of pending) this.ctx.telemetry.recordFlush(p.sizeBytes, elapsed);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileMetadataStore } from '../storage/file-metadata-store.js';
 import { MemoryObjectStore } from '../storage/memory-object-store.js';
 import { Woodpecker } from '../woodpecker.js';
-import { WAL_METRICS } from './telemetry.js';
+import { METRICS } from '@woodstream/observability';
 
 describe('WAL telemetry', () => {
   const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
@@ -53,13 +53,13 @@ describe('WAL telemetry', () => {
         (n, p) => n + ((p.value as { count?: number }).count ?? 0),
         0,
       );
-    expect(sum(WAL_METRICS.appendEntries.name)).toBe(10);
-    expect(sum(WAL_METRICS.appendBytes.name)).toBe(1000);
-    expect(count(WAL_METRICS.appendLatency.name)).toBe(10);
-    expect(count(WAL_METRICS.flushBytes.name)).toBeGreaterThan(0);
-    expect(sum(WAL_METRICS.storageRequests.name)).toBeGreaterThan(0);
+    expect(sum(METRICS.walAppendEntries.name)).toBe(10);
+    expect(sum(METRICS.walAppendBytes.name)).toBe(1000);
+    expect(count(METRICS.walAppendDuration.name)).toBe(10);
+    expect(count(METRICS.walFlushSize.name)).toBeGreaterThan(0);
+    expect(sum(METRICS.storageRequests.name)).toBeGreaterThan(0);
     const ops = new Set(
-      (points.get(WAL_METRICS.storageRequests.name) ?? []).map(
+      (points.get(METRICS.storageRequests.name) ?? []).map(
         (p) =>
           `${String(p.attributes['woodpecker.store'])}:${String(p.attributes['woodpecker.operation'])}`,
       ),

@@ -1,8 +1,17 @@
-import { metrics, type Attributes } from '@opentelemetry/api';
+import {
+  metrics,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Link,
+  type Span,
+} from '@opentelemetry/api';
+import { createCounter, createHistogram, METRICS, SCOPES, SPANS } from '@woodstream/observability';
 
 /**
  * Telemetry of the WAL through the OpenTelemetry API: a no-op unless the application registers
- * an SDK. All metric names and units are in WAL_METRICS below.
+ * an SDK. Names and units are in the project's METRICS and SPANS tables.
  */
 export interface WalTelemetry {
   /** Per entry: time from append to acknowledgement. */
@@ -11,48 +20,29 @@ export interface WalTelemetry {
   recordAcked(entries: number, payloadBytes: number): void;
   recordFlush(blockBytes: number, latencyMs: number): void;
   recordError(operation: string): void;
+  /**
+   * Starts the span of one appended entry (a child of the active span), or returns undefined
+   * when tracing does not record it: callers keep nothing per entry then.
+   */
+  startAppend(sizeBytes: number): Span | undefined;
+  /** Starts the span of one write of blocks, linked to the recorded spans of its entries. */
+  startFlush(blocks: number, sizeBytes: number, entrySpans: readonly Span[]): Span | undefined;
 }
 
-/** Metric names and units of the WAL, in one place. */
-export const WAL_METRICS = {
-  appendLatency: { name: 'woodpecker.append.duration', unit: 'ms' },
-  appendBytes: { name: 'woodpecker.append.bytes', unit: 'By' },
-  appendEntries: { name: 'woodpecker.append.entries', unit: '{entry}' },
-  flushBytes: { name: 'woodpecker.flush.size', unit: 'By' },
-  flushLatency: { name: 'woodpecker.flush.duration', unit: 'ms' },
-  errors: { name: 'woodpecker.errors', unit: '{error}' },
-  storageRequests: { name: 'woodpecker.storage.requests', unit: '{request}' },
-  storageDuration: { name: 'woodpecker.storage.duration', unit: 'ms' },
-} as const;
+// Links per flush span: enough to follow a few appends, bounded for large group commits.
+const MAX_FLUSH_LINKS = 32;
 
 /** Creates the WAL's instruments for one log (the log name is an attribute). */
 export function createWalTelemetry(logName: string, mode: 'local' | 'object'): WalTelemetry {
-  const meter = metrics.getMeter('@woodstream/woodpecker');
+  const meter = metrics.getMeter(SCOPES.wal);
+  const tracer = trace.getTracer(SCOPES.wal);
   const attrs: Attributes = { 'woodpecker.log': logName, 'woodpecker.mode': mode };
-  const appendLatency = meter.createHistogram(WAL_METRICS.appendLatency.name, {
-    unit: WAL_METRICS.appendLatency.unit,
-    description: 'Time from append to acknowledgement',
-  });
-  const appendBytes = meter.createCounter(WAL_METRICS.appendBytes.name, {
-    unit: WAL_METRICS.appendBytes.unit,
-    description: 'Payload bytes acknowledged',
-  });
-  const appendEntries = meter.createCounter(WAL_METRICS.appendEntries.name, {
-    unit: WAL_METRICS.appendEntries.unit,
-    description: 'Entries acknowledged',
-  });
-  const flushBytes = meter.createHistogram(WAL_METRICS.flushBytes.name, {
-    unit: WAL_METRICS.flushBytes.unit,
-    description: 'Size of each block written',
-  });
-  const flushLatency = meter.createHistogram(WAL_METRICS.flushLatency.name, {
-    unit: WAL_METRICS.flushLatency.unit,
-    description: 'Time to make one block durable',
-  });
-  const errors = meter.createCounter(WAL_METRICS.errors.name, {
-    unit: WAL_METRICS.errors.unit,
-    description: 'Failures by operation',
-  });
+  const appendLatency = createHistogram(meter, METRICS.walAppendDuration);
+  const appendBytes = createCounter(meter, METRICS.walAppendBytes);
+  const appendEntries = createCounter(meter, METRICS.walAppendEntries);
+  const flushBytes = createHistogram(meter, METRICS.walFlushSize);
+  const flushLatency = createHistogram(meter, METRICS.walFlushDuration);
+  const errors = createCounter(meter, METRICS.walErrors);
   return {
     recordAppendLatency(latencyMs) {
       appendLatency.record(latencyMs, attrs);
@@ -68,5 +58,44 @@ export function createWalTelemetry(logName: string, mode: 'local' | 'object'): W
     recordError(operation) {
       errors.add(1, { ...attrs, 'woodpecker.operation': operation });
     },
+    startAppend(sizeBytes) {
+      const span = tracer.startSpan(SPANS.walAppend.name, { kind: SpanKind.INTERNAL });
+      if (!span.isRecording()) return undefined;
+      span.setAttributes({ ...attrs, 'woodpecker.entry.size': sizeBytes });
+      return span;
+    },
+    startFlush(blocks, sizeBytes, entrySpans) {
+      const links: Link[] = [];
+      for (const s of entrySpans) {
+        if (links.length >= MAX_FLUSH_LINKS) break;
+        links.push({ context: s.spanContext() });
+      }
+      // A root: one write carries entries of many producers; links lead to each of them.
+      const span = tracer.startSpan(SPANS.walFlush.name, {
+        kind: SpanKind.INTERNAL,
+        root: true,
+        links,
+        attributes: {
+          ...attrs,
+          'woodpecker.flush.blocks': blocks,
+          'woodpecker.flush.size': sizeBytes,
+        },
+      });
+      return span.isRecording() ? span : undefined;
+    },
   };
+}
+
+/** Ends `span` when `outcome` settles, marking a rejection as an error. */
+export function endSpanWith(span: Span, outcome: Promise<unknown>): void {
+  outcome.then(
+    () => span.end(),
+    (err: unknown) => {
+      span.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: err instanceof Error ? err.message : String(err),
+      });
+      span.end();
+    },
+  );
 }
