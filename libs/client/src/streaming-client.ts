@@ -1,3 +1,11 @@
+import { context, SpanKind, SpanStatusCode, trace, type Context } from '@opentelemetry/api';
+import {
+  injectTraceContext,
+  isTraceProperty,
+  SCOPES,
+  SPANS,
+  TRACE_PROPERTIES,
+} from '@woodstream/observability';
 import { RESERVED_PREFIX, StreamingError, validateChannelName } from '@woodstream/streaming';
 import { AssignmentWatcher } from './assignment-watcher.js';
 import { NodePool } from './node-pool.js';
@@ -42,6 +50,9 @@ export interface CallOptions {
 }
 
 const closedError = () => new StreamingError('ON_SHUTDOWN', 'the client is closed');
+
+// A proxy: it records once the application registers an OpenTelemetry SDK, and is a no-op before.
+const tracer = trace.getTracer(SCOPES.client);
 
 /**
  * The client of a Woodstream streaming cluster. It keeps one discovery stream to the coordinator
@@ -109,6 +120,29 @@ export class StreamingClient {
     messages: readonly AppendMessage[],
     options: CallOptions = {},
   ): Promise<AppendResult[]> {
+    // One producer span per call; its context goes into every message so that readers can link
+    // their processing to it.
+    const span = tracer.startSpan(SPANS.clientProduce.name, { kind: SpanKind.PRODUCER });
+    if (!span.isRecording()) return this.appendTraced(messages, options, undefined);
+    span.setAttribute('messaging.batch.message_count', messages.length);
+    try {
+      return await this.appendTraced(messages, options, trace.setSpan(context.active(), span));
+    } catch (err) {
+      span.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: err instanceof Error ? err.message : String(err),
+      });
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async appendTraced(
+    messages: readonly AppendMessage[],
+    options: CallOptions,
+    traceContext: Context | undefined,
+  ): Promise<AppendResult[]> {
     if (this.isClosing) throw closedError();
     options.signal?.throwIfAborted();
     const snapshot = this.watcher.current;
@@ -122,7 +156,7 @@ export class StreamingClient {
       let group = byPChannel.get(pchannel);
       if (group === undefined) byPChannel.set(pchannel, (group = { indexes: [], wire: [] }));
       group.indexes.push(i);
-      group.wire.push(toWire(m));
+      group.wire.push(toWire(m, traceContext));
     });
     const results: Promise<AppendResult>[] = new Array<Promise<AppendResult>>(messages.length);
     await Promise.all(
@@ -228,7 +262,7 @@ export class StreamingClient {
   }
 }
 
-function toWire(m: AppendMessage): WireMessage {
+function toWire(m: AppendMessage, traceContext: Context | undefined): WireMessage {
   if (!(m.payload instanceof Uint8Array)) {
     throw new StreamingError('INVALID_ARGUMENT', 'payload must be a Uint8Array');
   }
@@ -236,7 +270,8 @@ function toWire(m: AppendMessage): WireMessage {
   let bytes = m.payload.byteLength;
   for (const [key, value] of Object.entries(properties)) {
     // The node writes its own bookkeeping under this prefix; it would refuse the message anyway.
-    if (key.startsWith(RESERVED_PREFIX)) {
+    // The trace context a read delivered may be passed on (forwarding a message keeps its trace).
+    if (key.startsWith(RESERVED_PREFIX) && !isTraceProperty(key, String(value))) {
       throw new StreamingError(
         'INVALID_ARGUMENT',
         `property ${key}: keys starting with ${RESERVED_PREFIX} are reserved`,
@@ -247,7 +282,22 @@ function toWire(m: AppendMessage): WireMessage {
     }
     bytes += Buffer.byteLength(key) + Buffer.byteLength(value);
   }
+  if (traceContext !== undefined) {
+    // This append's span replaces any context the caller passed on.
+    bytes -= traceContextBytes(properties);
+    injectTraceContext(properties, traceContext);
+    bytes += traceContextBytes(properties);
+  }
   // A view, not a copy: the caller's bytes are encoded when the frame is written.
   const payload = Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
   return { vchannel: m.vchannel, payload, properties, bytes };
+}
+
+function traceContextBytes(properties: Record<string, string>): number {
+  let bytes = 0;
+  for (const key of [TRACE_PROPERTIES.traceParent, TRACE_PROPERTIES.traceState]) {
+    const value = properties[key];
+    if (value !== undefined) bytes += key.length + value.length;
+  }
+  return bytes;
 }

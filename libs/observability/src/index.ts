@@ -4,6 +4,7 @@
 export {
   createCounter,
   createHistogram,
+  createObservableCounter,
   createObservableGauge,
   createUpDownCounter,
   METRICS,

@@ -1,4 +1,11 @@
-import type { Counter, Histogram, Meter, ObservableGauge, UpDownCounter } from '@opentelemetry/api';
+import type {
+  Counter,
+  Histogram,
+  Meter,
+  ObservableCounter,
+  ObservableGauge,
+  UpDownCounter,
+} from '@opentelemetry/api';
 
 /** How a metric is measured; decides the Prometheus type (counter, gauge, histogram). */
 export type MetricKind = 'counter' | 'updowncounter' | 'histogram' | 'gauge';
@@ -53,7 +60,8 @@ export const METRICS = {
     unit: 'ms',
     kind: 'histogram',
     attributes: ['pchannel'],
-    description: 'Time from receiving a produce frame to its answer, per message',
+    description:
+      'Time from receiving a produce frame (one message or a batch) to sending its answer, per frame',
     boundaries: LATENCY_BOUNDARIES,
   },
   produceInflight: {
@@ -269,4 +277,15 @@ export function createObservableGauge(
   def: KindOf<MetricDefinition, 'gauge'>,
 ): ObservableGauge {
   return meter.createObservableGauge(def.name, { unit: def.unit, description: def.description });
+}
+
+/**
+ * An observable counter for a `counter` entry of {@link METRICS}: the callback reports running
+ * totals at collection time, so a hot path only bumps a plain number.
+ */
+export function createObservableCounter(
+  meter: Meter,
+  def: KindOf<MetricDefinition, 'counter'>,
+): ObservableCounter {
+  return meter.createObservableCounter(def.name, { unit: def.unit, description: def.description });
 }

@@ -24,7 +24,8 @@ export interface TelemetryOptions {
   /**
    * Base URL of an OTLP/HTTP collector (the value of OTEL_EXPORTER_OTLP_ENDPOINT, e.g.
    * `http://collector:4318`); spans go to `<url>/v1/traces`. A URL that already ends in
-   * `/v1/traces` is used as is. Without it (and without `spanExporter`) no span is exported.
+   * `/v1/traces` is used as is. Without it (and without `spanExporter`) tracing stays off:
+   * spans are the API's no-ops and no trace context is added to messages.
    */
   otlpTracesEndpoint?: string;
   /** For tests: an exporter that gets each span synchronously when it ends. */
@@ -97,13 +98,15 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
       new BatchSpanProcessor(new OTLPTraceExporter({ url: tracesUrl(options.otlpTracesEndpoint) })),
     );
   }
-  const tracerProvider = new NodeTracerProvider({ resource, spanProcessors });
+  // Tracing is registered only when spans go somewhere: without it every span is the API's
+  // no-op, and messages carry no trace context (no bytes, no work per message).
+  const tracerProvider =
+    spanProcessors.length === 0 ? undefined : new NodeTracerProvider({ resource, spanProcessors });
 
   metrics.setGlobalMeterProvider(meterProvider);
-  // Registers the AsyncLocalStorage context manager, so spans started in awaited code find
-  // their parent. Without a span processor spans are still created (and propagated), but
-  // nothing is exported.
-  tracerProvider.register({ propagator: new W3CTraceContextPropagator() });
+  // Also registers the AsyncLocalStorage context manager, so spans started in awaited code
+  // find their parent.
+  tracerProvider?.register({ propagator: new W3CTraceContextPropagator() });
 
   let stopping: Promise<void> | undefined;
   const telemetry: Telemetry = {
@@ -117,7 +120,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
     shutdown(shutdownOptions = {}) {
       stopping ??= (async () => {
         try {
-          await Promise.allSettled([meterProvider.shutdown(), tracerProvider.shutdown()]);
+          await Promise.allSettled([meterProvider.shutdown(), tracerProvider?.shutdown()]);
         } finally {
           metrics.disable();
           trace.disable();

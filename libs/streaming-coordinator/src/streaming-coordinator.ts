@@ -16,6 +16,7 @@ import {
   type ResolvedCoordinatorOptions,
 } from './coordinator-options.js';
 import { noopLogger, type CoordinatorLogger } from './coordinator-logger.js';
+import { createCoordinatorTelemetry, type CoordinatorTelemetry } from './coordinator-telemetry.js';
 import { MoveOperationRegistry, type MoveOperation } from './move-operations.js';
 import {
   GrpcNodeManagerClientFactory,
@@ -183,6 +184,7 @@ export class StreamingCoordinator {
   private role: CoordinatorRole | 'STARTING' = 'STARTING';
   private readonly root = new AbortController();
   private readonly log: CoordinatorLogger;
+  private readonly telemetry: CoordinatorTelemetry;
   private readonly clients: NodeManagerClientFactory;
   private readonly ownsClients: boolean;
   /** Index i = pchannel i; read from `coord/cluster`, never changes. */
@@ -226,6 +228,7 @@ export class StreamingCoordinator {
     deps: CoordinatorDeps,
   ) {
     this.log = deps.logger ?? noopLogger;
+    this.telemetry = createCoordinatorTelemetry(this);
     this.ownsClients = deps.managerClients === undefined;
     this.clients = deps.managerClients ?? new GrpcNodeManagerClientFactory();
     this.operations = new MoveOperationRegistry(options.maxOperations);
@@ -978,6 +981,7 @@ export class StreamingCoordinator {
 
   private balanceRound(): void {
     if (this.role !== 'ACTIVE') return;
+    const started = performance.now();
     const now = Date.now();
     const healthy = this.healthyNodeIds();
     const healthySet = new Set(healthy);
@@ -1007,7 +1011,12 @@ export class StreamingCoordinator {
     });
     const moved = new Set<string>();
     for (const move of moves) {
-      this.log.debug('balance move', { ...move });
+      // An assignment event: info (a round makes at most maxMovesPerRound of them).
+      this.log.info('balance move', {
+        pchannel: move.channel,
+        nodeId: move.nodeId,
+        reason: move.reason,
+      });
       moved.add(move.channel);
       void this.startTask(move.channel, move.nodeId).catch(() => undefined);
     }
@@ -1022,6 +1031,7 @@ export class StreamingCoordinator {
     if (healthy.length === 0 && channels.some((c) => c.nodeId === null)) {
       this.log.debug('no healthy node; channels wait for the next round');
     }
+    this.telemetry.recordBalanceRound(performance.now() - started, moves.length);
   }
 
   /**
@@ -1381,6 +1391,7 @@ export class StreamingCoordinator {
       }
     }
     if (this.ownsClients) this.clients.close();
+    this.telemetry.close();
     this.log.info('coordinator stopped', { coordinatorId: this.options.coordinatorId });
   }
 }

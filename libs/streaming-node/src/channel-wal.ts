@@ -1,4 +1,5 @@
 import { assert } from '@woodstream/common';
+import { isTraceProperty } from '@woodstream/observability';
 import {
   PROP,
   StreamingError,
@@ -145,8 +146,9 @@ export class ChannelWal {
         `message of ${payload.byteLength} bytes exceeds the limit of ${this.options.maxMessageBytes}`,
       );
     }
-    for (const key of Object.keys(properties)) {
-      if (key.startsWith(RESERVED_PREFIX))
+    for (const [key, value] of Object.entries(properties)) {
+      // The producer's trace context is the one reserved pair a producer may set.
+      if (key.startsWith(RESERVED_PREFIX) && !isTraceProperty(key, value))
         throw new StreamingError(
           'INVALID_ARGUMENT',
           `property ${JSON.stringify(key)}: names starting with _ are reserved`,

@@ -1,6 +1,9 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { context, SpanKind, SpanStatusCode, trace, type Link } from '@opentelemetry/api';
+import { extractTraceContext, SPANS, TRACE_PROPERTIES } from '@woodstream/observability';
 import {
   MessageType,
+  streamingCodeToJSON,
   type ConsumeRequest,
   type ConsumeResponse,
   type DeliverFilter,
@@ -27,6 +30,7 @@ import {
   type ReadFrom,
 } from '@woodstream/woodpecker';
 import type { ChannelWal, SafeTick } from './channel-wal.js';
+import { NodeTelemetry, type ChannelCounters } from './node-telemetry.js';
 import type { WalManager } from './wal-manager.js';
 
 /** Limits of one produce or consume stream. */
@@ -56,9 +60,20 @@ const fromWire = (id: MessageID): LogPosition => {
   return { segmentId, entryId };
 };
 
+// Links per produce span: enough to follow the producers of a batch, bounded for large ones.
+const MAX_PRODUCE_LINKS = 32;
+
+/** What a consumer gets: the producer's properties, including its trace context (`_tp`, `_ts`). */
 function userProperties(all: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(all ?? {})) if (!k.startsWith(RESERVED_PREFIX)) out[k] = v;
+  for (const [k, v] of Object.entries(all ?? {})) {
+    if (
+      !k.startsWith(RESERVED_PREFIX) ||
+      k === TRACE_PROPERTIES.traceParent ||
+      k === TRACE_PROPERTIES.traceState
+    )
+      out[k] = v;
+  }
   return out;
 }
 
@@ -67,18 +82,24 @@ function fail(call: ServerDuplexStream<unknown, unknown>, err: unknown): void {
   call.emit('error', toServiceError(err));
 }
 
-/** `HandlerService`: produce and consume over the WALs this node holds. */
+/**
+ * `HandlerService`: produce and consume over the WALs this node holds. `telemetry` records its
+ * metrics and spans (default: instruments of whatever telemetry the process registered).
+ */
 export function createHandlerService(
   manager: WalManager,
   serverId: number,
   limits: HandlerLimits,
+  telemetry: NodeTelemetry = new NodeTelemetry(manager),
 ): HandlerServiceServer {
   return {
     produce(call) {
-      serveProducer(call, manager, serverId, limits);
+      serveProducer(call, manager, serverId, limits, telemetry);
     },
     consume(call) {
-      void serveConsumer(call, manager, serverId).catch((err: unknown) => fail(call, err));
+      void serveConsumer(call, manager, serverId, telemetry).catch((err: unknown) =>
+        fail(call, err),
+      );
     },
   };
 }
@@ -88,16 +109,25 @@ function serveProducer(
   manager: WalManager,
   serverId: number,
   limits: HandlerLimits,
+  telemetry: NodeTelemetry,
 ): void {
   let wal: ChannelWal | undefined;
+  let counters: ChannelCounters | undefined;
   let inflight = 0;
   let isClosing = false;
   let isEnded = false;
   let isPaused = false;
   let pending = Promise.resolve();
+  // The stream counts as connected from a successful open until it ends, whichever way.
+  const disconnect = (): void => {
+    if (counters === undefined) return;
+    telemetry.producersConnected.add(-1, counters.attrs);
+    counters = undefined;
+  };
   const end = (closed?: StreamingError): void => {
     if (isEnded) return;
     isEnded = true;
+    disconnect();
     call.write({ response: { $case: 'closed', closed: { error: closed?.toProto() } } });
     call.end();
   };
@@ -116,6 +146,8 @@ function serveProducer(
           if (info === undefined)
             throw new StreamingError('INVALID_ARGUMENT', 'open needs a pchannel');
           wal = manager.get(validateChannelName(info.name, 'pchannel'), Number(info.term));
+          counters = telemetry.channel(wal.name);
+          telemetry.producersConnected.add(1, counters.attrs);
           const opened = wal;
           opened.onClose((reason) => {
             // Answer what was accepted first (close flushed it), then tell the client why.
@@ -132,6 +164,9 @@ function serveProducer(
           const messages = r.$case === 'produce' ? [r.produce] : r.produceBatch.messages;
           if (messages.length === 0) throw new StreamingError('INVALID_ARGUMENT', 'empty batch');
           const target = wal;
+          const channel = telemetry.channel(target.name);
+          const receivedAt = performance.now();
+          telemetry.produceInflight.add(messages.length, channel.attrs);
           inflight += messages.length;
           if (inflight >= limits.maxInflightPerProducer && !isPaused) {
             // Backpressure: stop reading the stream until answers catch up.
@@ -139,9 +174,33 @@ function serveProducer(
             call.pause();
           }
           // Appends start now, in frame order (that is the log order); answers follow in order.
-          const outcomes = messages.map((m) => produceOne(target, m));
+          const span = telemetry.tracer.startSpan(SPANS.nodeProduce.name, {
+            kind: SpanKind.SERVER,
+          });
+          let outcomes: Promise<ProduceResult>[];
+          if (span.isRecording()) {
+            span.setAttributes({
+              pchannel: target.name,
+              'messaging.batch.message_count': messages.length,
+            });
+            span.addLinks(producerLinks(messages));
+            // The WAL's append spans become children of this one.
+            outcomes = context.with(trace.setSpan(context.active(), span), () =>
+              messages.map((m) => produceOne(target, m)),
+            );
+          } else {
+            outcomes = messages.map((m) => produceOne(target, m));
+          }
           pending = pending.then(async () => {
             const results = await Promise.all(outcomes);
+            countResults(channel, messages, results);
+            telemetry.produceInflight.add(-messages.length, channel.attrs);
+            telemetry.produceDuration.record(performance.now() - receivedAt, channel.attrs);
+            if (span.isRecording()) {
+              if (results.some((x) => x.outcome?.$case === 'error'))
+                span.setStatus({ code: SpanStatusCode.ERROR, message: 'some messages failed' });
+              span.end();
+            }
             inflight -= messages.length;
             if (!isEnded) {
               call.write(
@@ -167,6 +226,7 @@ function serveProducer(
       }
     } catch (err) {
       isEnded = true;
+      disconnect();
       fail(call, err);
     }
   });
@@ -176,7 +236,45 @@ function serveProducer(
   });
   call.on('error', () => {
     isEnded = true;
+    disconnect();
   });
+  call.on('cancelled', () => {
+    isEnded = true;
+    disconnect();
+  });
+}
+
+/** Adds a frame's outcomes to the channel's totals: ok messages and bytes, failures by code. */
+function countResults(
+  channel: ChannelCounters,
+  messages: readonly ProduceMessage[],
+  results: readonly ProduceResult[],
+): void {
+  for (let i = 0; i < results.length; i++) {
+    const outcome = results[i]?.outcome;
+    if (outcome?.$case === 'success') {
+      channel.producedOk++;
+      channel.producedBytes += messages[i]?.message?.payload.byteLength ?? 0;
+    } else {
+      // The short code of docs/errors.md (e.g. CHANNEL_FENCED), without the proto prefix.
+      const code =
+        outcome?.$case === 'error'
+          ? streamingCodeToJSON(outcome.error.code).replace(/^STREAMING_CODE_/, '')
+          : 'UNKNOWN';
+      channel.produceErrors.set(code, (channel.produceErrors.get(code) ?? 0) + 1);
+    }
+  }
+}
+
+/** Links to the producers' spans carried in the messages (only built while tracing records). */
+function producerLinks(messages: readonly ProduceMessage[]): Link[] {
+  const links: Link[] = [];
+  for (const m of messages) {
+    if (links.length >= MAX_PRODUCE_LINKS) break;
+    const producer = extractTraceContext(m.message?.properties);
+    if (producer !== undefined) links.push({ context: producer });
+  }
+  return links;
 }
 
 interface Filters {
@@ -257,6 +355,7 @@ async function serveConsumer(
   call: ServerDuplexStream<ConsumeRequest, ConsumeResponse>,
   manager: WalManager,
   serverId: number,
+  telemetry: NodeTelemetry,
 ): Promise<void> {
   const first = await new Promise<ConsumeRequest | undefined>((resolve) => {
     call.once('data', resolve);
@@ -319,6 +418,8 @@ async function serveConsumer(
       opened: { serverId: BigInt(serverId), startId: toWire(reader.nextPosition) },
     },
   });
+  const counters = telemetry.channel(wal.name);
+  telemetry.consumersConnected.add(1, counters.attrs);
 
   try {
     for (;;) {
@@ -335,6 +436,19 @@ async function serveConsumer(
       if (filters.types !== undefined && !filters.types.has(MessageType.MESSAGE_TYPE_DATA))
         continue;
       const id = toWire(entry.position);
+      counters.consumed++;
+      counters.consumedBytes += entry.payload.byteLength;
+      // Delivery happens in its own trace (maybe much later); a link leads to the producer.
+      const span = telemetry.tracer.startSpan(SPANS.nodeDeliver.name, { kind: SpanKind.CONSUMER });
+      if (span.isRecording()) {
+        const producer = extractTraceContext(props);
+        if (producer !== undefined) span.addLink({ context: producer });
+        span.setAttributes({
+          pchannel: wal.name,
+          vchannel,
+          'woodstream.message.id': `${entry.position.segmentId}:${entry.position.entryId}`,
+        });
+      }
       const ok = call.write({
         response: {
           $case: 'message',
@@ -353,6 +467,7 @@ async function serveConsumer(
           },
         },
       });
+      span.end();
       // Flow control: wait for the client to take what was sent before reading more.
       if (!ok) {
         await new Promise<void>((resolve) => {
@@ -369,6 +484,7 @@ async function serveConsumer(
   } catch (err) {
     if (!isEnded) finish(toStreamingError(err));
   } finally {
+    telemetry.consumersConnected.add(-1, counters.attrs);
     offTick();
     offClose();
     await reader.close();

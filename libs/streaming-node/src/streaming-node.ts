@@ -5,6 +5,7 @@ import { StreamingError, streamingKeys, type NodeSession } from '@woodstream/str
 import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
 import { createHandlerService } from './handler-service.js';
 import { createManagerService } from './manager-service.js';
+import { NodeTelemetry } from './node-telemetry.js';
 import { WalManager } from './wal-manager.js';
 
 /** Options of a streaming node. Every field has a default and a range. */
@@ -83,6 +84,8 @@ export class StreamingNode {
   private isSessionLost = false;
   private isStopping = false;
   private readonly abort = new AbortController();
+  /** Its observable callbacks run until stop() detaches them. */
+  private telemetry: NodeTelemetry | undefined;
 
   private constructor(
     readonly serverId: number,
@@ -111,7 +114,12 @@ export class StreamingNode {
         ref.node?.log.info('channels changed', {
           channels: ref.node.manager.openChannels().map((w) => `${w.name}@${w.term}`),
         }),
+      {
+        info: (msg, fields) => log.info(msg, { serverId, ...fields }),
+        warn: (msg, fields) => log.warn(msg, { serverId, ...fields }),
+      },
     );
+    const telemetry = new NodeTelemetry(manager);
     const server = new Server({
       'grpc.max_receive_message_length': options.maxMessageBytes + 1024 * 1024,
       'grpc.max_send_message_length': options.maxMessageBytes + 1024 * 1024,
@@ -119,9 +127,12 @@ export class StreamingNode {
     const stopping = (): boolean => ref.node?.isStopping ?? false;
     server.addService(
       HandlerServiceService,
-      createHandlerService(manager, serverId, {
-        maxInflightPerProducer: options.maxInflightPerProducer,
-      }),
+      createHandlerService(
+        manager,
+        serverId,
+        { maxInflightPerProducer: options.maxInflightPerProducer },
+        telemetry,
+      ),
     );
     server.addService(ManagerServiceService, createManagerService(manager, stopping));
     const port = await new Promise<number>((resolve, reject) => {
@@ -133,11 +144,13 @@ export class StreamingNode {
     });
     const address = options.advertiseAddress ?? `${options.host}:${port}`;
     const node = new StreamingNode(serverId, address, manager, server, deps.metadata, options, log);
+    node.telemetry = telemetry;
     ref.node = node;
     try {
       await node.register(signal);
     } catch (err) {
       server.forceShutdown();
+      telemetry.close();
       throw err;
     }
     node.keepRegistered();
@@ -229,6 +242,7 @@ export class StreamingNode {
     await this.manager.stop();
     await this.lease?.revoke().catch(() => undefined);
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    this.telemetry?.close();
     this.log.info('streaming node stopped', { serverId: this.serverId });
   }
 }

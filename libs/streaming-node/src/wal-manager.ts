@@ -2,6 +2,13 @@ import { StreamingError, toStreamingError } from '@woodstream/streaming';
 import type { Woodpecker } from '@woodstream/woodpecker';
 import { ChannelWal, type ChannelWalOptions } from './channel-wal.js';
 
+/** Where channel lifecycle events go (info: opened, closed, fenced; warn: an open failed). */
+export interface ChannelEventLog {
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+const silentLog: ChannelEventLog = { info: () => {}, warn: () => {} };
+
 /**
  * Where a channel is or should be: `(term, available)`. States are ordered by term, and at
  * equal terms "available" comes before "removed" (a Remove at term t supersedes the Assign at t).
@@ -41,6 +48,7 @@ export class WalManager {
     private readonly wal: Woodpecker,
     private readonly options: ChannelWalOptions,
     private readonly onChange: () => void = () => {},
+    private readonly log: ChannelEventLog = silentLog,
   ) {}
 
   /** Opens the channel at `term` and resolves once it accepts writes (or a later state superseded it). */
@@ -100,6 +108,18 @@ export class WalManager {
         ? [name]
         : [],
     );
+  }
+
+  /** How many channels this node knows are in each WAL state (for metrics). */
+  channelStates(): Record<'opening' | 'open' | 'closing' | 'closed' | 'failed', number> {
+    const out = { opening: 0, open: 0, closing: 0, closed: 0, failed: 0 };
+    for (const l of this.channels.values()) {
+      if (isAfter(l.expected, l.current)) out[l.expected.available ? 'opening' : 'closing']++;
+      else if (l.current.available && l.wal !== undefined) out.open++;
+      else if (l.error !== undefined) out.failed++;
+      else out.closed++;
+    }
+    return out;
   }
 
   /** Refuses new work and closes every WAL. */
@@ -163,6 +183,7 @@ export class WalManager {
         l.current = { term: old.term, available: false };
         this.notify(l);
         await old.close();
+        this.log.info('pchannel WAL closed', { pchannel: name, term: old.term });
       }
       if (!expected.available) {
         l.current = expected;
@@ -180,9 +201,24 @@ export class WalManager {
           l.wal = wal;
           l.current = expected;
           l.error = undefined;
+          this.log.info('pchannel WAL opened', { pchannel: name, term: expected.term });
+          wal.onClose((reason) => {
+            // Fenced by a newer owner (or the writer failed): the coordinator re-places it.
+            if (reason.code === 'CHANNEL_FENCED')
+              this.log.info('pchannel WAL fenced', {
+                pchannel: name,
+                term: expected.term,
+                reason: reason.message,
+              });
+          });
         }
       } catch (err) {
         l.error = toStreamingError(err);
+        this.log.warn('pchannel WAL open failed', {
+          pchannel: name,
+          term: expected.term,
+          error: l.error.message,
+        });
         l.current = { term: expected.term, available: false };
         if (l.expected.term === expected.term && l.expected.available) {
           // Give up on this term until the coordinator asks again (it will, with a new term).

@@ -1,6 +1,7 @@
 /**
  * Reserved message property keys the streaming node writes into every WAL entry. They start
- * with `_`; producers may not set properties starting with `_`.
+ * with `_`; producers may not set properties starting with `_`, except the trace context
+ * (`_tp`, `_ts`: TRACE_PROPERTIES of @woodstream/observability), which readers receive.
  */
 export const PROP = {
   /** Time tick, decimal. */
