@@ -12,6 +12,9 @@ export {
 } from './metric-names.js';
 export type { MetricDefinition, MetricKey, MetricKind } from './metric-names.js';
 export { SCOPES, SPANS } from './span-names.js';
+// For tests: pass one as `spanExporter` to read finished spans back.
+export { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+export type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 export type { SpanDefinition } from './span-names.js';
 export { startTelemetry, TelemetryAlreadyStartedError } from './telemetry.js';
 export type { Telemetry, TelemetryOptions } from './telemetry.js';
