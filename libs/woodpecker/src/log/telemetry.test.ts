@@ -7,6 +7,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileMetadataStore } from '../storage/file-metadata-store.js';
+import { instrumentMetadataStore } from '../storage/instrumented.js';
 import { MemoryObjectStore } from '../storage/memory-object-store.js';
 import { Woodpecker } from '../woodpecker.js';
 import { METRICS } from '@woodstream/observability';
@@ -66,5 +67,15 @@ describe('WAL telemetry', () => {
     );
     expect(ops).toContain('object:put');
     expect(ops).toContain('metadata:txn');
+  });
+});
+
+describe('instrumentMetadataStore', () => {
+  it('returns an instrumented store unchanged, so requests are not counted twice', async () => {
+    const metadata = await FileMetadataStore.open({});
+    const once = instrumentMetadataStore(metadata);
+    expect(once).not.toBe(metadata);
+    expect(instrumentMetadataStore(once)).toBe(once);
+    await metadata.close();
   });
 });
