@@ -5,7 +5,7 @@ export interface ParsedArgs {
 }
 
 /** Options that take no value. */
-const FLAGS = new Set(['follow', 'help', 'json']);
+const FLAGS = new Set(['follow', 'help', 'json', 'wait']);
 
 export function parseArgs(argv: readonly string[]): ParsedArgs {
   const positional: string[] = [];

@@ -1,4 +1,5 @@
 import { coordinatorMain, nodeMain, standaloneMain } from '@woodstream/runtime';
+import { admin } from './admin.js';
 import { parseArgs, UsageError } from './args.js';
 import { consume, produce } from './commands.js';
 import { status } from './status.js';
@@ -36,6 +37,10 @@ commands:
   consume --vchannel V [--from earliest|latest|SEGMENT:ENTRY] [--count N] [--follow]
                      print messages as JSON lines; stops when caught up unless --follow
   status [--json]    nodes and the channels they hold
+  admin <command>    cluster | nodes | channels | move <channel> <nodeId> [--wait] |
+                     freeze <nodeId> | unfreeze <nodeId> | balance status|suspend|resume|trigger
+                     through the coordinator's admin API (--admin-url, default
+                     http://127.0.0.1:9091; --token-file PATH); 'woodstream admin help'
   help               show this text
 
 common options:
@@ -77,6 +82,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await consume(parseArgs(rest), io, signal);
       case 'status':
         return await status(parseArgs(rest), io);
+      case 'admin':
+        return await admin(parseArgs(rest), io, signal);
       default:
         throw new UsageError(`woodstream: unknown command '${command}'`);
     }
