@@ -107,8 +107,9 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
     // Requests are logged by the hook below through the injected logger, never by pino.
     logger: false,
     bodyLimit: BODY_LIMIT_BYTES,
-    // Unknown fields are rejected (400), not silently dropped; path and query values are
-    // strings on the wire, so numbers there are coerced.
+    // Unknown fields are rejected (400), not silently dropped. Path and query values are
+    // strings on the wire, so values are coerced where that loses nothing ("2" → 2, "true" →
+    // true); anything else (e.g. "maybe" for a boolean) is a 400.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
     schemaErrorFormatter: (errors, dataVar) =>
       new HttpApiError(
@@ -116,8 +117,10 @@ export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
         describeSchemaIssues(errors as unknown as SchemaIssue[], dataVar),
       ),
   });
-  app.addHook('onClose', () => {
+  // preClose runs before the server waits for in-flight requests, so slow admin calls end now.
+  app.addHook('preClose', (done) => {
     closingController.abort(new Error('the HTTP server is closing'));
+    done();
   });
   app.addHook('onResponse', (request, reply, done) => {
     logger.debug('http request', {
