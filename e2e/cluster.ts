@@ -22,6 +22,8 @@ const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
 export interface Cluster {
   /** Client target: one address, or `ipv4:a,b` when there are standby coordinators. */
   coordinator: string;
+  /** Base URL of each coordinator's HTTP server (admin API, /metrics), by index. */
+  adminUrls: string[];
   coordinators: ManagedProcess[];
   nodes: ManagedProcess[];
   startNode(): Promise<ManagedProcess>;
@@ -64,12 +66,17 @@ export async function startCluster(options: {
     `--metadata.rootPrefix=${rootPrefix}`,
   ];
   const ports: number[] = [];
-  for (let i = 0; i < (options.coordinatorCount ?? 1); i++) ports.push(await freePort());
+  const httpPorts: number[] = [];
+  for (let i = 0; i < (options.coordinatorCount ?? 1); i++) {
+    ports.push(await freePort());
+    httpPorts.push(await freePort());
+  }
   const startCoordinator = async (index: number): Promise<ManagedProcess> => {
     const proc = spawnCli(`coordinator-${index}`, [
       'run',
       'coordinator',
       `--grpc.port=${ports[index] ?? 0}`,
+      `--http.port=${httpPorts[index] ?? 0}`,
       `--pchannelCount=${options.pchannelCount}`,
       '--balanceIntervalMs=500',
       '--sessionTtlMs=2000',
@@ -94,6 +101,7 @@ export async function startCluster(options: {
       'run',
       'node',
       '--grpc.port=0',
+      '--http.port=0',
       '--sessionTtlMs=2000',
       '--timeTickIntervalMs=100',
       `--drainTimeoutMs=${options.drainTimeoutMs ?? 20_000}`,
@@ -124,6 +132,7 @@ export async function startCluster(options: {
   );
   return {
     coordinator,
+    adminUrls: httpPorts.map((p) => `http://127.0.0.1:${p}`),
     coordinators,
     nodes,
     startNode,
@@ -189,4 +198,36 @@ export async function fetchAssignment(
   } finally {
     client.close();
   }
+}
+
+/** The HTTP address (host:port) a service process logged in its "ready" line. */
+export function httpAddressOf(proc: ManagedProcess): string {
+  const match = /"msg":"ready".*?"http":"([^"]+)"/.exec(proc.output());
+  if (match?.[1] === undefined) throw new Error(`${proc.name} has not logged its HTTP address`);
+  return match[1];
+}
+
+/** One admin API call; resolves with the status and the parsed JSON body. */
+export async function adminCall(
+  baseUrl: string,
+  method: 'GET' | 'PUT' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    signal: AbortSignal.timeout(10_000),
+    ...(body !== undefined
+      ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }
+      : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
+
+/** GET `path` and expect 200; the parsed body. */
+export async function adminGet<T>(baseUrl: string, path: string): Promise<T> {
+  const { status, body } = await adminCall(baseUrl, 'GET', path);
+  if (status !== 200) throw new Error(`GET ${path}: HTTP ${status} ${JSON.stringify(body)}`);
+  return body as T;
 }

@@ -53,6 +53,8 @@ describe('standalone', () => {
           '0',
           '--nodePort',
           '0',
+          '--httpPort',
+          '0',
         ],
         cwd: dir.path,
       });

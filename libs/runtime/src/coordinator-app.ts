@@ -11,12 +11,23 @@ import { openMetadataStore } from './stores.js';
 
 export interface CoordinatorApp {
   readonly coordinator: StreamingCoordinator;
+  /** The metadata store holding all coordinator state (readiness depends on reaching it). */
+  readonly metadata: MetadataStore;
   /** host:port clients connect to. */
   readonly address: string;
   stop(): Promise<void>;
 }
 
-type CoordinatorSettings = Omit<CoordinatorConfig, 'grpc' | 'metadata'>;
+type CoordinatorSettings = Pick<
+  CoordinatorConfig,
+  | 'pchannelCount'
+  | 'pchannelPrefix'
+  | 'sessionTtlMs'
+  | 'balanceIntervalMs'
+  | 'moveCooldownMs'
+  | 'maxMovesPerRound'
+  | 'operationTimeoutMs'
+>;
 
 /** Starts a coordinator (active or standby) and its gRPC server. */
 export async function startCoordinatorApp(
@@ -54,6 +65,7 @@ export async function startCoordinatorApp(
   );
   return {
     coordinator,
+    metadata,
     address: `${grpc.host}:${port}`,
     async stop() {
       // Stop serving first so clients move on, then hand leadership over.

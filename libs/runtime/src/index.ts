@@ -24,4 +24,4 @@ export {
 export { startCoordinatorApp } from './coordinator-app.js';
 export type { CoordinatorApp } from './coordinator-app.js';
 export { startStandalone } from './standalone-app.js';
-export type { StandaloneApp } from './standalone-app.js';
+export type { StandaloneApp, StandaloneSettings } from './standalone-app.js';

@@ -1,3 +1,4 @@
+import { traceLogFields } from '@woodstream/observability';
 import { pino, type Logger as PinoLogger } from 'pino';
 
 /** The logging interface components take; constant messages, data in fields. */
@@ -23,7 +24,12 @@ function wrap(p: PinoLogger): Logger {
 export function createLogger(options: { level?: string; component: string }): Logger {
   return wrap(
     pino(
-      { level: options.level ?? 'info', base: { component: options.component } },
+      {
+        level: options.level ?? 'info',
+        base: { component: options.component },
+        // Records written inside a span carry its ids, so logs and traces join up.
+        mixin: traceLogFields,
+      },
       pino.destination(2),
     ),
   );

@@ -8,11 +8,16 @@ import { openMetadataStore, openWal } from './stores.js';
 /** A running node process's parts; `stop()` drains and releases everything in order. */
 export interface NodeApp {
   readonly node: StreamingNode;
+  /** The metadata store the node registers in (its readiness depends on reaching it). */
+  readonly metadata: MetadataStore;
   stop(options?: { drain?: boolean }): Promise<void>;
 }
 
 /** The node's own settings; metadata, storage and WAL settings are needed only for stores it opens. */
-export type NodeSettings = Omit<NodeConfig, 'metadata' | 'storage' | 'wal'> &
+export type NodeSettings = Omit<
+  NodeConfig,
+  'metadata' | 'storage' | 'wal' | 'http' | 'otlpEndpoint' | 'logLevel'
+> &
   Partial<Pick<NodeConfig, 'metadata' | 'storage' | 'wal'>>;
 
 /**
@@ -54,6 +59,7 @@ export async function startNodeApp(
   );
   return {
     node,
+    metadata,
     async stop(options = {}) {
       await node.stop(options);
       if (shared.wal === undefined) await wal.close();

@@ -127,6 +127,49 @@ const SharedNodeFields = {
   }),
 };
 
+/** The HTTP server every process runs: /healthz, /readyz, /metrics (and the admin API on a coordinator). */
+function httpSchema(port: number, what: string) {
+  return Type.Object(
+    {
+      host: Type.String({
+        default: '127.0.0.1',
+        description: `Interface the ${what} HTTP server listens on`,
+      }),
+      port: Type.Integer({
+        default: port,
+        minimum: 0,
+        maximum: 65535,
+        description: 'HTTP port for /healthz, /readyz, /metrics (0: any free port)',
+      }),
+    },
+    { default: {}, additionalProperties: false },
+  );
+}
+
+const AdminFields = {
+  adminTokenFile: Type.String({
+    default: '',
+    description:
+      'File holding the admin API bearer token (mutating routes require it); empty: no token',
+  }),
+  adminProtectReads: Type.Boolean({
+    default: false,
+    description: 'Also require the admin token for read-only admin routes',
+  }),
+};
+
+const TelemetryFields = {
+  otlpEndpoint: Type.String({
+    default: '',
+    description:
+      'OTLP/HTTP endpoint traces are exported to; empty: OTEL_EXPORTER_OTLP_ENDPOINT, else none',
+  }),
+  logLevel: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)),
+    { default: 'info', description: 'Lowest log level written' },
+  ),
+};
+
 export const NodeSchema = Type.Object(
   {
     grpc: Type.Object(
@@ -145,6 +188,8 @@ export const NodeSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    http: httpSchema(9092, 'node'),
+    ...TelemetryFields,
     sessionTtlMs: Type.Integer({
       default: 10000,
       minimum: 1000,
@@ -223,6 +268,9 @@ export const CoordinatorSchema = Type.Object(
       },
       { default: {}, additionalProperties: false },
     ),
+    http: httpSchema(9091, 'coordinator'),
+    ...AdminFields,
+    ...TelemetryFields,
     sessionTtlMs: Type.Integer({
       default: 10000,
       minimum: 1000,
@@ -252,6 +300,14 @@ export const StandaloneSchema = Type.Object(
       maximum: 65535,
       description: 'Streaming node gRPC port',
     }),
+    httpPort: Type.Integer({
+      default: 9091,
+      minimum: 0,
+      maximum: 65535,
+      description: 'HTTP port for /healthz, /readyz, /metrics and the admin API (0: any free port)',
+    }),
+    ...AdminFields,
+    ...TelemetryFields,
     ...SharedNodeFields,
     ...CoordinatorFields,
     pchannelCount: Type.Integer({

@@ -7,9 +7,17 @@ import { startNodeApp, type NodeApp } from './node-app.js';
 import { MetadataSchema, StorageSchema, type StandaloneConfig } from './schemas.js';
 import { openMetadataStore, openWal } from './stores.js';
 
+/** What the standalone app itself needs; the HTTP server, telemetry and logs are the process's. */
+export type StandaloneSettings = Omit<
+  StandaloneConfig,
+  'httpPort' | 'adminTokenFile' | 'adminProtectReads' | 'otlpEndpoint' | 'logLevel'
+>;
+
 export interface StandaloneApp {
   readonly coordinatorAddress: string;
   readonly nodeAddress: string;
+  readonly coordinator: CoordinatorApp;
+  readonly node: NodeApp;
   stop(): Promise<void>;
 }
 
@@ -18,7 +26,7 @@ export interface StandaloneApp {
  * under `dataDir`. Restarting on the same dataDir recovers everything.
  */
 export async function startStandalone(
-  config: StandaloneConfig,
+  config: StandaloneSettings,
   logger: Logger,
 ): Promise<StandaloneApp> {
   // The same schemas as a cluster, with their defaults: only the paths differ.
@@ -70,6 +78,8 @@ export async function startStandalone(
   return {
     coordinatorAddress: c.address,
     nodeAddress: n.node.address,
+    coordinator: c,
+    node: n,
     async stop() {
       await n.stop({ drain: false });
       await c.stop();

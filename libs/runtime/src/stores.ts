@@ -4,6 +4,7 @@ import type { Static } from '@sinclair/typebox';
 import {
   EtcdMetadataStore,
   FileMetadataStore,
+  instrumentMetadataStore,
   S3ObjectStore,
   Woodpecker,
   type MetadataStore,
@@ -11,8 +12,18 @@ import {
 } from '@woodstream/woodpecker';
 import type { MetadataSchema, StorageSchema, WalSchema } from './schemas.js';
 
-/** Opens the configured metadata store (the caller closes it). */
+/**
+ * Opens the configured metadata store (the caller closes it), instrumented: every request of
+ * the node, the coordinator and the WAL is counted, timed and traced.
+ */
 export async function openMetadataStore(
+  config: Static<typeof MetadataSchema>,
+  signal?: AbortSignal,
+): Promise<MetadataStore> {
+  return instrumentMetadataStore(await openRawMetadataStore(config, signal));
+}
+
+async function openRawMetadataStore(
   config: Static<typeof MetadataSchema>,
   signal?: AbortSignal,
 ): Promise<MetadataStore> {

@@ -93,7 +93,7 @@ describe('telemetry of a running cluster', () => {
       // Read with the iterator, not for-await: leaving that loop would close the stream, and
       // the consumer must still be connected when metrics are collected.
       const events = subscription[Symbol.asyncIterator]();
-      for (let received = 0; received < sent; ) {
+      for (let received = 0; received < sent;) {
         const next = await events.next();
         if (next.done === true) throw new Error('the read ended early');
         if (next.value.type === 'message') received++;
