@@ -202,7 +202,7 @@ export async function fetchAssignment(
 
 /** The HTTP address (host:port) a service process logged in its "ready" line. */
 export function httpAddressOf(proc: ManagedProcess): string {
-  const match = /"msg":"ready".*?"http":"([^"]+)"/.exec(proc.output());
+  const match = /"http":"([^"]+)"[^\n]*"msg":"ready"/.exec(proc.output());
   if (match?.[1] === undefined) throw new Error(`${proc.name} has not logged its HTTP address`);
   return match[1];
 }

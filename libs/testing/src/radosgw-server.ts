@@ -134,7 +134,7 @@ export async function startRadosgw(options: { timeoutMs?: number } = {}): Promis
         await ceph('ceph', ['--connect-timeout', '5', 'mon', 'stat']);
         return true;
       },
-      { timeoutMs, intervalMs: 200, description: 'ceph-mon to answer' },
+      { timeoutMs, intervalMs: 200, description: 'ceph-mon to answer', signal: whileRunning(mon) },
     );
 
     const osdUuid = randomUUID();
@@ -154,7 +154,7 @@ export async function startRadosgw(options: { timeoutMs?: number } = {}): Promis
         const { stdout } = await ceph('ceph', ['osd', 'stat']);
         return /\b1 up\b/.test(stdout);
       },
-      { timeoutMs, intervalMs: 200, description: 'the OSD to be up' },
+      { timeoutMs, intervalMs: 200, description: 'the OSD to be up', signal: whileRunning(osd) },
     );
 
     const rgw = ManagedProcess.spawn({
@@ -168,7 +168,7 @@ export async function startRadosgw(options: { timeoutMs?: number } = {}): Promis
         if (!rgw.isRunning) throw rgw.failure('exited during start');
         return isPortOpen(rgwPort);
       },
-      { timeoutMs, intervalMs: 100, description: 'radosgw to listen' },
+      { timeoutMs, intervalMs: 100, description: 'radosgw to listen', signal: whileRunning(rgw) },
     );
     await ceph('radosgw-admin', [
       '-n',
@@ -195,4 +195,14 @@ export async function startRadosgw(options: { timeoutMs?: number } = {}): Promis
     await stop();
     throw err;
   }
+}
+
+/**
+ * Aborted as soon as `proc` exits, so a wait on a daemon that died fails at once (with its
+ * output) instead of polling until the time limit.
+ */
+function whileRunning(proc: ManagedProcess): AbortSignal {
+  const controller = new AbortController();
+  void proc.exited.then(() => controller.abort(proc.failure('exited during start')));
+  return controller.signal;
 }
