@@ -1,3 +1,5 @@
+import { hostname } from 'node:os';
+import { startTelemetry } from '@woodstream/observability';
 import { coordinatorMain, nodeMain, standaloneMain } from '@woodstream/runtime';
 import { admin } from './admin.js';
 import { parseArgs, UsageError } from './args.js';
@@ -73,13 +75,15 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         );
       }
       case 'produce':
-        return await produce(
-          parseArgs(rest),
-          { ...io, stdin: io.stdin ?? process.stdin, isTty: io.isTty ?? false },
-          signal,
+        return await traced(env, io, () =>
+          produce(
+            parseArgs(rest),
+            { ...io, stdin: io.stdin ?? process.stdin, isTty: io.isTty ?? false },
+            signal,
+          ),
         );
       case 'consume':
-        return await consume(parseArgs(rest), io, signal);
+        return await traced(env, io, () => consume(parseArgs(rest), io, signal));
       case 'status':
         return await status(parseArgs(rest), io);
       case 'admin':
@@ -98,5 +102,31 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       `woodstream ${command ?? ''}: ${err instanceof Error ? err.message : String(err)}${code ? ` [${code}]` : ''}`,
     );
     return ExitCode.failure;
+  }
+}
+
+/**
+ * Runs a client command with tracing when OTEL_EXPORTER_OTLP_ENDPOINT is set: produced messages
+ * then carry the CLI's span context, and the spans are flushed before the command returns.
+ */
+async function traced(
+  env: Record<string, string | undefined>,
+  io: CliIo,
+  command: () => Promise<number>,
+): Promise<number> {
+  const endpoint = env['OTEL_EXPORTER_OTLP_ENDPOINT'] ?? '';
+  if (endpoint === '') return command();
+  const telemetry = startTelemetry({
+    serviceName: 'woodstream-cli',
+    serviceInstanceId: `${hostname()}:${process.pid}`,
+    otlpTracesEndpoint: endpoint,
+  });
+  try {
+    return await command();
+  } finally {
+    // Losing traces is not worth failing a command whose messages were acknowledged.
+    await telemetry.shutdown({ signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
+      io.err(`woodstream: could not export traces to ${endpoint}: ${String(err)}`);
+    });
   }
 }
