@@ -30,7 +30,8 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'integration',
-          include: sources.map((s) => `${s}/*.int.test.ts`),
+          // deploy/: the Helm chart's tests (they run the helm binary).
+          include: [...sources.map((s) => `${s}/*.int.test.ts`), 'deploy/*.int.test.ts'],
           exclude: ['**/node_modules/**', '**/dist/**'],
           globalSetup,
           testTimeout: 60_000,
