@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Checks that the system programs the integration and e2e tests start are installed:
-// etcd (Debian etcd-server) and a single-node Ceph cluster with radosgw. When running as
+// etcd (Debian etcd-server), a single-node Ceph cluster with radosgw, and podman with runc
+// and debootstrap for the container image test (e2e/image.test.ts builds a local base image,
+// since no container registry is needed or assumed). When running as
 // root on Debian it installs what is missing with apt-get; otherwise it prints the exact
 // command to run and exits 1. Nothing is downloaded from anywhere but Debian's repositories.
 import { spawnSync } from 'node:child_process';
@@ -18,9 +20,17 @@ const REQUIRED = [
   ['ceph', 'ceph-common'],
   ['ceph-authtool', 'ceph-common'],
   ['monmaptool', 'ceph-common'],
+  ['podman', 'podman'],
+  // crun cannot run on hybrid cgroups; the image scripts pass --runtime runc.
+  ['runc', 'runc'],
+  ['debootstrap', 'debootstrap'],
+  // Published container ports (rootful podman's CNI bridge and port mapping).
+  ['/usr/lib/cni/bridge', 'containernetworking-plugins'],
+  ['iptables', 'iptables'],
 ];
 
 function onPath(program) {
+  if (program.startsWith('/')) return existsSync(program);
   const dirs = (process.env.PATH ?? '')
     .split(delimiter)
     .concat(['/usr/sbin', '/usr/bin', '/sbin', '/bin']);
