@@ -12,8 +12,10 @@ import {
   type LogHandle,
   type LogPosition,
   type LogWriter,
+  type MetadataStore,
   type Woodpecker,
 } from '@woodstream/woodpecker';
+import { VChannelRegistry } from './vchannel-registry.js';
 
 /** Result of one produce. */
 export interface AppendResult {
@@ -35,9 +37,21 @@ export interface ChannelWalOptions {
   maxMessageBytes: number;
   /** How often idle time ticks advance (and are persisted when data was written since the last). */
   timeTickIntervalMs: number;
+  /** Vchannels one pchannel may carry; see {@link VChannelRegistry}. */
+  maxVChannelsPerPChannel: number;
 }
 
 type Listener = (tick: SafeTick) => void;
+
+/** An append queued behind a vchannel registration. */
+interface Waiter {
+  /** True once its own registration (if any) succeeded or failed. */
+  isSettled: boolean;
+  /** Why its registration failed; the append then fails with it. */
+  error: unknown;
+  start: () => Promise<void>;
+  fail: (err: unknown) => void;
+}
 
 /**
  * The open WAL of one pchannel at one term, owned by this node: the Woodpecker log writer
@@ -52,6 +66,12 @@ export class ChannelWal {
   private lastAcked: LogPosition;
   private safe: SafeTick;
   private readonly listeners = new Set<Listener>();
+  /**
+   * Appends that arrived while a vchannel registration was in flight, in arrival order.
+   * Invariant: empty, or its head waits for a registration. Bounded by the producers' in-flight
+   * limits (maxInflightPerProducer per stream).
+   */
+  private readonly waiting: Waiter[] = [];
   private readonly closeListeners = new Set<(reason: StreamingError) => void>();
   private tickTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -61,6 +81,8 @@ export class ChannelWal {
     readonly term: number,
     readonly log: LogHandle,
     private readonly writer: LogWriter,
+    /** The pchannel's vchannels; a message is appended only once its vchannel is registered. */
+    readonly vchannels: VChannelRegistry,
     floor: bigint,
     firstTick: { tick: bigint; position: LogPosition },
     private readonly options: ChannelWalOptions,
@@ -80,10 +102,12 @@ export class ChannelWal {
   /**
    * Opens the pchannel's WAL for `term`: creates the log on first use, opens its writer (which
    * fences whoever wrote before), finds the highest time tick in the log and writes a first
-   * tick above it. Only then does it accept appends.
+   * tick above it, and loads the pchannel's registered vchannels from `metadata`. Only then
+   * does it accept appends.
    */
   static async open(
     wal: Woodpecker,
+    metadata: MetadataStore,
     name: string,
     term: number,
     options: ChannelWalOptions,
@@ -98,7 +122,11 @@ export class ChannelWal {
     }
     const writer = await log.openWriter({ signal });
     try {
-      const floor = await lastTimeTick(log, signal);
+      // After the writer fenced the previous owner; the two reads are independent.
+      const [floor, vchannels] = await Promise.all([
+        lastTimeTick(log, signal),
+        VChannelRegistry.load(metadata, name, options, signal),
+      ]);
       const ticks = new TimeTickAllocator(floor);
       const tick = ticks.next();
       const position = await writer.append(new Uint8Array(0), {
@@ -109,7 +137,7 @@ export class ChannelWal {
         },
         ...(signal ? { signal } : {}),
       });
-      return new ChannelWal(name, term, log, writer, floor, { tick, position }, options);
+      return new ChannelWal(name, term, log, writer, vchannels, floor, { tick, position }, options);
     } catch (err) {
       await writer.close().catch(() => undefined);
       throw err;
@@ -129,7 +157,16 @@ export class ChannelWal {
     return this.lastAcked;
   }
 
-  /** Stamps and appends one message of `vchannel`. Throws StreamingError. */
+  /**
+   * Stamps and appends one message of `vchannel`. Throws StreamingError.
+   *
+   * The first message of a vchannel new to this pchannel waits for its registration
+   * (INVALID_ARGUMENT past the vchannel limit, RESOURCE_EXHAUSTED if it cannot be written), and
+   * so does every message that arrives after it, of any vchannel: the log keeps the arrival
+   * order (a producer's stream order) also across vchannels. Registrations of several new
+   * vchannels run concurrently. Without a registration in flight, a message goes straight to
+   * the writer: the hot path makes no metadata call.
+   */
   async append(
     vchannel: string,
     payload: Uint8Array,
@@ -154,6 +191,48 @@ export class ChannelWal {
           `property ${JSON.stringify(key)}: names starting with _ are reserved`,
         );
     }
+    const registration = this.vchannels.ensure(vchannel);
+    // The hot path: a known vchannel and nobody waiting ahead.
+    if (registration === undefined && this.waiting.length === 0)
+      return this.write(vchannel, payload, properties);
+    return new Promise<AppendResult>((resolve, reject) => {
+      const waiter: Waiter = {
+        isSettled: registration === undefined,
+        error: undefined,
+        start: () => this.write(vchannel, payload, properties).then(resolve, reject),
+        fail: reject,
+      };
+      this.waiting.push(waiter);
+      registration?.then(
+        () => this.settle(waiter, undefined),
+        (err: unknown) => this.settle(waiter, err),
+      );
+    });
+  }
+
+  /** Marks `waiter`'s registration done and starts every waiter at the head that may go. */
+  private settle(waiter: Waiter, error: unknown): void {
+    waiter.isSettled = true;
+    waiter.error = error;
+    for (let head = this.waiting[0]; head?.isSettled === true; head = this.waiting[0]) {
+      this.waiting.shift();
+      // Synchronously, in arrival order: each write takes its tick and enters the writer here.
+      if (head.error === undefined) void head.start();
+      else head.fail(head.error);
+    }
+  }
+
+  /** Stamps the message and hands it to the writer; the part before the first await is synchronous. */
+  private async write(
+    vchannel: string,
+    payload: Uint8Array,
+    properties: Record<string, string>,
+  ): Promise<AppendResult> {
+    if (this.closed)
+      throw new StreamingError(
+        'CHANNEL_FENCED',
+        `pchannel ${this.name} at term ${this.term} is closed on this node`,
+      );
     // Allocate and hand over in one synchronous step: log order == time-tick order.
     const timeTick = this.ticks.next();
     const stamped = {
@@ -256,6 +335,12 @@ export class ChannelWal {
   async close(reason?: StreamingError): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.vchannels.close(
+      new StreamingError(
+        'CHANNEL_FENCED',
+        `pchannel ${this.name} at term ${this.term} is closed on this node`,
+      ),
+    );
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     this.listeners.clear();
     await this.writer.close().catch(() => undefined);

@@ -6,6 +6,10 @@ import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
 import { createHandlerService } from './handler-service.js';
 import { createManagerService } from './manager-service.js';
 import { NodeTelemetry } from './node-telemetry.js';
+import {
+  DEFAULT_MAX_VCHANNELS_PER_PCHANNEL,
+  MAX_VCHANNELS_PER_PCHANNEL,
+} from './vchannel-registry.js';
 import { WalManager } from './wal-manager.js';
 
 /** Options of a streaming node. Every field has a default and a range. */
@@ -26,6 +30,11 @@ export interface StreamingNodeOptions {
   maxInflightPerProducer: number;
   /** On stop: how long to wait for the coordinator to move the channels away. @default 30000 (0–600000) */
   drainTimeoutMs: number;
+  /**
+   * Vchannels one pchannel may carry; a produce to one more fails with INVALID_ARGUMENT.
+   * @default 1024 (1–65536)
+   */
+  maxVChannelsPerPChannel: number;
   /** Version published in the session. */
   version: string;
 }
@@ -37,6 +46,7 @@ const RANGES: Partial<Record<keyof StreamingNodeOptions, [number, number]>> = {
   timeTickIntervalMs: [10, 10_000],
   maxInflightPerProducer: [1, 65_536],
   drainTimeoutMs: [0, 600_000],
+  maxVChannelsPerPChannel: [1, MAX_VCHANNELS_PER_PCHANNEL],
 };
 
 export function nodeOptionsWithDefaults(
@@ -50,6 +60,7 @@ export function nodeOptionsWithDefaults(
     timeTickIntervalMs: 200,
     maxInflightPerProducer: 1024,
     drainTimeoutMs: 30_000,
+    maxVChannelsPerPChannel: DEFAULT_MAX_VCHANNELS_PER_PCHANNEL,
     version: '0.1.0',
     ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   };
@@ -109,7 +120,12 @@ export class StreamingNode {
     const ref: { node?: StreamingNode } = {};
     const manager = new WalManager(
       deps.wal,
-      { maxMessageBytes: options.maxMessageBytes, timeTickIntervalMs: options.timeTickIntervalMs },
+      deps.metadata,
+      {
+        maxMessageBytes: options.maxMessageBytes,
+        timeTickIntervalMs: options.timeTickIntervalMs,
+        maxVChannelsPerPChannel: options.maxVChannelsPerPChannel,
+      },
       () =>
         ref.node?.log.info('channels changed', {
           channels: ref.node.manager.openChannels().map((w) => `${w.name}@${w.term}`),

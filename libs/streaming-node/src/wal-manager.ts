@@ -1,5 +1,5 @@
 import { StreamingError, toStreamingError } from '@woodstream/streaming';
-import type { Woodpecker } from '@woodstream/woodpecker';
+import type { MetadataStore, Woodpecker } from '@woodstream/woodpecker';
 import { ChannelWal, type ChannelWalOptions } from './channel-wal.js';
 
 /** Where channel lifecycle events go (info: opened, closed, fenced; warn: an open failed). */
@@ -46,6 +46,8 @@ export class WalManager {
 
   constructor(
     private readonly wal: Woodpecker,
+    /** Where the pchannels' vchannel registries live (the cluster's metadata store). */
+    private readonly metadata: MetadataStore,
     private readonly options: ChannelWalOptions,
     private readonly onChange: () => void = () => {},
     private readonly log: ChannelEventLog = silentLog,
@@ -192,7 +194,13 @@ export class WalManager {
         continue;
       }
       try {
-        const wal = await ChannelWal.open(this.wal, name, expected.term, this.options);
+        const wal = await ChannelWal.open(
+          this.wal,
+          this.metadata,
+          name,
+          expected.term,
+          this.options,
+        );
         if (isAfter(l.expected, expected)) {
           // Superseded while opening: do not expose it.
           await wal.close();

@@ -8,6 +8,17 @@ export const streamingKeys = {
   /** JSON PChannelMeta per pchannel. */
   pchannelPrefix: 'coord/pchannel/',
   pchannel: (name: string): string => `coord/pchannel/${name}`,
+  /**
+   * Vchannel registry: one key per (pchannel, vchannel) ever produced to, JSON {createdAtMs}.
+   * Written create-if-absent by the node that owns the pchannel before the first message of the
+   * vchannel is appended; never deleted by the service. Under `coord/` so that the coordinator's
+   * one watch sees it in revision order with the pchannel records.
+   */
+  vchannelPrefix: 'coord/vchannel/',
+  /** The registry keys of one pchannel; a pchannel name never contains `/`. */
+  vchannelsOf: (pchannel: string): string => `coord/vchannel/${pchannel}/`,
+  vchannel: (pchannel: string, vchannel: string): string =>
+    `coord/vchannel/${pchannel}/${vchannel}`,
   /** JSON {allowRebalance, frozenNodeIds: number[]} — persisted admin settings. */
   settings: 'coord/settings',
   /** Counter of coordinator activations: the `global` part of assignment versions. */
