@@ -28,6 +28,13 @@ export interface WalLimits {
    * process (in-process writers wake readers directly). @default 200 (10 – 60000)
    */
   remoteTailPollMs: number;
+  /**
+   * Lifetime of the lease behind a writer's session key (`wp/session/<log>`). While the lease
+   * lives, `Woodpecker.maintain` treats the log's writer as alive and leaves its segment alone;
+   * a writer whose process died loses it this long after its last keep-alive (one per client,
+   * every third of it). @default 10000 (1000 – 300000)
+   */
+  writerSessionTtlMs: number;
 }
 
 const KiB = 1024;
@@ -45,6 +52,7 @@ const RANGES: Record<keyof WalLimits, [number, number]> = {
   readBatchBytes: [4 * KiB, 256 * MiB],
   tailCacheBytes: [0, 1 * GiB],
   remoteTailPollMs: [10, 60_000],
+  writerSessionTtlMs: [1_000, 300_000],
 };
 
 /** Applies defaults for `mode` and validates every field; throws InvalidArgumentError listing all problems. */
@@ -63,6 +71,7 @@ export function withDefaults(
     readBatchBytes: 4 * MiB,
     tailCacheBytes: 8 * MiB,
     remoteTailPollMs: 200,
+    writerSessionTtlMs: 10_000,
     ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   };
   const problems: string[] = [];
@@ -80,4 +89,26 @@ export function withDefaults(
   if (problems.length > 0)
     throw new InvalidArgumentError(`invalid WAL limits: ${problems.join('; ')}`);
   return Object.freeze(limits);
+}
+
+/**
+ * Interval of the background maintenance started by `WoodpeckerOptions.maintenance`.
+ * Each pass costs a few metadata range reads plus one per log without a live writer.
+ */
+export const MAINTENANCE_INTERVAL_MS = { default: 60_000, min: 1_000, max: 3_600_000 } as const;
+
+/** Validates the background maintenance interval (undefined: the default). */
+export function maintenanceIntervalMs(value: number | undefined): number {
+  const v = value ?? MAINTENANCE_INTERVAL_MS.default;
+  if (
+    typeof v !== 'number' ||
+    !Number.isFinite(v) ||
+    v < MAINTENANCE_INTERVAL_MS.min ||
+    v > MAINTENANCE_INTERVAL_MS.max
+  ) {
+    throw new InvalidArgumentError(
+      `maintenance.intervalMs must be a number in [${MAINTENANCE_INTERVAL_MS.min}, ${MAINTENANCE_INTERVAL_MS.max}], got ${String(v)}`,
+    );
+  }
+  return v;
 }

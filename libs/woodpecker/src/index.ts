@@ -1,6 +1,6 @@
 // Public entry of @woodstream/woodpecker: a write-ahead log on object storage or local disk
 // with metadata in etcd or an embedded store. FORMAT.md describes what it stores.
-export { withDefaults } from './config.js';
+export { MAINTENANCE_INTERVAL_MS, withDefaults } from './config.js';
 export type { WalLimits } from './config.js';
 export {
   ClosedError,
@@ -26,6 +26,7 @@ export { LogReader } from './log/log-reader.js';
 export type { LogEntry, ReadFrom } from './log/log-reader.js';
 export { LogWriter } from './log/log-writer.js';
 export type { AppendEntry } from './log/log-writer.js';
+export type { MaintenanceResult } from './log/maintenance.js';
 export type { SegmentMeta, SegmentState } from './log/metadata.js';
 export { MAX_LOG_NAME_LENGTH, validateLogName } from './log/names.js';
 export { comparePositions, formatPosition } from './log/position.js';

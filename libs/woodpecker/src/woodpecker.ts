@@ -1,4 +1,5 @@
-import { withDefaults, type WalLimits } from './config.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { maintenanceIntervalMs, withDefaults, type WalLimits } from './config.js';
 import {
   ClosedError,
   ConflictError,
@@ -8,8 +9,10 @@ import {
 } from './errors.js';
 import { LogHandle } from './log/log-handle.js';
 import { LogRuntime } from './log/log-runtime.js';
+import { maintainLogs, type MaintenanceResult } from './log/maintenance.js';
 import { allocateLogId, decodeJson, encodeJson, keys, type LogMeta } from './log/metadata.js';
 import { validateLogName } from './log/names.js';
+import { WriterSessions } from './log/writer-sessions.js';
 import { LocalSegmentStore } from './segment/local-segment-store.js';
 import { ObjectSegmentStore } from './segment/object-segment-store.js';
 import type { SegmentStore } from './segment/segment-store.js';
@@ -38,6 +41,13 @@ export interface WoodpeckerOptions {
   metadata: MetadataStore;
   storage: StorageOptions;
   limits?: Partial<WalLimits>;
+  /**
+   * Runs `maintain()` in the background every `intervalMs` (default 60 s, 1 s – 1 h) until
+   * `close()`. One client per deployment is enough; several are safe (every step is a
+   * compare-and-swap) but repeat the reads. A failed pass is reported to `onError` and retried
+   * at the next interval. Off when absent.
+   */
+  maintenance?: { intervalMs?: number; onError?: (error: Error) => void };
 }
 
 /**
@@ -49,12 +59,17 @@ export class Woodpecker {
   private readonly runtimes = new Map<string, LogRuntime>();
   private readonly open = new Set<{ close(): Promise<void> }>();
   private isClosed = false;
+  private readonly sessions: WriterSessions;
+  private readonly stopMaintenance = new AbortController();
+  private maintenanceLoop: Promise<void> | undefined;
 
   private constructor(
     private readonly metadata: MetadataStore,
     private readonly segments: SegmentStore,
     readonly limits: Readonly<WalLimits>,
-  ) {}
+  ) {
+    this.sessions = new WriterSessions(metadata, limits.writerSessionTtlMs);
+  }
 
   /** Validates options and returns a client. Throws InvalidArgumentError listing every problem. */
   static open(options: WoodpeckerOptions): Woodpecker {
@@ -77,7 +92,57 @@ export class Woodpecker {
         `unknown storage mode ${JSON.stringify((storage as { mode: unknown }).mode)}`,
       );
     }
-    return new Woodpecker(instrumentMetadataStore(options.metadata), segments, limits);
+    const maintenance = options.maintenance;
+    const intervalMs =
+      maintenance === undefined ? undefined : maintenanceIntervalMs(maintenance.intervalMs);
+    const wp = new Woodpecker(instrumentMetadataStore(options.metadata), segments, limits);
+    if (intervalMs !== undefined) wp.startMaintenance(intervalMs, maintenance?.onError);
+    return wp;
+  }
+
+  /**
+   * Writer-independent upkeep of every log: seals the active segment of a log whose writer is
+   * gone (its process died or was cut off from the metadata store for longer than
+   * `writerSessionTtlMs`) once the segment has been idle for `maxSegmentAgeMs`. It fences the
+   * segment exactly as a new writer's recovery does, so every acknowledged entry stays readable
+   * and a writer that was in fact still running fails its next append with WAL_FENCED. Logs
+   * with a live writer are left to that writer (it rolls by age itself). Safe to run from any
+   * number of clients at once.
+   */
+  async maintain(options: { signal?: AbortSignal } = {}): Promise<MaintenanceResult> {
+    this.throwIfClosed();
+    return maintainLogs(
+      {
+        metadata: this.metadata,
+        segments: this.segments,
+        limits: this.limits,
+        onSealed: (name) => this.runtimes.get(name)?.notify(),
+      },
+      options,
+    );
+  }
+
+  private startMaintenance(intervalMs: number, onError?: (error: Error) => void): void {
+    const signal = this.stopMaintenance.signal;
+    const report = (err: Error): void => {
+      try {
+        onError?.(err);
+      } catch {
+        // A reporting hook must not stop maintenance.
+      }
+    };
+    this.maintenanceLoop = (async () => {
+      while (!signal.aborted) {
+        try {
+          await delay(intervalMs, undefined, { signal });
+          const result = await this.maintain({ signal });
+          for (const f of result.failures) report(f.error);
+        } catch (err) {
+          if (signal.aborted) return;
+          report(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+    })();
   }
 
   /** Whether storage alone fences stale writers (local mode, or object stores with conditional writes). */
@@ -148,6 +213,7 @@ export class Woodpecker {
       [
         { type: 'delete', key: keys.log(name) },
         { type: 'delete', key: keys.writer(name) },
+        { type: 'delete', key: keys.session(name) },
         { type: 'deletePrefix', prefix: keys.segmentPrefix(name) },
       ],
       { signal },
@@ -163,7 +229,11 @@ export class Woodpecker {
   async close(): Promise<void> {
     if (this.isClosed) return;
     this.isClosed = true;
+    this.stopMaintenance.abort(new ClosedError('the Woodpecker client is closed'));
+    await this.maintenanceLoop;
     await Promise.allSettled([...this.open].map((r) => r.close()));
+    // After the writers: revoking the lease deletes their session keys.
+    await this.sessions.close();
     await this.segments.close();
   }
 
@@ -183,6 +253,7 @@ export class Woodpecker {
       segments: this.segments,
       runtime,
       limits: this.limits,
+      sessions: this.sessions,
       track: (resource) => {
         this.open.add(resource);
         return () => this.open.delete(resource);

@@ -7,6 +7,7 @@ import {
   Woodpecker,
   type MetadataStore,
   type StorageOptions,
+  type WalLimits,
 } from '@woodstream/woodpecker';
 
 export interface CrashWriterConfig {
@@ -21,6 +22,8 @@ export interface CrashWriterConfig {
     secretAccessKey: string;
     bucket: string;
   };
+  /** Limits of the child's client, over the defaults below. */
+  limits?: Partial<WalLimits>;
 }
 
 const MAX_ENTRIES = 1_000_000;
@@ -45,7 +48,7 @@ const storage: StorageOptions = config.s3
 const wp = Woodpecker.open({
   metadata,
   storage,
-  limits: { flushAgeMs: 5, maxBlockBytes: 64 * 1024 },
+  limits: { flushAgeMs: 5, maxBlockBytes: 64 * 1024, ...config.limits },
 });
 const writer = await (await wp.openLog(config.logName)).openWriter();
 send({ type: 'ready', epoch: writer.epoch });

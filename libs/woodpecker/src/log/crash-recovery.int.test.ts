@@ -1,9 +1,7 @@
-import { fork } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createTestBucket, harness, makeTempDir, uniqueName, waitFor } from '@woodstream/testing';
+import { createTestBucket, harness, makeTempDir, uniqueName } from '@woodstream/testing';
 import { describe, expect, it } from 'vitest';
+import { crashWriter } from '../../test/crash-child.js';
 import type { CrashWriterConfig } from '../../test/crash-writer.js';
 import { EtcdMetadataStore } from '../storage/etcd-metadata-store.js';
 import { FileMetadataStore } from '../storage/file-metadata-store.js';
@@ -12,8 +10,6 @@ import { S3ObjectStore } from '../storage/s3-object-store.js';
 import { Woodpecker, type StorageOptions } from '../woodpecker.js';
 import type { LogPosition } from './position.js';
 
-const childScript = fileURLToPath(new URL('../../test/crash-writer.ts', import.meta.url));
-const tsx = createRequire(import.meta.url).resolve('tsx');
 const dec = new TextDecoder();
 
 interface Backend {
@@ -21,42 +17,6 @@ interface Backend {
   metadata: () => Promise<MetadataStore>;
   storage: () => Promise<StorageOptions>;
   cleanup: () => Promise<void>;
-}
-
-/** Runs the child writer, SIGKILLs it after `minAcks` acks, and returns what it acknowledged. */
-async function crashWriter(
-  config: CrashWriterConfig,
-  minAcks: number,
-): Promise<Map<number, LogPosition>> {
-  const acks = new Map<number, LogPosition>();
-  const errors: string[] = [];
-  let output = '';
-  const child = fork(childScript, [JSON.stringify(config)], {
-    execArgv: ['--conditions=@woodstream/source', '--import', tsx],
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  child.on('message', (m: { type: string; n: number; position: LogPosition; message: string }) => {
-    if (m.type === 'ack') acks.set(m.n, m.position);
-    if (m.type === 'error') errors.push(m.message);
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    await waitFor(
-      () => {
-        if (child.exitCode !== null)
-          throw new Error(`child exited early (${child.exitCode}): ${output}`);
-        return acks.size >= minAcks;
-      },
-      { timeoutMs: 60_000, description: `${minAcks} acks from the child writer` },
-    );
-  } finally {
-    child.kill('SIGKILL');
-    await exited;
-  }
-  expect(errors).toEqual([]);
-  return acks;
 }
 
 async function verifyRecovery(backend: Backend, acks: Map<number, LogPosition>): Promise<void> {

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type { WalLimits } from '../config.js';
-import { ConflictError, FencedError, InvalidArgumentError, LogNotFoundError } from '../errors.js';
-import type { SegmentExtent, SegmentStore } from '../segment/segment-store.js';
+import { ConflictError, InvalidArgumentError, LogNotFoundError } from '../errors.js';
+import type { SegmentStore } from '../segment/segment-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { LogReader, type ReadFrom } from './log-reader.js';
 import type { LogRuntime } from './log-runtime.js';
@@ -16,7 +16,9 @@ import {
   type WriterMeta,
 } from './metadata.js';
 import { comparePositions, type LogPosition } from './position.js';
+import { completeActiveSegments } from './recovery.js';
 import { createWalTelemetry } from './telemetry.js';
+import { WriterSessions } from './writer-sessions.js';
 
 export interface LogHandleContext {
   meta: LogMeta;
@@ -24,6 +26,7 @@ export interface LogHandleContext {
   segments: SegmentStore;
   runtime: LogRuntime;
   limits: Readonly<WalLimits>;
+  sessions: WriterSessions;
   track: <T extends { close(): Promise<void> }>(resource: T) => () => void;
 }
 
@@ -50,35 +53,26 @@ export class LogHandle {
    */
   async openWriter(options: { signal?: AbortSignal } = {}): Promise<LogWriter> {
     const { signal } = options;
-    const { metadata, segments, runtime, limits, meta } = this.ctx;
+    const { metadata, segments, runtime, limits, meta, sessions } = this.ctx;
     const name = meta.name;
-    const { epoch, writerRevision } = await this.bumpEpoch(signal);
+    const { epoch, writerRevision, openedAtMs } = await this.bumpEpoch(signal);
     // Complete what earlier writers left active. Every write is guarded by our writer
     // revision, so a newer writer that opens meanwhile wins and we fail with FencedError.
-    const existing = await listSegments(metadata, name, signal);
-    for (const { meta: seg, modRevision } of existing) {
-      if (seg.state !== 'active') continue;
-      const extent: SegmentExtent = segments.storageFencing
-        ? await segments.fenceAndRecover(meta.id, seg.segmentId, epoch, { signal })
-        : { lastEntryId: seg.lastEntryId, blockCount: seg.blockCount, sizeBytes: seg.sizeBytes };
-      const completed: SegmentMeta = {
-        ...seg,
-        state: 'completed',
-        ...extent,
-        completedAtMs: Date.now(),
-      };
-      const key = keys.segment(name, seg.segmentId);
-      const result = await metadata.txn(
-        [
-          { key: keys.writer(name), modRevision: writerRevision },
-          { key, modRevision },
-        ],
-        [{ type: 'put', key, value: encodeJson(completed) }],
+    let existing: Awaited<ReturnType<typeof listSegments>>;
+    try {
+      existing = await listSegments(metadata, name, signal);
+      await completeActiveSegments(
+        { logName: name, logId: meta.id, metadata, segments },
+        { epoch, writerRevision },
+        existing,
         { signal },
       );
-      if (!result.succeeded)
-        throw new FencedError(`log ${name}: a newer writer opened while this one was recovering`);
+    } catch (err) {
+      // No writer will use this epoch: do not let its session hide the log from maintenance.
+      await sessions.release(name, writerRevision);
+      throw err;
     }
+    sessions.register({ name, epoch, openedAtMs, writerRevision });
     const nextSegmentId = (existing.at(-1)?.meta.segmentId ?? -1) + 1;
     let untrack = (): void => {};
     const writer = await LogWriter.start(
@@ -92,7 +86,10 @@ export class LogHandle {
         runtime,
         limits,
         telemetry: createWalTelemetry(name, segments.mode),
-        onClosed: () => untrack(),
+        onClosed: () => {
+          untrack();
+          void sessions.release(name, writerRevision);
+        },
       },
       nextSegmentId,
       signal,
@@ -101,10 +98,15 @@ export class LogHandle {
     return writer;
   }
 
+  /**
+   * Takes the next epoch and, in the same transaction, writes the writer's session key on this
+   * client's lease (see WriterSessions): from then on maintenance sees a live writer.
+   */
   private async bumpEpoch(
     signal?: AbortSignal,
-  ): Promise<{ epoch: number; writerRevision: number }> {
-    const { metadata, meta } = this.ctx;
+  ): Promise<{ epoch: number; writerRevision: number; openedAtMs: number }> {
+    const { metadata, meta, sessions } = this.ctx;
+    const leaseId = await sessions.leaseId(signal);
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const [logKv, writerKv] = await Promise.all([
         metadata.get(keys.log(meta.name), { signal }),
@@ -114,16 +116,25 @@ export class LogHandle {
         throw new LogNotFoundError(`log ${meta.name} does not exist`);
       }
       const epoch = (writerKv === undefined ? 0 : decodeJson<WriterMeta>(writerKv).epoch) + 1;
-      const value: WriterMeta = { epoch, openedAtMs: Date.now() };
+      const openedAtMs = Date.now();
+      const value: WriterMeta = { epoch, openedAtMs };
       const result = await metadata.txn(
         [
           { key: keys.log(meta.name), modRevision: logKv.modRevision },
           { key: keys.writer(meta.name), modRevision: writerKv?.modRevision ?? 0 },
         ],
-        [{ type: 'put', key: keys.writer(meta.name), value: encodeJson(value) }],
+        [
+          { type: 'put', key: keys.writer(meta.name), value: encodeJson(value) },
+          {
+            type: 'put',
+            key: keys.session(meta.name),
+            value: WriterSessions.value(epoch, openedAtMs),
+            leaseId,
+          },
+        ],
         { signal },
       );
-      if (result.succeeded) return { epoch, writerRevision: result.revision };
+      if (result.succeeded) return { epoch, writerRevision: result.revision, openedAtMs };
     }
     throw new ConflictError(
       `log ${meta.name}: could not open a writer: too many concurrent writer opens`,

@@ -6,6 +6,7 @@ import type { KeyValue, MetadataStore } from '../storage/metadata-store.js';
 //   wp/logidgen                   next log id (decimal)
 //   wp/log/<name>                 LogMeta
 //   wp/writer/<name>              WriterMeta — its modRevision is the writer's fencing token
+//   wp/session/<name>             WriterSession — on the writer's client lease: the writer is alive
 //   wp/segment/<name>/<segId:10>  SegmentMeta
 // Log names cannot contain '/', so prefixes never overlap between logs.
 
@@ -14,6 +15,7 @@ export const keys = {
   logPrefix: 'wp/log/',
   log: (name: string): string => `wp/log/${name}`,
   writer: (name: string): string => `wp/writer/${name}`,
+  session: (name: string): string => `wp/session/${name}`,
   segmentPrefix: (name: string): string => `wp/segment/${name}/`,
   segment: (name: string, segmentId: number): string =>
     `wp/segment/${name}/${String(segmentId).padStart(10, '0')}`,
@@ -29,7 +31,19 @@ export interface LogMeta {
 }
 
 export interface WriterMeta {
-  /** Invariant: strictly increases with every writer open. */
+  /** Invariant: strictly increases with every writer open (and every maintenance takeover). */
+  epoch: number;
+  openedAtMs: number;
+  /** Set when maintenance, not a writer, took this epoch to seal segments of a dead writer. */
+  maintenance?: true;
+}
+
+/**
+ * Written with the writer key when a writer opens, attached to its client's lease, so it
+ * vanishes when the writer's process dies (or loses etcd for longer than the lease).
+ * Invariant: a session counts as live only when its epoch equals the writer key's epoch.
+ */
+export interface WriterSession {
   epoch: number;
   openedAtMs: number;
 }

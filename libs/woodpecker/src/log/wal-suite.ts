@@ -281,6 +281,65 @@ export function describeWalSuite(
       }
     });
 
+    it('maintenance leaves the idle segment of a live writer alone', async () => {
+      const log = await wp.createLog('live-idle');
+      const writer = await log.openWriter();
+      await writer.append(enc.encode('kept'));
+      const maintainer = open({ maxSegmentAgeMs: 100 });
+      try {
+        const agedAt = Date.now() + 150;
+        await waitFor(() => Date.now() >= agedAt, { timeoutMs: 5_000, intervalMs: 20 });
+        const result = await maintainer.maintain();
+        expect(result).toMatchObject({ sealedSegments: 0, liveWriters: 1, failures: [] });
+        expect((await log.listSegments()).map((s) => s.state)).toEqual(['active']);
+        await expect(writer.append(enc.encode('still-mine'))).resolves.toEqual({
+          segmentId: 0,
+          entryId: 1,
+        });
+        await writer.close();
+      } finally {
+        await maintainer.close();
+      }
+    });
+
+    it('maintenance seals the segment of a writer whose session is gone: acked entries stay, that writer is fenced, the next one opens cleanly', async () => {
+      const log = await wp.createLog('orphan');
+      const writer = await log.openWriter();
+      const acked = await Promise.all(
+        [0, 1, 2, 3, 4].map((i) => writer.append(enc.encode(`o${i}`))),
+      );
+      // The writer's lease expired (a partition, or its process died): its session is gone.
+      await env.metadata.txn([], [{ type: 'delete', key: 'wp/session/orphan' }]);
+      const elsewhere = open();
+      const maintainer = open({ maxSegmentAgeMs: 100 });
+      try {
+        const reader = await (await elsewhere.openLog('orphan')).openReader();
+        expect((await take(reader, 5)).map((e) => e.position)).toEqual(acked);
+        await waitFor(async () => (await maintainer.maintain()).sealedSegments === 1, {
+          timeoutMs: 10_000,
+          description: 'maintenance to seal segment 0',
+        });
+        expect(await log.listSegments()).toMatchObject([
+          { segmentId: 0, state: 'completed', lastEntryId: 4 },
+        ]);
+        await expect(writer.append(enc.encode('too-late'))).rejects.toMatchObject({
+          code: 'WAL_FENCED',
+          retryable: false,
+        });
+        expect(await maintainer.maintain()).toMatchObject({ sealedSegments: 0, failures: [] });
+        const next = await log.openWriter();
+        expect(next.epoch).toBe(writer.epoch + 2);
+        expect(await next.append(enc.encode('next'))).toEqual({ segmentId: 1, entryId: 0 });
+        expect((await take(reader, 1)).map(text)).toEqual(['next']);
+        await reader.close();
+        await next.close();
+        await writer.close();
+      } finally {
+        await maintainer.close();
+        await elsewhere.close();
+      }
+    });
+
     it('truncates: deletes whole segments before the point and refuses readers positioned before it', async () => {
       const log = await wp.createLog('truncate');
       for (let s = 0; s < 3; s++) {

@@ -1,0 +1,161 @@
+import type { WalLimits } from '../config.js';
+import { FencedError } from '../errors.js';
+import type { SegmentStore } from '../segment/segment-store.js';
+import type { KeyValue, MetadataStore, TxnOp } from '../storage/metadata-store.js';
+import {
+  decodeJson,
+  encodeJson,
+  keys,
+  listSegments,
+  type LogMeta,
+  type SegmentMeta,
+  type WriterMeta,
+  type WriterSession,
+} from './metadata.js';
+import { completeActiveSegments } from './recovery.js';
+
+/** What one maintenance pass did. */
+export interface MaintenanceResult {
+  /** Logs looked at. */
+  checkedLogs: number;
+  /** Segments of dead writers that were fenced and sealed. */
+  sealedSegments: number;
+  /** Logs skipped because a live writer holds them. */
+  liveWriters: number;
+  /** Logs whose maintenance failed (the next pass tries again). */
+  failures: { log: string; error: Error }[];
+}
+
+export interface MaintenanceContext {
+  metadata: MetadataStore;
+  segments: SegmentStore;
+  limits: Readonly<WalLimits>;
+  /** Extra operations for the transaction that completes a segment (reader wake-ups). */
+  completionOps?: (logName: string, completed: SegmentMeta) => TxnOp[];
+  /** Called after a log's segments were sealed, to wake in-process readers. */
+  onSealed?: (logName: string) => void;
+}
+
+/**
+ * One pass of writer-independent maintenance: seals the active segments of logs whose writer is
+ * gone once they have been idle for `maxSegmentAgeMs`, so an idle log does not depend on its
+ * writer coming back.
+ *
+ * A writer is alive while its session key exists with the writer key's epoch: the key sits on
+ * its client's lease, which a dead process stops keeping alive. To seal, maintenance takes the
+ * log's next epoch exactly like a new writer — one compare-and-swap on the writer key that also
+ * requires the session to still be absent — and then recovers like one: fence in storage, final
+ * end from the committed prefix, `completed` under its own writer revision. A writer that was in
+ * fact alive but cut off from the metadata store (its lease expired) is therefore fenced like
+ * any stale writer: its next append fails with WAL_FENCED, and every entry it acknowledged lies
+ * inside the sealed segment.
+ */
+export async function maintainLogs(
+  ctx: MaintenanceContext,
+  options: { signal?: AbortSignal } = {},
+): Promise<MaintenanceResult> {
+  const { signal } = options;
+  const { metadata } = ctx;
+  const [logs, writers, sessions] = await Promise.all([
+    metadata.range(keys.logPrefix, { signal }),
+    metadata.range(keys.writer(''), { signal }),
+    metadata.range(keys.session(''), { signal }),
+  ]);
+  const byName = (kvs: KeyValue[], prefix: string): Map<string, KeyValue> =>
+    new Map(kvs.map((kv) => [kv.key.slice(prefix.length), kv]));
+  const writerKvs = byName(writers.kvs, keys.writer(''));
+  const sessionKvs = byName(sessions.kvs, keys.session(''));
+  const result: MaintenanceResult = {
+    checkedLogs: 0,
+    sealedSegments: 0,
+    liveWriters: 0,
+    failures: [],
+  };
+  for (const logKv of logs.kvs) {
+    signal?.throwIfAborted();
+    const log = decodeJson<LogMeta>(logKv);
+    result.checkedLogs += 1;
+    try {
+      const outcome = await maintainLog(
+        ctx,
+        logKv,
+        log,
+        writerKvs.get(log.name),
+        sessionKvs.get(log.name),
+        signal,
+      );
+      if (outcome === 'live') result.liveWriters += 1;
+      else result.sealedSegments += outcome;
+    } catch (err) {
+      if (signal?.aborted === true) throw err;
+      result.failures.push({
+        log: log.name,
+        error: err instanceof Error ? err : new Error(String(err)),
+      });
+    }
+  }
+  return result;
+}
+
+async function maintainLog(
+  ctx: MaintenanceContext,
+  logKv: KeyValue,
+  log: LogMeta,
+  writerKv: KeyValue | undefined,
+  sessionKv: KeyValue | undefined,
+  signal: AbortSignal | undefined,
+): Promise<number | 'live'> {
+  const { metadata, segments, limits } = ctx;
+  const writer = writerKv === undefined ? undefined : decodeJson<WriterMeta>(writerKv);
+  const session = sessionKv === undefined ? undefined : decodeJson<WriterSession>(sessionKv);
+  if (session !== undefined && writer !== undefined && session.epoch === writer.epoch)
+    return 'live';
+  const active = (await listSegments(metadata, log.name, signal)).filter(
+    (s) => s.meta.state === 'active',
+  );
+  if (active.length === 0) return 0;
+  const lastActivityMs = Math.max(...active.map((s) => s.meta.createdAtMs));
+  if (Date.now() - lastActivityMs < limits.maxSegmentAgeMs) return 0;
+  // Take the next epoch, but only if nothing changed since we looked: the log is the same, no
+  // writer opened, and no session appeared (a writer re-registering after a lost lease).
+  const epoch = (writer?.epoch ?? 0) + 1;
+  const value: WriterMeta = { epoch, openedAtMs: Date.now(), maintenance: true };
+  const taken = await metadata.txn(
+    [
+      { key: logKv.key, modRevision: logKv.modRevision },
+      { key: keys.writer(log.name), modRevision: writerKv?.modRevision ?? 0 },
+      { key: keys.session(log.name), modRevision: sessionKv?.modRevision ?? 0 },
+    ],
+    [
+      { type: 'put', key: keys.writer(log.name), value: encodeJson(value) },
+      // A session of an older epoch belongs to a writer that is fenced already.
+      ...(sessionKv === undefined
+        ? []
+        : [{ type: 'delete', key: keys.session(log.name) } satisfies TxnOp]),
+    ],
+    { signal },
+  );
+  if (!taken.succeeded) return 0; // something moved: look again next pass
+  // Listed again under our epoch: the old writer can no longer create or change segments.
+  const current = await listSegments(metadata, log.name, signal);
+  let sealed: SegmentMeta[];
+  try {
+    sealed = await completeActiveSegments(
+      { logName: log.name, logId: log.id, metadata, segments },
+      { epoch, writerRevision: taken.revision },
+      current,
+      {
+        ...(signal === undefined ? {} : { signal }),
+        ...(ctx.completionOps === undefined
+          ? {}
+          : { extraOps: (c: SegmentMeta) => ctx.completionOps?.(log.name, c) ?? [] }),
+      },
+    );
+  } catch (err) {
+    // A writer opened meanwhile: it recovers the segment itself.
+    if (err instanceof FencedError) return 0;
+    throw err;
+  }
+  if (sealed.length > 0) ctx.onSealed?.(log.name);
+  return sealed.length;
+}
