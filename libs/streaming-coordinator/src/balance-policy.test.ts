@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planBalance, type PolicyChannel, type PolicyInput } from './balance-policy.js';
+import { layoutCost, planBalance, type PolicyChannel, type PolicyInput } from './balance-policy.js';
 
 function channels(
   layout: Record<string, number | null>,
@@ -32,6 +32,25 @@ function loads(chs: PolicyChannel[], moves: ReturnType<typeof planBalance>): Map
   const load = new Map<number, number>();
   for (const node of owner.values()) if (node !== null) load.set(node, (load.get(node) ?? 0) + 1);
   return load;
+}
+
+/** Pchannels and vchannels per node (nodes 1–3 always present) after applying `moves`. */
+function layoutOf(
+  chs: PolicyChannel[],
+  moves: ReturnType<typeof planBalance>,
+  nodeIds: number[] = [1, 2, 3],
+): Map<number, { pchannels: number; vchannels: number }> {
+  const owner = new Map(chs.map((c) => [c.name, c.nodeId]));
+  for (const m of moves) owner.set(m.channel, m.nodeId);
+  const layout = new Map(nodeIds.map((id) => [id, { pchannels: 0, vchannels: 0 }]));
+  for (const c of chs) {
+    const node = owner.get(c.name);
+    const l = node === null || node === undefined ? undefined : layout.get(node);
+    if (l === undefined) continue;
+    l.pchannels += 1;
+    l.vchannels += c.vchannelCount ?? 0;
+  }
+  return layout;
 }
 
 describe('planBalance', () => {
@@ -95,15 +114,110 @@ describe('planBalance', () => {
     expect(moves).toEqual([]);
   });
 
-  it('balances by weight when channels carry one', () => {
+  it('spreads vchannels too: two heavy channels are placed on different nodes', () => {
     const chs: PolicyChannel[] = [
-      { name: 'heavy', nodeId: null, isMovable: true, lastAssignedAtMs: null, weight: 4 },
-      ...channels({ a: null, b: null, c: null, d: null }),
+      ...channels({ h1: null, h2: null }, { vchannelCount: 40 }),
+      ...channels({ e1: null, e2: null }),
     ];
     const moves = planBalance(input({ channels: chs, healthyNodeIds: [1, 2] }));
-    const byNode = new Map<number, string[]>();
-    for (const m of moves) byNode.set(m.nodeId, [...(byNode.get(m.nodeId) ?? []), m.channel]);
-    expect(byNode.get(1)).toEqual(['heavy']);
-    expect(byNode.get(2)?.sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(moves.every((m) => m.reason === 'place')).toBe(true);
+    const layout = layoutOf(chs, moves);
+    expect(layout.get(1)).toEqual({ pchannels: 2, vchannels: 40 });
+    expect(layout.get(2)).toEqual({ pchannels: 2, vchannels: 40 });
+  });
+
+  it('moves a heavy channel off a node holding every vchannel, then an empty one back', () => {
+    const chs: PolicyChannel[] = [
+      ...channels({ h1: 1, h2: 1 }, { vchannelCount: 20 }),
+      ...channels({ e1: 2, e2: 2 }),
+    ];
+    const moves = planBalance(input({ channels: chs, healthyNodeIds: [1, 2] }));
+    expect(moves).toEqual([
+      { channel: 'h1', nodeId: 2, reason: 'rebalance' },
+      { channel: 'e1', nodeId: 1, reason: 'rebalance' },
+    ]);
+    expect(layoutCost(layoutOf(chs, moves, [1, 2]))).toBe(0);
+  });
+
+  it('counts empty pchannels: they are spread even when one channel holds every vchannel', () => {
+    const chs: PolicyChannel[] = [
+      ...channels({ heavy: 1 }, { vchannelCount: 100 }),
+      ...channels(Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`e${i}`, null]))),
+    ];
+    const moves = planBalance(input({ channels: chs, healthyNodeIds: [1, 2] }));
+    const layout = layoutOf(chs, moves);
+    expect(layout.get(1)?.pchannels).toBe(4);
+    expect(layout.get(2)?.pchannels).toBe(4);
+  });
+
+  it('does not move when no single move lowers the imbalance', () => {
+    // The vchannels cannot be evened out; moving a small channel would only skew the pchannels.
+    const chs: PolicyChannel[] = [
+      ...channels({ big: 1 }, { vchannelCount: 100 }),
+      ...channels({ s1: 1, s2: 2, s3: 2 }, { vchannelCount: 1 }),
+    ];
+    expect(planBalance(input({ channels: chs, healthyNodeIds: [1, 2] }))).toEqual([]);
+  });
+
+  it('bounds the moves of a round and lowers the imbalance with every move', () => {
+    const chs: PolicyChannel[] = Array.from({ length: 12 }, (_, i) => ({
+      name: `wal-${String(i).padStart(2, '0')}`,
+      nodeId: 1,
+      isMovable: true,
+      lastAssignedAtMs: null,
+      vchannelCount: (i * 7) % 11,
+    }));
+    const moves = planBalance(input({ channels: chs, maxMovesPerRound: 3 }));
+    expect(moves).toHaveLength(3);
+    let cost = layoutCost(layoutOf(chs, []));
+    for (let i = 1; i <= moves.length; i++) {
+      const next = layoutCost(layoutOf(chs, moves.slice(0, i)));
+      expect(next).toBeLessThan(cost);
+      cost = next;
+    }
+  });
+
+  it('converges without flapping: rounds on its own output end in a layout it keeps', () => {
+    let chs: PolicyChannel[] = Array.from({ length: 16 }, (_, i) => ({
+      name: `wal-${String(i).padStart(2, '0')}`,
+      nodeId: i < 10 ? 1 : 2,
+      isMovable: true,
+      lastAssignedAtMs: null,
+      vchannelCount: [0, 3, 50, 7, 0, 12, 1, 30, 0, 9, 4, 0, 22, 5, 0, 2][i] as number,
+    }));
+    const movedTo = new Map<string, number[]>();
+    let cost = layoutCost(layoutOf(chs, []));
+    let rounds = 0;
+    for (; rounds < 50; rounds++) {
+      const moves = planBalance(input({ channels: chs, maxMovesPerRound: 2 }));
+      if (moves.length === 0) break;
+      const next = layoutCost(layoutOf(chs, moves));
+      expect(next).toBeLessThan(cost);
+      cost = next;
+      for (const m of moves) movedTo.set(m.channel, [...(movedTo.get(m.channel) ?? []), m.nodeId]);
+      const owner = new Map(moves.map((m) => [m.channel, m.nodeId]));
+      chs = chs.map((c) => ({ ...c, nodeId: owner.get(c.name) ?? c.nodeId }));
+    }
+    expect(rounds).toBeLessThan(50);
+    expect(planBalance(input({ channels: chs }))).toEqual([]);
+    const layout = [...layoutOf(chs, []).values()];
+    const pchannels = layout.map((l) => l.pchannels);
+    expect(Math.max(...pchannels) - Math.min(...pchannels)).toBeLessThanOrEqual(2);
+    const vchannels = layout.map((l) => l.vchannels);
+    // 145 vchannels over 3 nodes: far from one node holding most of them as it started.
+    expect(Math.max(...vchannels)).toBeLessThan(70);
+  });
+
+  it('is deterministic: the same channels in any order give the same moves', () => {
+    const chs: PolicyChannel[] = [
+      ...channels({ a: 1, b: 1, c: 1, d: 1 }, { vchannelCount: 5 }),
+      ...channels({ e: 1, f: null, g: null }, { vchannelCount: 2 }),
+      ...channels({ h: 2 }),
+    ];
+    const expected = planBalance(input({ channels: chs }));
+    expect(expected.length).toBeGreaterThan(0);
+    for (const order of [[...chs].reverse(), [...chs.slice(3), ...chs.slice(0, 3)]]) {
+      expect(planBalance(input({ channels: order, healthyNodeIds: [3, 1, 2] }))).toEqual(expected);
+    }
   });
 });

@@ -14,11 +14,10 @@ export interface PolicyChannel {
   /** When the channel was last assigned; rebalancing skips channels moved within the cooldown. */
   lastAssignedAtMs: number | null;
   /**
-   * Load the channel puts on its node. Seam for vchannel-aware balancing: today every channel
-   * weighs 1; a vchannel count (or bytes/s) can be plugged in here without touching the policy.
-   * @default 1
+   * Vchannels registered on the channel (`coord/vchannel/<name>/`): the load it carries besides
+   * being a pchannel. Non-negative integer. @default 0
    */
-  weight?: number;
+  vchannelCount?: number;
 }
 
 /** Input of {@link planBalance}. */
@@ -37,104 +36,199 @@ export interface PolicyInput {
 export interface PolicyMove {
   channel: string;
   nodeId: number;
-  /** `place`: the channel had no healthy owner; `rebalance`: moved off a more loaded node. */
+  /** `place`: the channel had no healthy owner; `rebalance`: moved to lower the imbalance. */
   reason: 'place' | 'rebalance';
 }
 
 /**
- * The balance policy, a pure function so it can be tested without I/O.
+ * Weights of the two imbalance terms of {@link layoutCost}. Equal: a pchannel is a WAL to open,
+ * recover and tick, a vchannel is a share of the traffic; neither is known to dominate, and an
+ * empty pchannel must still count (a node with 8 empty WALs is not idle).
+ */
+export const PCHANNEL_COST_WEIGHT = 1;
+export const VCHANNEL_COST_WEIGHT = 1;
+/** Cost changes below this are float noise, not an improvement worth a move. */
+const MIN_IMPROVEMENT = 1e-9;
+
+/** Load of one node: pchannels and the vchannels they carry. */
+interface NodeLoad {
+  pchannels: number;
+  vchannels: number;
+}
+
+/** Per-node means over the healthy nodes; the cost measures the distance from them. */
+interface Means {
+  pchannels: number;
+  vchannels: number;
+}
+
+/**
+ * Imbalance of one node: the squared relative distance of its pchannel count and of its
+ * vchannel count from the mean, weighted. Relative, so that the two terms are comparable
+ * whatever the scale; a term whose mean is 0 (no vchannels anywhere) counts nothing.
+ */
+function nodeCost(load: NodeLoad, means: Means): number {
+  let cost = 0;
+  if (means.pchannels > 0) {
+    cost += PCHANNEL_COST_WEIGHT * ((load.pchannels - means.pchannels) / means.pchannels) ** 2;
+  }
+  if (means.vchannels > 0) {
+    cost += VCHANNEL_COST_WEIGHT * ((load.vchannels - means.vchannels) / means.vchannels) ** 2;
+  }
+  return cost;
+}
+
+/**
+ * The imbalance of a layout, `Σ_nodes nodeCost`: 0 when every node holds the mean number of
+ * pchannels and of vchannels. Exported for tests, which check that every move lowers it.
+ */
+export function layoutCost(
+  layout: ReadonlyMap<number, { pchannels: number; vchannels: number }>,
+): number {
+  const loads = [...layout.values()];
+  if (loads.length === 0) return 0;
+  const means: Means = {
+    pchannels: loads.reduce((sum, l) => sum + l.pchannels, 0) / loads.length,
+    vchannels: loads.reduce((sum, l) => sum + l.vchannels, 0) / loads.length,
+  };
+  return loads.reduce((sum, l) => sum + nodeCost(l, means), 0);
+}
+
+/**
+ * The balance policy, a pure and deterministic function (same input, same moves) so it can be
+ * tested without I/O. It spreads both the pchannels and their vchannels over the healthy nodes
+ * by lowering {@link layoutCost}:
  *
  * 1. Keeps every channel that has a healthy owner where it is.
- * 2. Places each channel without a healthy owner on the healthy node with the least load
- *    (heaviest channels first, then by name; ties go to the lowest node id) — deterministic.
- * 3. If `allowRebalance`, moves at most `maxMovesPerRound` channels from the most to the least
- *    loaded node while that reduces the spread (with unit weights: while the difference is > 1),
- *    skipping channels that are not movable or were assigned within `moveCooldownMs`.
+ * 2. Places each movable channel without a healthy owner (most vchannels first, then by name) on
+ *    the node where it raises the cost least (ties: lowest node id).
+ * 3. If `allowRebalance`, makes at most `maxMovesPerRound` single moves, each the one that
+ *    lowers the cost most, and only while one lowers it at all: a balanced layout never moves,
+ *    and since every move strictly lowers the cost, a round cannot undo its own moves (no
+ *    flapping). Channels that are not movable, were assigned within `moveCooldownMs` or were
+ *    placed or moved in this round stay put. Ties go to the channel in place longest (the
+ *    least likely to be recovering), then by name, then to the lowest node id.
  *
- * No healthy node ⇒ no moves (the caller retries on the next round).
+ * Without vchannels the cost is the pchannel spread alone, and a move happens only when two
+ * nodes differ by more than one pchannel. No healthy node ⇒ no moves (the caller retries on the
+ * next round).
  */
 export function planBalance(input: PolicyInput): PolicyMove[] {
   const nodes = [...new Set(input.healthyNodeIds)].sort((a, b) => a - b);
   if (nodes.length === 0) return [];
   const healthy = new Set(nodes);
-  const load = new Map<number, number>(nodes.map((id) => [id, 0]));
-  /** Channels per node that rebalancing may move. */
-  const movable = new Map<number, PolicyChannel[]>(nodes.map((id) => [id, []]));
+  const load = new Map<number, NodeLoad>(nodes.map((id) => [id, { pchannels: 0, vchannels: 0 }]));
+  /** Channels that rebalancing may move, with their current node. */
+  const movable: { channel: PolicyChannel; nodeId: number }[] = [];
   const unplaced: PolicyChannel[] = [];
   for (const channel of input.channels) {
-    const weight = weightOf(channel);
     if (channel.nodeId !== null && healthy.has(channel.nodeId)) {
-      load.set(channel.nodeId, (load.get(channel.nodeId) ?? 0) + weight);
-      if (channel.isMovable) movable.get(channel.nodeId)?.push(channel);
+      add(load, channel.nodeId, channel, 1);
+      if (channel.isMovable) movable.push({ channel, nodeId: channel.nodeId });
     } else if (channel.isMovable) {
       unplaced.push(channel);
     }
   }
+  // The means of the layout after placement: every placed or to-be-placed channel counts.
+  const placedOrPending = [...load.values()].reduce(
+    (sum, l) => ({
+      pchannels: sum.pchannels + l.pchannels,
+      vchannels: sum.vchannels + l.vchannels,
+    }),
+    {
+      pchannels: unplaced.length,
+      vchannels: unplaced.reduce((sum, c) => sum + vchannelsOf(c), 0),
+    },
+  );
+  const means: Means = {
+    pchannels: placedOrPending.pchannels / nodes.length,
+    vchannels: placedOrPending.vchannels / nodes.length,
+  };
 
   const moves: PolicyMove[] = [];
-  unplaced.sort((a, b) => weightOf(b) - weightOf(a) || compareNames(a.name, b.name));
+  unplaced.sort((a, b) => vchannelsOf(b) - vchannelsOf(a) || compareNames(a.name, b.name));
   for (const channel of unplaced) {
-    const target = leastLoaded(nodes, load);
-    load.set(target, (load.get(target) ?? 0) + weightOf(channel));
+    let best: { nodeId: number; delta: number } | undefined;
+    for (const nodeId of nodes) {
+      const delta = costDelta(load, means, channel, undefined, nodeId);
+      // Strictly better only: ties keep the lowest node id (nodes are sorted).
+      if (best === undefined || delta < best.delta - MIN_IMPROVEMENT) best = { nodeId, delta };
+    }
+    const target = (best as { nodeId: number }).nodeId;
+    add(load, target, channel, 1);
     moves.push({ channel: channel.name, nodeId: target, reason: 'place' });
   }
 
   if (!input.allowRebalance) return moves;
+  // Canonical order, so that equal improvements resolve the same way whatever the input order.
+  const candidates = movable
+    .filter(
+      ({ channel: c }) =>
+        c.lastAssignedAtMs === null || input.nowMs - c.lastAssignedAtMs >= input.moveCooldownMs,
+    )
+    .sort(
+      (a, b) =>
+        (a.channel.lastAssignedAtMs ?? 0) - (b.channel.lastAssignedAtMs ?? 0) ||
+        compareNames(a.channel.name, b.channel.name),
+    );
   for (let step = 0; step < input.maxMovesPerRound; step++) {
-    const move = bestRebalanceMove(input, nodes, load, movable);
-    if (move === undefined) break;
-    moves.push({ channel: move.channel.name, nodeId: move.to, reason: 'rebalance' });
-    load.set(move.from, (load.get(move.from) ?? 0) - weightOf(move.channel));
-    load.set(move.to, (load.get(move.to) ?? 0) + weightOf(move.channel));
-    const list = movable.get(move.from) ?? [];
-    list.splice(list.indexOf(move.channel), 1);
-    // A channel moved in this round is not moved again in it.
+    let best: { index: number; to: number; delta: number } | undefined;
+    for (let index = 0; index < candidates.length; index++) {
+      const { channel, nodeId: from } = candidates[index] as (typeof candidates)[number];
+      for (const to of nodes) {
+        if (to === from) continue;
+        const delta = costDelta(load, means, channel, from, to);
+        if (
+          delta < -MIN_IMPROVEMENT &&
+          (best === undefined || delta < best.delta - MIN_IMPROVEMENT)
+        )
+          best = { index, to, delta };
+      }
+    }
+    if (best === undefined) break; // no single move lowers the imbalance: balanced enough
+    const [{ channel, nodeId: from }] = candidates.splice(best.index, 1) as [
+      (typeof candidates)[number],
+    ];
+    add(load, from, channel, -1);
+    add(load, best.to, channel, 1);
+    // Spliced out: a channel moved in this round is not moved again in it.
+    moves.push({ channel: channel.name, nodeId: best.to, reason: 'rebalance' });
   }
   return moves;
 }
 
-function bestRebalanceMove(
-  input: PolicyInput,
-  nodes: readonly number[],
-  load: ReadonlyMap<number, number>,
-  movable: ReadonlyMap<number, PolicyChannel[]>,
-): { channel: PolicyChannel; from: number; to: number } | undefined {
-  const to = leastLoaded(nodes, load);
-  const minLoad = load.get(to) ?? 0;
-  // Try donors from the most loaded down, so a node whose channels are all cooling down does
-  // not stop the others from being evened out.
-  const donors = [...nodes].sort((a, b) => (load.get(b) ?? 0) - (load.get(a) ?? 0) || a - b);
-  for (const from of donors) {
-    if (from === to) continue;
-    const gap = (load.get(from) ?? 0) - minLoad;
-    const candidates = (movable.get(from) ?? [])
-      .filter(
-        (c) =>
-          // Moving must shrink the spread: with weight w, only when the gap exceeds w.
-          gap > weightOf(c) &&
-          (c.lastAssignedAtMs === null || input.nowMs - c.lastAssignedAtMs >= input.moveCooldownMs),
-      )
-      // Move the channel that has been in place longest: it is the least likely to be recovering.
-      .sort(
-        (a, b) =>
-          (a.lastAssignedAtMs ?? 0) - (b.lastAssignedAtMs ?? 0) || compareNames(a.name, b.name),
-      );
-    const channel = candidates[0];
-    if (channel !== undefined) return { channel, from, to };
+/** How the cost changes when `channel` leaves `from` (if any) and joins `to`. */
+function costDelta(
+  load: ReadonlyMap<number, NodeLoad>,
+  means: Means,
+  channel: PolicyChannel,
+  from: number | undefined,
+  to: number,
+): number {
+  const v = vchannelsOf(channel);
+  const target = load.get(to) as NodeLoad;
+  let delta =
+    nodeCost({ pchannels: target.pchannels + 1, vchannels: target.vchannels + v }, means) -
+    nodeCost(target, means);
+  if (from !== undefined) {
+    const source = load.get(from) as NodeLoad;
+    delta +=
+      nodeCost({ pchannels: source.pchannels - 1, vchannels: source.vchannels - v }, means) -
+      nodeCost(source, means);
   }
-  return undefined;
+  return delta;
 }
 
-function leastLoaded(nodes: readonly number[], load: ReadonlyMap<number, number>): number {
-  let best = nodes[0] as number;
-  for (const id of nodes) {
-    if ((load.get(id) ?? 0) < (load.get(best) ?? 0)) best = id;
-  }
-  return best;
+function add(load: Map<number, NodeLoad>, nodeId: number, channel: PolicyChannel, sign: 1 | -1) {
+  const l = load.get(nodeId) as NodeLoad;
+  l.pchannels += sign;
+  l.vchannels += sign * vchannelsOf(channel);
 }
 
-function weightOf(channel: PolicyChannel): number {
-  return channel.weight ?? 1;
+function vchannelsOf(channel: PolicyChannel): number {
+  const v = channel.vchannelCount ?? 0;
+  // Garbage in (a negative or fractional count from a bad record) must not skew the cost.
+  return Number.isFinite(v) && v > 0 ? Math.floor(v) : 0;
 }
 
 function compareNames(a: string, b: string): number {

@@ -84,6 +84,8 @@ export interface NodeView {
   healthy: boolean;
   /** Channels ASSIGNED to the node. */
   channels: string[];
+  /** Vchannels registered on those channels (what the node carries besides its WALs). */
+  vchannelCount: number;
 }
 
 /** A pchannel as {@link StreamingCoordinator.listChannels} shows it. */
@@ -94,6 +96,8 @@ export interface ChannelView {
   nodeId: number | null;
   history: { term: number; nodeId: number }[];
   lastAssignedAtMs: number | null;
+  /** Vchannels registered on the channel (`coord/vchannel/<name>/`); never decreases today. */
+  vchannelCount: number;
   /** RUNNING: an assignment task drives it now; BACKOFF: the last one failed and waits. */
   task: 'IDLE' | 'RUNNING' | 'BACKOFF';
   failedAttempts: number;
@@ -191,6 +195,12 @@ export class StreamingCoordinator {
   private pchannels: readonly string[] = [];
   private readonly pchannelSet = new Set<string>();
   private readonly metas = new Map<string, MetaEntry>();
+  /**
+   * Registered vchannels per pchannel, from the `coord/vchannel/` keys in the watched view.
+   * Invariant: equals the number of those keys at the view's revision (rebuilt on every reset,
+   * then +1 per creating put, −1 per delete). Keys of unknown pchannels are not counted.
+   */
+  private readonly vchannelCounts = new Map<string, number>();
   private readonly nodes = new Map<number, NodeEntry>();
   private settings: CoordinatorSettings = { allowRebalance: true, frozenNodeIds: [] };
   private settingsRevision = 0;
@@ -301,10 +311,12 @@ export class StreamingCoordinator {
   listNodes(): NodeView[] {
     const frozen = new Set(this.settings.frozenNodeIds);
     const channels = new Map<number, string[]>();
+    const vchannels = new Map<number, number>();
     for (const name of this.pchannels) {
       const { meta } = this.metaOf(name);
       if (meta.state === 'ASSIGNED' && meta.nodeId !== null) {
         channels.set(meta.nodeId, [...(channels.get(meta.nodeId) ?? []), name]);
+        vchannels.set(meta.nodeId, (vchannels.get(meta.nodeId) ?? 0) + this.vchannelCountOf(name));
       }
     }
     return [...this.nodes.values()]
@@ -316,6 +328,7 @@ export class StreamingCoordinator {
         frozen: frozen.has(session.serverId),
         healthy: this.isHealthy(session.serverId),
         channels: channels.get(session.serverId) ?? [],
+        vchannelCount: vchannels.get(session.serverId) ?? 0,
       }))
       .sort((a, b) => a.serverId - b.serverId);
   }
@@ -333,6 +346,7 @@ export class StreamingCoordinator {
         nodeId: meta.nodeId,
         history: meta.history.map((h) => ({ ...h })),
         lastAssignedAtMs: meta.lastAssignedAtMs,
+        vchannelCount: this.vchannelCountOf(name),
         task: this.tasks.has(name)
           ? 'RUNNING'
           : retry !== undefined && retry.notBeforeMs > now
@@ -710,9 +724,22 @@ export class StreamingCoordinator {
 
   private resetCoord(kvs: KeyValue[]): void {
     const seen = new Set<string>();
+    const before = new Map(this.vchannelCounts);
+    this.vchannelCounts.clear();
     for (const kv of kvs) {
       seen.add(kv.key);
+      if (kv.key.startsWith(streamingKeys.vchannelPrefix)) {
+        // Counted from the snapshot, not as events: a reset replays keys already counted.
+        this.countVChannel(kv.key, 1);
+        continue;
+      }
       this.applyCoordEvent({ type: 'put', kv });
+    }
+    if (
+      before.size !== this.vchannelCounts.size ||
+      [...this.vchannelCounts].some(([name, count]) => before.get(name) !== count)
+    ) {
+      this.vchannelsChanged();
     }
     if (!seen.has(streamingKeys.coordinatorLeader)) {
       this.applyCoordEvent({
@@ -732,6 +759,10 @@ export class StreamingCoordinator {
       if (event.kv.modRevision > this.settingsRevision) {
         this.applySettings(decodeSettings(event.kv.value), event.kv.modRevision);
       }
+    } else if (key.startsWith(streamingKeys.vchannelPrefix)) {
+      // Only a creation adds a vchannel; a later put of the same key (version > 1) does not.
+      const delta = event.type === 'delete' ? -1 : event.kv.version === 1 ? 1 : 0;
+      if (delta !== 0 && this.countVChannel(key, delta)) this.vchannelsChanged();
     } else if (key.startsWith(streamingKeys.pchannelPrefix) && event.type === 'put') {
       let meta: PChannelMeta;
       try {
@@ -747,6 +778,31 @@ export class StreamingCoordinator {
         if (this.role === 'ACTIVE') this.publish();
       }
     }
+  }
+
+  /** Adds `delta` to the count of the pchannel of registry key `key`; false if not counted. */
+  private countVChannel(key: string, delta: 1 | -1): boolean {
+    const rest = key.slice(streamingKeys.vchannelPrefix.length);
+    const slash = rest.indexOf('/');
+    const pchannel = slash > 0 ? rest.slice(0, slash) : '';
+    // A key of a pchannel outside the cluster (an operator's leftover) is ignored.
+    if (!this.pchannelSet.has(pchannel) || slash === rest.length - 1) return false;
+    const next = (this.vchannelCounts.get(pchannel) ?? 0) + delta;
+    assert(next >= 0, `vchannel count of ${pchannel} below 0`);
+    this.vchannelCounts.set(pchannel, next);
+    return true;
+  }
+
+  private vchannelCountOf(pchannel: string): number {
+    return this.vchannelCounts.get(pchannel) ?? 0;
+  }
+
+  /**
+   * Counts feed the balance policy: re-plan. Coalesced, so a burst of first produces makes one
+   * round; the round moves at most maxMovesPerRound channels, off their cooldown.
+   */
+  private vchannelsChanged(): void {
+    if (this.role === 'ACTIVE') this.triggerBalance();
   }
 
   private applyLeaderEvent(event: ChangeEvent): void {
@@ -999,7 +1055,13 @@ export class StreamingCoordinator {
       ) {
         nodeId = healthySet.has(meta.nodeId) ? meta.nodeId : null;
       }
-      return { name, nodeId, isMovable: !isBusy, lastAssignedAtMs: meta.lastAssignedAtMs };
+      return {
+        name,
+        nodeId,
+        isMovable: !isBusy,
+        lastAssignedAtMs: meta.lastAssignedAtMs,
+        vchannelCount: this.vchannelCountOf(name),
+      };
     });
     const moves = planBalance({
       channels,
