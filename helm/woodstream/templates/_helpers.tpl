@@ -118,7 +118,9 @@ app.kubernetes.io/component: {{ .component }}
   "nodePort" $s.ports.nodeGrpc
   "httpPort" $s.ports.http -}}
 {{- $chart = mustMergeOverwrite $chart (include "woodstream.commonConfig" (dict "root" . "admin" true) | fromJson) -}}
-{{- toPrettyJson (mustMergeOverwrite (deepCopy $s.config) $chart) -}}
+{{- /* Clients in other pods reach the node through the Service; standalone.config may override. */ -}}
+{{- $defaults := dict "advertiseHost" (printf "%s.%s.svc" (include "woodstream.fullname" .) .Release.Namespace) -}}
+{{- toPrettyJson (mustMergeOverwrite $defaults (deepCopy $s.config) $chart) -}}
 {{- end -}}
 
 {{/* drainTimeoutMs of the nodes (their config, else the service default). */}}

@@ -175,6 +175,7 @@ const app = await startStandalone(
   {
     dataDir: join(dir.path, 'data'),
     host: '127.0.0.1',
+    advertiseHost: '',
     coordinatorPort: 0,
     nodePort: 0,
     timeTickIntervalMs: 200,

@@ -18,7 +18,10 @@ export type NodeSettings = Omit<
   NodeConfig,
   'metadata' | 'storage' | 'wal' | 'http' | 'otlpEndpoint' | 'logLevel'
 > &
-  Partial<Pick<NodeConfig, 'metadata' | 'storage' | 'wal'>>;
+  Partial<Pick<NodeConfig, 'metadata' | 'storage' | 'wal'>> & {
+    /** Host combined with the bound port into the advertised address (standalone). */
+    advertiseHost?: string;
+  };
 
 /**
  * Builds a streaming node. It opens its metadata store and WAL from the config unless they are
@@ -49,6 +52,7 @@ export async function startNodeApp(
       host: config.grpc.host,
       port: config.grpc.port,
       ...(config.grpc.advertiseAddress ? { advertiseAddress: config.grpc.advertiseAddress } : {}),
+      ...(config.advertiseHost ? { advertiseHost: config.advertiseHost } : {}),
       sessionTtlMs: config.sessionTtlMs,
       timeTickIntervalMs: config.timeTickIntervalMs,
       maxMessageBytes: config.maxMessageBytes,

@@ -288,6 +288,11 @@ export const StandaloneSchema = Type.Object(
   {
     dataDir: Type.String({ default: './data', description: 'Metadata and WAL files live here' }),
     host: Type.String({ default: '127.0.0.1', description: 'Interface both servers listen on' }),
+    advertiseHost: Type.String({
+      default: '',
+      description:
+        'Host clients use to reach the node (e.g. a Service name); empty: host, or 127.0.0.1 when host is 0.0.0.0 or ::',
+    }),
     coordinatorPort: Type.Integer({
       default: 19530,
       minimum: 0,

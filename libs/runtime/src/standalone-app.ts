@@ -50,6 +50,7 @@ export async function startStandalone(
     node = await startNodeApp(
       {
         grpc: { host: config.host, port: config.nodePort, advertiseAddress: '' },
+        advertiseHost: advertiseHostOf(config),
         // One process: the session only ends with it, and there is nobody to drain to.
         sessionTtlMs: 10_000,
         timeTickIntervalMs: config.timeTickIntervalMs,
@@ -87,4 +88,13 @@ export async function startStandalone(
       await metadata.close();
     },
   };
+}
+
+/**
+ * The host the node puts in its address for clients. A wildcard listen address is not an
+ * address anyone can connect to, so it falls back to loopback unless advertiseHost says better.
+ */
+function advertiseHostOf(config: { host: string; advertiseHost: string }): string {
+  if (config.advertiseHost !== '') return config.advertiseHost;
+  return config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
 }

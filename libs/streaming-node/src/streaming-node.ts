@@ -20,6 +20,11 @@ export interface StreamingNodeOptions {
   port: number;
   /** host:port other processes use to reach this node. @default `${host}:${boundPort}` */
   advertiseAddress?: string;
+  /**
+   * Host others use to reach the node, combined with the bound port (for port 0); ignored when
+   * advertiseAddress is set. @default host
+   */
+  advertiseHost?: string;
   /** TTL of the node's session lease: how fast a dead node is noticed. @default 10000 (1000–300000) */
   sessionTtlMs: number;
   /** Largest message payload accepted. @default 4 MiB (1 B – 64 MiB) */
@@ -158,7 +163,7 @@ export class StreamingNode {
         (err, bound) => (err ? reject(err) : resolve(bound)),
       );
     });
-    const address = options.advertiseAddress ?? `${options.host}:${port}`;
+    const address = options.advertiseAddress ?? `${options.advertiseHost ?? options.host}:${port}`;
     const node = new StreamingNode(serverId, address, manager, server, deps.metadata, options, log);
     node.telemetry = telemetry;
     ref.node = node;
