@@ -113,6 +113,46 @@ describe('admin REST API on a real coordinator and streaming nodes', () => {
     expect(missing.body['code']).toBe('CHANNEL_NOT_FOUND');
   });
 
+  it('shows how many vchannels each channel and each node carries', async () => {
+    const channel = cluster.coordinator.listChannels().find((c) => c.name === 'wal-0003')!;
+    const node = cluster.nodes.find((n) => n.serverId === channel.nodeId)!;
+    // Produced on the node itself: the first message of each vchannel registers it.
+    const wal = node.manager.get('wal-0003', channel.term);
+    await Promise.all(
+      ['orders', 'users', 'orders', 'events'].map((v) => wal.append(v, new Uint8Array(1), {})),
+    );
+    const shown = await waitFor(async () => {
+      const { body } = await inject('GET', '/api/v1/channels/wal-0003');
+      return body['vchannelCount'] === 3 && body;
+    }, WAIT);
+    expect(shown).toMatchObject({
+      name: 'wal-0003',
+      state: 'ASSIGNED',
+      term: channel.term,
+      nodeId: channel.nodeId,
+      history: [],
+    });
+    const { body } = await inject('GET', '/api/v1/channels');
+    expect(
+      (body['channels'] as { name: string; vchannelCount: number }[]).map((c) => [
+        c.name,
+        c.vchannelCount,
+      ]),
+    ).toEqual([
+      ['wal-0000', 0],
+      ['wal-0001', 0],
+      ['wal-0002', 0],
+      ['wal-0003', 3],
+    ]);
+    const nodes = (await inject('GET', '/api/v1/nodes')).body['nodes'] as {
+      id: number;
+      vchannelCount: number;
+    }[];
+    expect(nodes.map((n) => n.vchannelCount)).toEqual(
+      nodes.map((n) => (n.id === channel.nodeId ? 3 : 0)),
+    );
+  });
+
   it('moves a channel: 202 with an operation that reaches done at the new term', async () => {
     const before = cluster.coordinator.listChannels().find((c) => c.name === 'wal-0001')!;
     const target = nodeIds().find((id) => id !== before.nodeId)!;

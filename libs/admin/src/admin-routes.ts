@@ -85,6 +85,7 @@ function nodeJson(node: NodeView): Record<string, unknown> {
     healthy: node.healthy,
     channels: node.channels,
     load: node.channels.length,
+    vchannelCount: node.vchannelCount,
   };
 }
 
@@ -96,6 +97,7 @@ function channelJson(channel: ChannelView): Record<string, unknown> {
     nodeId: channel.nodeId,
     history: channel.history,
     lastAssignedAtMs: channel.lastAssignedAtMs,
+    vchannelCount: channel.vchannelCount,
     task: {
       status: channel.task,
       failedAttempts: channel.failedAttempts,

@@ -45,7 +45,7 @@ const nodeId = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }
 
 export const nodeSchema = {
   type: 'object',
-  required: ['id', 'address', 'version', 'state', 'healthy', 'channels', 'load'],
+  required: ['id', 'address', 'version', 'state', 'healthy', 'channels', 'load', 'vchannelCount'],
   properties: {
     id: nodeId,
     address: { type: 'string', description: 'host:port of its gRPC services' },
@@ -58,6 +58,11 @@ export const nodeSchema = {
     healthy: { type: 'boolean', description: 'may receive channels (active)' },
     channels: { type: 'array', items: { type: 'string' }, description: 'ASSIGNED to the node' },
     load: { type: 'integer', description: 'number of channels' },
+    vchannelCount: {
+      type: 'integer',
+      minimum: 0,
+      description: 'vchannels registered on the channels ASSIGNED to the node',
+    },
   },
 } as const;
 
@@ -68,7 +73,16 @@ const pchannelState = {
 
 export const channelSchema = {
   type: 'object',
-  required: ['name', 'state', 'term', 'nodeId', 'history', 'lastAssignedAtMs', 'task'],
+  required: [
+    'name',
+    'state',
+    'term',
+    'nodeId',
+    'history',
+    'lastAssignedAtMs',
+    'vchannelCount',
+    'task',
+  ],
   properties: {
     name: { type: 'string' },
     state: pchannelState,
@@ -84,6 +98,12 @@ export const channelSchema = {
       },
     },
     lastAssignedAtMs: { type: ['integer', 'null'] },
+    vchannelCount: {
+      type: 'integer',
+      minimum: 0,
+      description:
+        'vchannels ever produced to on the channel (registered before their first message; never decreases)',
+    },
     task: {
       type: 'object',
       required: ['status', 'failedAttempts', 'lastError'],
