@@ -180,6 +180,7 @@ const app = await startStandalone(
     nodePort: 0,
     timeTickIntervalMs: 200,
     maxMessageBytes: 4 * MiB,
+    maxVChannelsPerPChannel: 1024,
     pchannelCount: 1,
     pchannelPrefix: 'wal',
     balanceIntervalMs: 1000,

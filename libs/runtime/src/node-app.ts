@@ -57,6 +57,7 @@ export async function startNodeApp(
       timeTickIntervalMs: config.timeTickIntervalMs,
       maxMessageBytes: config.maxMessageBytes,
       maxInflightPerProducer: config.maxInflightPerProducer,
+      maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
       drainTimeoutMs: config.drainTimeoutMs,
     },
     { wal, metadata, logger },

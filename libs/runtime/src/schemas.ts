@@ -125,6 +125,12 @@ const SharedNodeFields = {
     maximum: 64 * MiB,
     description: 'Largest produced payload',
   }),
+  maxVChannelsPerPChannel: Type.Integer({
+    default: 1024,
+    minimum: 1,
+    maximum: 65536,
+    description: 'Vchannels one pchannel may carry; a produce to one more is refused',
+  }),
 };
 
 /** The HTTP server every process runs: /healthz, /readyz, /metrics (and the admin API on a coordinator). */

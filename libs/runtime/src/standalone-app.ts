@@ -56,6 +56,7 @@ export async function startStandalone(
         timeTickIntervalMs: config.timeTickIntervalMs,
         maxMessageBytes: config.maxMessageBytes,
         maxInflightPerProducer: 1024,
+        maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
         drainTimeoutMs: 0,
       },
       logger.child({ service: 'streaming-node' }),
