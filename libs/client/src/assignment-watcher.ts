@@ -29,7 +29,8 @@ interface Report {
  * when a newer snapshot is installed.
  */
 export class AssignmentWatcher {
-  private readonly grpc: AssignmentServiceClient;
+  // Replaced (a new connection) after a stream that ended without a snapshot: see `run`.
+  private grpc: AssignmentServiceClient;
   private readonly lifetime = new AbortController();
   // Invariant: only replaced by a snapshot whose version is strictly newer.
   private snapshot: AssignmentSnapshot | undefined;
@@ -47,11 +48,19 @@ export class AssignmentWatcher {
     private readonly options: ResolvedOptions,
     private readonly stats: ClientStats,
   ) {
-    this.grpc = new AssignmentServiceClient(
-      options.coordinator,
-      options.credentials,
-      options.channelOptions,
-    );
+    this.grpc = this.connectCoordinator();
+  }
+
+  /**
+   * A client on a connection of its own. grpc-js shares connections between clients of the same
+   * target by default; a private pool lets a reconnect reach another coordinator behind a
+   * load-balanced address (a Kubernetes Service) instead of the same refusing standby.
+   */
+  private connectCoordinator(): AssignmentServiceClient {
+    return new AssignmentServiceClient(this.options.coordinator, this.options.credentials, {
+      ...this.options.channelOptions,
+      'grpc.use_local_subchannel_pool': 1,
+    });
   }
 
   start(): void {
@@ -203,6 +212,12 @@ export class AssignmentWatcher {
       const gotSnapshot = await this.stream(backoff);
       if (this.closing) break;
       if (gotSnapshot) backoff.reset();
+      else {
+        // Refused or unreachable (a standby, a dead coordinator): the next attempt opens a new
+        // connection, which re-resolves the name and may land on the active coordinator.
+        this.grpc.close();
+        this.grpc = this.connectCoordinator();
+      }
       try {
         await sleep(backoff.nextDelayMs(), this.lifetime.signal);
       } catch {
