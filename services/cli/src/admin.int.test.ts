@@ -116,7 +116,7 @@ describe('woodstream admin against a real admin server', () => {
   it('lists nodes and channels in aligned tables', async () => {
     const listed = await admin(['nodes']);
     expect(listed.code).toBe(ExitCode.ok);
-    expect(listed.out[0]).toMatch(/^ID +ADDRESS +STATE +HEALTHY +LOAD +CHANNELS$/);
+    expect(listed.out[0]).toMatch(/^ID +ADDRESS +STATE +HEALTHY +LOAD +VCHANNELS +CHANNELS$/);
     for (const node of nodes) {
       expect(listed.out.some((l) => l.includes(node.address) && /\bactive +yes\b/.test(l))).toBe(
         true,
@@ -126,7 +126,7 @@ describe('woodstream admin against a real admin server', () => {
     const column = listed.out[0]?.indexOf('ADDRESS');
     for (const line of listed.out.slice(1)) expect(line.indexOf('127.0.0.1')).toBe(column);
     const channels = await admin(['channels']);
-    expect(channels.out[0]).toMatch(/^NAME +STATE +TERM +NODE +TASK +LAST ERROR$/);
+    expect(channels.out[0]).toMatch(/^NAME +STATE +TERM +NODE +VCHANNELS +TASK +LAST ERROR$/);
     expect(channels.out.slice(1).map((l) => l.split(/ +/)[0])).toEqual([
       'wal-0000',
       'wal-0001',

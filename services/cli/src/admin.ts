@@ -9,8 +9,8 @@ export const ADMIN_USAGE = `woodstream admin <command> [--admin-url URL] [--toke
 
 commands:
   cluster                      coordinator, nodes, channels by state, balance settings
-  nodes                        streaming nodes: state, health, load, channels
-  channels                     pchannels: state, term, node, task
+  nodes                        streaming nodes: state, health, load, vchannels, channels
+  channels                     pchannels: state, term, node, vchannels, task
   move <channel> <nodeId>      move a channel to a node now; add --wait to wait until it is there
   freeze <nodeId>              the node gets no channels; its channels move away (persisted)
   unfreeze <nodeId>            the node may get channels again
@@ -188,6 +188,8 @@ interface NodeJson {
   healthy: boolean;
   load: number;
   channels: string[];
+  /** Absent from coordinators older than the vchannel registry. */
+  vchannelCount?: number;
 }
 
 interface ChannelJson {
@@ -195,6 +197,7 @@ interface ChannelJson {
   state: string;
   term: number;
   nodeId: number | null;
+  vchannelCount?: number;
   task: { status: string; failedAttempts: number; lastError: string | null };
 }
 
@@ -269,13 +272,14 @@ export async function admin(args: ParsedArgs, io: CliIo, signal: AbortSignal): P
           return;
         }
         for (const l of formatTable(
-          ['ID', 'ADDRESS', 'STATE', 'HEALTHY', 'LOAD', 'CHANNELS'],
+          ['ID', 'ADDRESS', 'STATE', 'HEALTHY', 'LOAD', 'VCHANNELS', 'CHANNELS'],
           nodes.map((n) => [
             String(n.id),
             n.address,
             n.state,
             n.healthy ? 'yes' : 'no',
             String(n.load),
+            n.vchannelCount === undefined ? '-' : String(n.vchannelCount),
             n.channels.join(' '),
           ]),
         ))
@@ -288,12 +292,13 @@ export async function admin(args: ParsedArgs, io: CliIo, signal: AbortSignal): P
       const body = await request(target, 'GET', '/api/v1/channels');
       print(body, () => {
         for (const l of formatTable(
-          ['NAME', 'STATE', 'TERM', 'NODE', 'TASK', 'LAST ERROR'],
+          ['NAME', 'STATE', 'TERM', 'NODE', 'VCHANNELS', 'TASK', 'LAST ERROR'],
           (body['channels'] as ChannelJson[]).map((c) => [
             c.name,
             c.state,
             String(c.term),
             c.nodeId === null ? '-' : String(c.nodeId),
+            c.vchannelCount === undefined ? '-' : String(c.vchannelCount),
             c.task.failedAttempts > 0
               ? `${c.task.status} (${c.task.failedAttempts} failed)`
               : c.task.status,
