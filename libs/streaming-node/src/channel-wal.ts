@@ -158,7 +158,7 @@ export class ChannelWal {
   }
 
   /**
-   * Stamps and appends one message of `vchannel`. Throws StreamingError.
+   * Stamps and appends one message of `vchannel`. Rejects with a StreamingError.
    *
    * The first message of a vchannel new to this pchannel waits for its registration
    * (INVALID_ARGUMENT past the vchannel limit, RESOURCE_EXHAUSTED if it cannot be written), and
@@ -167,11 +167,39 @@ export class ChannelWal {
    * vchannels run concurrently. Without a registration in flight, a message goes straight to
    * the writer: the hot path makes no metadata call.
    */
-  async append(
+  append(
     vchannel: string,
     payload: Uint8Array,
     properties: Record<string, string>,
   ): Promise<AppendResult> {
+    // Not async: the hot path returns the writer's promise as is, without wrapping it again.
+    let registration: Promise<void> | undefined;
+    try {
+      this.validate(payload, properties);
+      registration = this.vchannels.ensure(vchannel);
+    } catch (err) {
+      return Promise.reject(toStreamingError(err));
+    }
+    // The hot path: a known vchannel and nobody waiting ahead.
+    if (registration === undefined && this.waiting.length === 0)
+      return this.write(vchannel, payload, properties);
+    return new Promise<AppendResult>((resolve, reject) => {
+      const waiter: Waiter = {
+        isSettled: registration === undefined,
+        error: undefined,
+        start: () => this.write(vchannel, payload, properties).then(resolve, reject),
+        fail: reject,
+      };
+      this.waiting.push(waiter);
+      registration?.then(
+        () => this.settle(waiter, undefined),
+        (err: unknown) => this.settle(waiter, err),
+      );
+    });
+  }
+
+  /** Throws what makes a message unacceptable here, before anything is registered or stamped. */
+  private validate(payload: Uint8Array, properties: Record<string, string>): void {
     if (this.closed)
       throw new StreamingError(
         'CHANNEL_FENCED',
@@ -191,23 +219,6 @@ export class ChannelWal {
           `property ${JSON.stringify(key)}: names starting with _ are reserved`,
         );
     }
-    const registration = this.vchannels.ensure(vchannel);
-    // The hot path: a known vchannel and nobody waiting ahead.
-    if (registration === undefined && this.waiting.length === 0)
-      return this.write(vchannel, payload, properties);
-    return new Promise<AppendResult>((resolve, reject) => {
-      const waiter: Waiter = {
-        isSettled: registration === undefined,
-        error: undefined,
-        start: () => this.write(vchannel, payload, properties).then(resolve, reject),
-        fail: reject,
-      };
-      this.waiting.push(waiter);
-      registration?.then(
-        () => this.settle(waiter, undefined),
-        (err: unknown) => this.settle(waiter, err),
-      );
-    });
   }
 
   /** Marks `waiter`'s registration done and starts every waiter at the head that may go. */
