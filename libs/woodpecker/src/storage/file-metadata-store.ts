@@ -786,8 +786,11 @@ export class FileMetadataStore implements MetadataStore {
     try {
       await this.flushPending();
     } finally {
-      // Synchronous with the loop's last check of `pending`, so no txn can be left behind.
       this.flushing = undefined;
+      // A txn enqueued by a callback of the last group, after the loop's last check of
+      // `pending` but before this line ran (the await above resumes a few microtasks later),
+      // found `flushing` still set and left its write to us: start another round for it.
+      if (this.pending.length > 0 && this.state !== 'failed') this.flushing = this.flush();
     }
   }
 
