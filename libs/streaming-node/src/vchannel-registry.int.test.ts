@@ -1,7 +1,12 @@
 import { join } from 'node:path';
 import { StreamingError, streamingKeys } from '@woodstream/streaming';
 import { makeTempDir, type TempDir } from '@woodstream/testing';
-import { FileMetadataStore, Woodpecker, type MetadataStore } from '@woodstream/woodpecker';
+import {
+  FileMetadataStore,
+  MetadataUnavailableError,
+  Woodpecker,
+  type MetadataStore,
+} from '@woodstream/woodpecker';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StreamingNode } from './streaming-node.js';
 
@@ -9,14 +14,28 @@ import { StreamingNode } from './streaming-node.js';
 function countingRegistryWrites(store: MetadataStore): {
   store: MetadataStore;
   writes: () => string[];
+  /** While set, registry writes fail with this error (a metadata outage). */
+  failWith: (error: Error | undefined) => void;
+  /** While set, registry writes hang until their signal aborts (a stalled store). */
+  hang: (isHanging: boolean) => void;
 } {
   const written: string[] = [];
+  let failure: Error | undefined;
+  let isHanging = false;
   const wrapped: MetadataStore = {
     get: (key, options) => store.get(key, options),
     range: (prefix, options) => store.range(prefix, options),
     txn: (compares, onSuccess, options) => {
       for (const op of onSuccess) {
-        if ('key' in op && op.key.startsWith(streamingKeys.vchannelPrefix)) written.push(op.key);
+        if (!('key' in op) || !op.key.startsWith(streamingKeys.vchannelPrefix)) continue;
+        if (failure !== undefined) return Promise.reject(failure);
+        const signal = options?.signal;
+        if (isHanging && signal !== undefined) {
+          return new Promise((_, reject) =>
+            signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
+          );
+        }
+        written.push(op.key);
       }
       return store.txn(compares, onSuccess, options);
     },
@@ -24,7 +43,16 @@ function countingRegistryWrites(store: MetadataStore): {
     watch: (prefix, options) => store.watch(prefix, options),
     close: () => store.close(),
   };
-  return { store: wrapped, writes: () => [...written] };
+  return {
+    store: wrapped,
+    writes: () => [...written],
+    failWith: (error) => {
+      failure = error;
+    },
+    hang: (value) => {
+      isHanging = value;
+    },
+  };
 }
 
 const payload = new Uint8Array(8);
@@ -111,6 +139,49 @@ describe('vchannel registry on a streaming node', () => {
     expect((refused as Error).message).toContain('maxVChannelsPerPChannel');
     await expect(wal.append('b', payload, {})).resolves.toMatchObject({});
     expect(await registered('wal-0000')).toEqual(['a', 'b', 'c']);
+  });
+
+  it('fails a first produce with RESOURCE_EXHAUSTED when the registry cannot be written, and lets the others through', async () => {
+    const node = await startNode();
+    await node.manager.assign('wal-0002', 1);
+    const wal = node.manager.get('wal-0002', 1);
+    await wal.append('known', payload, {});
+    counted.failWith(new MetadataUnavailableError('etcd is down'));
+    const [fresh, known] = await Promise.allSettled([
+      wal.append('fresh', payload, {}),
+      wal.append('known', payload, {}),
+    ]);
+    expect(fresh).toMatchObject({
+      status: 'rejected',
+      reason: { code: 'RESOURCE_EXHAUSTED', retryable: true },
+    });
+    expect(known.status).toBe('fulfilled');
+    expect(await registered('wal-0002')).toEqual(['known']);
+    // The outage ends: the retry registers it.
+    counted.failWith(undefined);
+    await wal.append('fresh', payload, {});
+    expect(await registered('wal-0002')).toEqual(['fresh', 'known']);
+  });
+
+  it('fails appends waiting for a registration when the WAL closes', async () => {
+    const node = await startNode();
+    await node.manager.assign('wal-0003', 1);
+    const wal = node.manager.get('wal-0003', 1);
+    await wal.append('known', payload, {});
+    counted.hang(true);
+    // The known vchannel's message arrived after the new one's: it waits behind it.
+    const pending = Promise.allSettled([
+      wal.append('fresh', payload, {}),
+      wal.append('known', payload, {}),
+    ]);
+    await node.manager.remove('wal-0003', 1);
+    for (const outcome of await pending) {
+      expect(outcome).toMatchObject({ status: 'rejected', reason: { code: 'CHANNEL_FENCED' } });
+    }
+    expect(await registered('wal-0003')).toEqual(['known']);
+    await expect(wal.append('late', payload, {})).rejects.toMatchObject({
+      code: 'CHANNEL_FENCED',
+    });
   });
 
   it('loads the registry when a new owner opens the WAL: known vchannels are not written again', async () => {
