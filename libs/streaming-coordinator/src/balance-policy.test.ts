@@ -159,6 +159,16 @@ describe('planBalance', () => {
     expect(planBalance(input({ channels: chs, healthyNodeIds: [1, 2] }))).toEqual([]);
   });
 
+  it('does not move a channel for a marginal vchannel gain', () => {
+    // Moving `small` would even the vchannels out (21/19 → 20/20) but is not worth a WAL move.
+    const chs: PolicyChannel[] = [
+      ...channels({ a: 1, b: 1, c: 2 }, { vchannelCount: 10 }),
+      ...channels({ small: 1 }, { vchannelCount: 1 }),
+      ...channels({ d: 2 }, { vchannelCount: 9 }),
+    ];
+    expect(planBalance(input({ channels: chs, healthyNodeIds: [1, 2] }))).toEqual([]);
+  });
+
   it('bounds the moves of a round and lowers the imbalance with every move', () => {
     const chs: PolicyChannel[] = Array.from({ length: 12 }, (_, i) => ({
       name: `wal-${String(i).padStart(2, '0')}`,

@@ -47,7 +47,7 @@ export interface PolicyMove {
  */
 export const PCHANNEL_COST_WEIGHT = 1;
 export const VCHANNEL_COST_WEIGHT = 1;
-/** Cost changes below this are float noise, not an improvement worth a move. */
+/** Cost changes below this are float noise, not an improvement. */
 const MIN_IMPROVEMENT = 1e-9;
 
 /** Load of one node: pchannels and the vchannels they carry. */
@@ -103,9 +103,9 @@ export function layoutCost(
  * 2. Places each movable channel without a healthy owner (most vchannels first, then by name) on
  *    the node where it raises the cost least (ties: lowest node id).
  * 3. If `allowRebalance`, makes at most `maxMovesPerRound` single moves, each the one that
- *    lowers the cost most, and only while one lowers it at all: a balanced layout never moves,
- *    and since every move strictly lowers the cost, a round cannot undo its own moves (no
- *    flapping). Channels that are not movable, were assigned within `moveCooldownMs` or were
+ *    lowers the cost most, and only while one lowers it by a worthwhile amount (`minGain`): a
+ *    balanced layout never moves, and since every move strictly lowers the cost, rounds cannot
+ *    undo each other's moves while the counts stay the same (no flapping). Channels that are not movable, were assigned within `moveCooldownMs` or were
  *    placed or moved in this round stay put. Ties go to the channel in place longest (the
  *    least likely to be recovering), then by name, then to the lowest node id.
  *
@@ -160,6 +160,14 @@ export function planBalance(input: PolicyInput): PolicyMove[] {
   }
 
   if (!input.allowRebalance) return moves;
+  // A rebalancing move reopens a WAL and re-routes its clients, so it has to pay: it must gain
+  // at least half of what moving one pchannel between two nodes two apart gains (2/p̄²).
+  // Pchannel gains are multiples of that, so without vchannels a move happens exactly when two
+  // nodes differ by more than one pchannel; with vchannels, marginal gains do not churn WALs.
+  const minGain = Math.max(
+    MIN_IMPROVEMENT,
+    means.pchannels > 0 ? PCHANNEL_COST_WEIGHT / means.pchannels ** 2 : 0,
+  );
   // Canonical order, so that equal improvements resolve the same way whatever the input order.
   const candidates = movable
     .filter(
@@ -178,14 +186,11 @@ export function planBalance(input: PolicyInput): PolicyMove[] {
       for (const to of nodes) {
         if (to === from) continue;
         const delta = costDelta(load, means, channel, from, to);
-        if (
-          delta < -MIN_IMPROVEMENT &&
-          (best === undefined || delta < best.delta - MIN_IMPROVEMENT)
-        )
+        if (delta <= -minGain && (best === undefined || delta < best.delta - MIN_IMPROVEMENT))
           best = { index, to, delta };
       }
     }
-    if (best === undefined) break; // no single move lowers the imbalance: balanced enough
+    if (best === undefined) break; // no single move lowers the imbalance enough: balanced
     const [{ channel, nodeId: from }] = candidates.splice(best.index, 1) as [
       (typeof candidates)[number],
     ];
