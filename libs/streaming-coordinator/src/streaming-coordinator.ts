@@ -96,7 +96,7 @@ export interface ChannelView {
   nodeId: number | null;
   history: { term: number; nodeId: number }[];
   lastAssignedAtMs: number | null;
-  /** Vchannels registered on the channel (`coord/vchannel/<name>/`); never decreases today. */
+  /** Vchannels registered on the channel (`coord/vchannel/<name>/`); the service never removes one. */
   vchannelCount: number;
   /** RUNNING: an assignment task drives it now; BACKOFF: the last one failed and waits. */
   task: 'IDLE' | 'RUNNING' | 'BACKOFF';
