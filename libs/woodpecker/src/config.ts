@@ -24,10 +24,12 @@ export interface WalLimits {
   /** Recently acknowledged bytes kept in memory for tail readers. @default 8 MiB (0 – 1 GiB) */
   tailCacheBytes: number;
   /**
-   * How often a reader re-checks storage for new entries when the log's writer is in another
-   * process (in-process writers wake readers directly). @default 200 (10 – 60000)
+   * Least time between two progress publications of a writer (the metadata key that wakes
+   * readers in other processes). The first ack after a quiet period is published at once; under
+   * steady traffic at most one write per interval, and only when the writer advanced. Remote
+   * tail readers lag by up to this much. @default 100 (1 – 10000)
    */
-  remoteTailPollMs: number;
+  progressIntervalMs: number;
   /**
    * Lifetime of the lease behind a writer's session key (`wp/session/<log>`). While the lease
    * lives, `Woodpecker.maintain` treats the log's writer as alive and leaves its segment alone;
@@ -51,7 +53,7 @@ const RANGES: Record<keyof WalLimits, [number, number]> = {
   maxSegmentBlocks: [1, 1_000_000],
   readBatchBytes: [4 * KiB, 256 * MiB],
   tailCacheBytes: [0, 1 * GiB],
-  remoteTailPollMs: [10, 60_000],
+  progressIntervalMs: [1, 10_000],
   writerSessionTtlMs: [1_000, 300_000],
 };
 
@@ -70,7 +72,7 @@ export function withDefaults(
     maxSegmentBlocks: 10_000,
     readBatchBytes: 4 * MiB,
     tailCacheBytes: 8 * MiB,
-    remoteTailPollMs: 200,
+    progressIntervalMs: 100,
     writerSessionTtlMs: 10_000,
     ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   };

@@ -12,6 +12,7 @@ import { LogRuntime } from './log/log-runtime.js';
 import { maintainLogs, type MaintenanceResult } from './log/maintenance.js';
 import { allocateLogId, decodeJson, encodeJson, keys, type LogMeta } from './log/metadata.js';
 import { validateLogName } from './log/names.js';
+import { TailWatch } from './log/tail-watch.js';
 import { WriterSessions } from './log/writer-sessions.js';
 import { LocalSegmentStore } from './segment/local-segment-store.js';
 import { ObjectSegmentStore } from './segment/object-segment-store.js';
@@ -214,6 +215,7 @@ export class Woodpecker {
         { type: 'delete', key: keys.log(name) },
         { type: 'delete', key: keys.writer(name) },
         { type: 'delete', key: keys.session(name) },
+        { type: 'delete', key: keys.progress(name) },
         { type: 'deletePrefix', prefix: keys.segmentPrefix(name) },
       ],
       { signal },
@@ -244,7 +246,10 @@ export class Woodpecker {
   private handle(meta: LogMeta): LogHandle {
     let runtime = this.runtimes.get(meta.name);
     if (runtime === undefined) {
-      runtime = new LogRuntime(this.limits.tailCacheBytes);
+      runtime = new LogRuntime(
+        this.limits.tailCacheBytes,
+        (onChange) => new TailWatch(this.metadata, keys.progress(meta.name), onChange),
+      );
       this.runtimes.set(meta.name, runtime);
     }
     return new LogHandle({

@@ -1,4 +1,3 @@
-import { sleep } from '@woodstream/common';
 import type { WalLimits } from '../config.js';
 import { ClosedError, CorruptDataError, LogNotFoundError, TruncatedError } from '../errors.js';
 import type { SegmentCursor, SegmentStore, StoredEntry } from '../segment/segment-store.js';
@@ -30,8 +29,9 @@ export interface ReaderContext {
  * Reads a log in order from a start position and then follows its live end. An AsyncIterable
  * of entries that never yields anything past the committed end (LAC): completed segments are
  * bounded by their final lastEntryId, the in-process writer's segment by its acknowledgements.
- * Waiting at the live end costs nothing when the writer is in this process (it wakes readers
- * directly); otherwise storage is re-checked every `remoteTailPollMs`.
+ * Waiting at the live end costs no request: a writer in this process wakes readers directly, a
+ * writer elsewhere through a metadata watch on the log's progress key (one per log and client,
+ * while readers are open); a woken reader reads metadata and storage once, and waits again.
  *
  * Reads are pull-driven: at most `readBatchBytes` are buffered. `break` out of `for await`,
  * `close()`, `await using` and aborting the signal all end it; `closed` resolves then, with the
@@ -54,6 +54,7 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
     private readonly ctx: ReaderContext,
     start: LogPosition,
     signal: AbortSignal | undefined,
+    private readonly releaseWatch: () => void,
   ) {
     this.position = start;
     this.cursor = { entryId: start.entryId, block: -1 };
@@ -64,21 +65,15 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
 
   /** Resolves the start position and returns a reader. Throws TruncatedError for positions before the truncation point. */
   static async open(ctx: ReaderContext, from: ReadFrom, signal?: AbortSignal): Promise<LogReader> {
-    const log = await readLogMeta(ctx, signal);
-    let start: LogPosition;
-    if (from === 'earliest') {
-      start = log.truncatedBefore;
-    } else if (from === 'latest') {
-      start = await latestPosition(ctx, signal);
-    } else {
-      start = { segmentId: from.segmentId, entryId: from.entryId };
-      if (comparePositions(start, log.truncatedBefore) < 0) {
-        throw new TruncatedError(
-          `log ${ctx.logName}: position ${formatPosition(start)} is before the truncation point ${formatPosition(log.truncatedBefore)}`,
-        );
-      }
+    const { log, revision } = await readLogMetaAt(ctx, signal);
+    // Watch from before anything else is read: a change made after that read always wakes us.
+    const releaseWatch = ctx.runtime.remote?.retain(revision) ?? (() => {});
+    try {
+      return new LogReader(ctx, await startPosition(ctx, log, from, signal), signal, releaseWatch);
+    } catch (err) {
+      releaseWatch();
+      throw err;
     }
-    return new LogReader(ctx, start, signal);
   }
 
   /** The position of the next entry this reader will return. */
@@ -141,6 +136,7 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
     this.isClosed = true;
     this.batch = [];
     this.abort.abort(err ?? new ClosedError('the reader is closed'));
+    this.releaseWatch();
     this.resolveClosed(err);
   }
 
@@ -157,7 +153,6 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
     }
     let toEntryId: number | undefined;
     let isComplete = false;
-    let isLocalTail = false;
     if (meta.state !== 'active') {
       toEntryId = meta.lastEntryId;
       isComplete = true;
@@ -166,7 +161,6 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
         return;
       }
     } else if (ctx.runtime.writerSegmentId === segmentId) {
-      isLocalTail = true;
       const lac = ctx.runtime.lac;
       toEntryId = lac !== undefined && lac.segmentId === segmentId ? lac.entryId : -1;
       const cached = ctx.runtime.readCached(segmentId, this.position.entryId, toEntryId);
@@ -195,12 +189,9 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
       }
       this.cursor = read.cursor;
     }
-    // Nothing new: the live end of the active segment.
-    if (isLocalTail || ctx.runtime.writerSegmentId !== undefined) {
-      await ctx.runtime.waitForChange(version, signal);
-    } else {
-      await sleep(ctx.limits.remoteTailPollMs, signal);
-    }
+    // Nothing new: the live end of the active segment. Woken by the writer in this process, or
+    // by the progress watch (a writer elsewhere advanced, sealed or rolled).
+    await ctx.runtime.waitForChange(version, signal);
     // The segment may have been completed meanwhile; forget nothing cached about active ones.
   }
 
@@ -276,11 +267,48 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
       this.moveTo({ segmentId: later.meta.segmentId, entryId: 0 });
       return;
     }
-    // Not created yet: wait for the writer to roll.
-    if (this.ctx.runtime.writerSegmentId !== undefined)
-      await this.ctx.runtime.waitForChange(version, signal);
-    else await sleep(this.ctx.limits.remoteTailPollMs, signal);
+    // Not created yet: wait for a writer to roll (creating a segment publishes progress).
+    await this.ctx.runtime.waitForChange(version, signal);
   }
+}
+
+/** Resolves where a reader starts. Throws TruncatedError for positions before the truncation point. */
+async function startPosition(
+  ctx: ReaderContext,
+  log: LogMeta,
+  from: ReadFrom,
+  signal?: AbortSignal,
+): Promise<LogPosition> {
+  let start: LogPosition;
+  if (from === 'earliest') {
+    start = log.truncatedBefore;
+  } else if (from === 'latest') {
+    start = await latestPosition(ctx, signal);
+  } else {
+    start = { segmentId: from.segmentId, entryId: from.entryId };
+    if (comparePositions(start, log.truncatedBefore) < 0) {
+      throw new TruncatedError(
+        `log ${ctx.logName}: position ${formatPosition(start)} is before the truncation point ${formatPosition(log.truncatedBefore)}`,
+      );
+    }
+  }
+  return start;
+}
+
+/** The log's metadata with the store revision it was read at. */
+async function readLogMetaAt(
+  ctx: ReaderContext,
+  signal?: AbortSignal,
+): Promise<{ log: LogMeta; revision: number }> {
+  // `wp/log/<name>` sorts before every longer name it prefixes, so limit 1 finds it if it exists.
+  const { kvs, revision } = await ctx.metadata.range(keys.log(ctx.logName), { signal, limit: 1 });
+  const kv = kvs[0];
+  if (kv === undefined || kv.key !== keys.log(ctx.logName))
+    throw new LogNotFoundError(`log ${ctx.logName} does not exist`);
+  const log = decodeJson<LogMeta>(kv);
+  if (log.id !== ctx.logId)
+    throw new LogNotFoundError(`log ${ctx.logName} was deleted (and re-created)`);
+  return { log, revision };
 }
 
 async function readLogMeta(ctx: ReaderContext, signal?: AbortSignal): Promise<LogMeta> {

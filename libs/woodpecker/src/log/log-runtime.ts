@@ -13,8 +13,9 @@ interface CachedBlock {
 
 /**
  * In-process state of one log shared by its writer and readers in this process: the writer's
- * acknowledged end (LAC), a change signal that wakes tailing readers without polling, and a
- * bounded cache of the most recently acknowledged blocks so the live tail is served from memory.
+ * acknowledged end (LAC), a change signal that wakes tailing readers without polling (fired by
+ * the in-process writer, and by a metadata watch for writers elsewhere), and a bounded cache of
+ * the most recently acknowledged blocks so the live tail is served from memory.
  */
 export class LogRuntime {
   /** The writer in this process that owns the fields below (the newest one opened). */
@@ -30,7 +31,15 @@ export class LogRuntime {
   private recent: CachedBlock[] = [];
   private cachedBytes = 0;
 
-  constructor(private readonly maxCachedBytes: number) {}
+  /** Wakes this runtime's readers on changes made by writers in other processes. */
+  readonly remote: { retain(fromRevision: number): () => void } | undefined;
+
+  constructor(
+    private readonly maxCachedBytes: number,
+    remote?: (onChange: () => void) => { retain(fromRevision: number): () => void },
+  ) {
+    this.remote = remote?.(() => this.notify());
+  }
 
   /** A number that changes whenever anything a reader may care about changed. */
   get changeVersion(): number {

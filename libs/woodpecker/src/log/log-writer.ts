@@ -19,7 +19,7 @@ import type {
   SegmentStore,
 } from '../segment/segment-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
-import { encodeJson, keys, type SegmentMeta } from './metadata.js';
+import { encodeJson, keys, progressOp, type SegmentMeta } from './metadata.js';
 import type { LogRuntime } from './log-runtime.js';
 import type { LogPosition } from './position.js';
 import { endSpanWith, type WalTelemetry } from './telemetry.js';
@@ -115,6 +115,15 @@ export class LogWriter {
   private drainWaiters: (() => void)[] = [];
   /** Published LAC for stores without storage fencing (see publishLac). */
   private lacPublish: Promise<void> | undefined;
+  /** Last position acknowledged by this writer. */
+  private lastAcked: LogPosition | undefined;
+  /** Progress wake-ups for remote readers (see noteProgress). */
+  private readonly progress = {
+    published: undefined as LogPosition | undefined,
+    isInFlight: false,
+    timer: undefined as NodeJS.Timeout | undefined,
+    lastStartedAtMs: Number.NEGATIVE_INFINITY,
+  };
   private readonly abort = new AbortController();
 
   private constructor(private readonly ctx: WriterContext) {
@@ -471,7 +480,67 @@ export class LogWriter {
       this.ackBlock(this.inflight.shift() as InflightBlock);
       progressed = true;
     }
-    if (progressed) this.afterAck();
+    if (progressed) {
+      this.afterAck();
+      this.noteProgress();
+    }
+  }
+
+  /**
+   * Publishes how far the writer got, so that readers in other processes (watching the
+   * progress key) wake up. Off the ack path and never awaited by appends: the first ack after a
+   * quiet period is published at once, later ones coalesce to at most one write per
+   * `progressIntervalMs`, one in flight, only when the writer advanced. Without storage fencing
+   * this is not needed: every flush already writes the segment's metadata, and the progress rides
+   * on that transaction. A failed publish is retried at the next interval; a lost compare means
+   * a newer writer exists (storage fences this one), so publishing stops.
+   */
+  private noteProgress(): void {
+    const p = this.progress;
+    if (p.isInFlight || p.timer !== undefined) return;
+    const wait = p.lastStartedAtMs + this.ctx.limits.progressIntervalMs - performance.now();
+    if (wait <= 0) {
+      this.publishProgress();
+      return;
+    }
+    p.timer = setTimeout(() => {
+      p.timer = undefined;
+      this.publishProgress();
+    }, wait);
+    p.timer.unref();
+  }
+
+  private publishProgress(): void {
+    const p = this.progress;
+    const at = this.lastAcked;
+    if (at === undefined || this.state === 'failed' || this.state === 'closed') return;
+    if (
+      p.published !== undefined &&
+      p.published.segmentId === at.segmentId &&
+      p.published.entryId === at.entryId
+    )
+      return;
+    p.isInFlight = true;
+    p.lastStartedAtMs = performance.now();
+    const { metadata, logName, writerRevision, epoch } = this.ctx;
+    metadata
+      .txn(
+        [{ key: keys.writer(logName), modRevision: writerRevision }],
+        [progressOp(logName, { epoch, segmentId: at.segmentId, lastEntryId: at.entryId })],
+        { signal: this.abort.signal },
+      )
+      .then(
+        (result) => {
+          p.isInFlight = false;
+          if (!result.succeeded) return;
+          p.published = at;
+          if (this.lastAcked !== at) this.noteProgress();
+        },
+        () => {
+          p.isInFlight = false;
+          if (!this.abort.signal.aborted) this.noteProgress();
+        },
+      );
   }
 
   private ackBlock(block: InflightBlock): void {
@@ -488,6 +557,7 @@ export class LogWriter {
       e.resolve({ segmentId, entryId: info.firstEntryId + i });
     }
     telemetry.recordAcked(entries.length, payloadBytes);
+    this.lastAcked = { segmentId, entryId: info.firstEntryId + info.entryCount - 1 };
     if (this.ctx.runtime.owner === this) {
       this.ctx.runtime.lac = { segmentId, entryId: info.firstEntryId + info.entryCount - 1 };
       // Local cursors are byte offsets, object cursors block indexes.
@@ -580,7 +650,15 @@ export class LogWriter {
         { key: keys.writer(logName), modRevision: writerRevision },
         { key, modRevision: segment.modRevision },
       ],
-      [{ type: 'put', key, value: encodeJson(meta) }],
+      [
+        { type: 'put', key, value: encodeJson(meta) },
+        // Readers in other processes wake on it (a published end, or a seal).
+        progressOp(logName, {
+          epoch: this.ctx.epoch,
+          segmentId: meta.segmentId,
+          lastEntryId: meta.lastEntryId,
+        }),
+      ],
       { signal },
     );
     if (!result.succeeded)
@@ -603,6 +681,7 @@ export class LogWriter {
             );
       this.state = 'failed';
       if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+      if (this.progress.timer !== undefined) clearTimeout(this.progress.timer);
       this.abort.abort(this.failure);
     }
     const failure = this.failure as WalError;
@@ -704,7 +783,11 @@ export class LogWriter {
         { key: keys.writer(logName), modRevision: writerRevision },
         { key, modRevision: 0 },
       ],
-      [{ type: 'put', key, value: encodeJson(meta) }],
+      // Readers in other processes waiting for the next segment wake on the progress.
+      [
+        { type: 'put', key, value: encodeJson(meta) },
+        progressOp(logName, { epoch, segmentId, lastEntryId: -1 }),
+      ],
       { signal },
     );
     if (!result.succeeded)
@@ -770,15 +853,21 @@ export class LogWriter {
         if ((this.state as WriterState) === 'closing' && this.segment !== undefined) {
           await this.sealSegment(this.segment, options.signal);
         }
-      } finally {
+      } catch (err) {
+        // Sealing failed (a newer writer fenced us, or metadata is down): still release the
+        // segment's file handle and timers before reporting it.
         if ((this.state as WriterState) !== 'failed') this.state = 'closed';
+        await this.release_();
+        throw err;
       }
+      if ((this.state as WriterState) !== 'failed') this.state = 'closed';
     }
     await this.release_();
   }
 
   private async release_(): Promise<void> {
     if (this.segment?.ageTimer !== undefined) clearTimeout(this.segment.ageTimer);
+    if (this.progress.timer !== undefined) clearTimeout(this.progress.timer);
     this.abort.abort(new ClosedError('the writer is closed'));
     this.detach();
     await this.segment?.sink.close().catch(() => undefined);

@@ -8,6 +8,7 @@ import {
   keys,
   listSegments,
   type LogMeta,
+  type Progress,
   type SegmentMeta,
   type WriterMeta,
   type WriterSession,
@@ -30,8 +31,6 @@ export interface MaintenanceContext {
   metadata: MetadataStore;
   segments: SegmentStore;
   limits: Readonly<WalLimits>;
-  /** Extra operations for the transaction that completes a segment (reader wake-ups). */
-  completionOps?: (logName: string, completed: SegmentMeta) => TxnOp[];
   /** Called after a log's segments were sealed, to wake in-process readers. */
   onSealed?: (logName: string) => void;
 }
@@ -56,15 +55,17 @@ export async function maintainLogs(
 ): Promise<MaintenanceResult> {
   const { signal } = options;
   const { metadata } = ctx;
-  const [logs, writers, sessions] = await Promise.all([
+  const [logs, writers, sessions, progress] = await Promise.all([
     metadata.range(keys.logPrefix, { signal }),
     metadata.range(keys.writer(''), { signal }),
     metadata.range(keys.session(''), { signal }),
+    metadata.range(keys.progressPrefix, { signal }),
   ]);
   const byName = (kvs: KeyValue[], prefix: string): Map<string, KeyValue> =>
     new Map(kvs.map((kv) => [kv.key.slice(prefix.length), kv]));
   const writerKvs = byName(writers.kvs, keys.writer(''));
   const sessionKvs = byName(sessions.kvs, keys.session(''));
+  const progressKvs = byName(progress.kvs, keys.progressPrefix);
   const result: MaintenanceResult = {
     checkedLogs: 0,
     sealedSegments: 0,
@@ -82,6 +83,7 @@ export async function maintainLogs(
         log,
         writerKvs.get(log.name),
         sessionKvs.get(log.name),
+        progressKvs.get(log.name),
         signal,
       );
       if (outcome === 'live') result.liveWriters += 1;
@@ -103,6 +105,7 @@ async function maintainLog(
   log: LogMeta,
   writerKv: KeyValue | undefined,
   sessionKv: KeyValue | undefined,
+  progressKv: KeyValue | undefined,
   signal: AbortSignal | undefined,
 ): Promise<number | 'live'> {
   const { metadata, segments, limits } = ctx;
@@ -114,7 +117,15 @@ async function maintainLog(
     (s) => s.meta.state === 'active',
   );
   if (active.length === 0) return 0;
-  const lastActivityMs = Math.max(...active.map((s) => s.meta.createdAtMs));
+  // Idle since the segment was created or the writer last published progress in it.
+  const progress = progressKv === undefined ? undefined : decodeJson<Progress>(progressKv);
+  const lastActivityMs = Math.max(
+    ...active.map((s) =>
+      progress?.segmentId === s.meta.segmentId
+        ? Math.max(s.meta.createdAtMs, progress.atMs)
+        : s.meta.createdAtMs,
+    ),
+  );
   if (Date.now() - lastActivityMs < limits.maxSegmentAgeMs) return 0;
   // Take the next epoch, but only if nothing changed since we looked: the log is the same, no
   // writer opened, and no session appeared (a writer re-registering after a lost lease).
@@ -144,12 +155,7 @@ async function maintainLog(
       { logName: log.name, logId: log.id, metadata, segments },
       { epoch, writerRevision: taken.revision },
       current,
-      {
-        ...(signal === undefined ? {} : { signal }),
-        ...(ctx.completionOps === undefined
-          ? {}
-          : { extraOps: (c: SegmentMeta) => ctx.completionOps?.(log.name, c) ?? [] }),
-      },
+      { signal },
     );
   } catch (err) {
     // A writer opened meanwhile: it recovers the segment itself.

@@ -7,6 +7,7 @@ import type { KeyValue, MetadataStore } from '../storage/metadata-store.js';
 //   wp/log/<name>                 LogMeta
 //   wp/writer/<name>              WriterMeta — its modRevision is the writer's fencing token
 //   wp/session/<name>             WriterSession — on the writer's client lease: the writer is alive
+//   wp/progress/<name>            Progress — the writer's latest committed end; readers watch it
 //   wp/segment/<name>/<segId:10>  SegmentMeta
 // Log names cannot contain '/', so prefixes never overlap between logs.
 
@@ -16,6 +17,8 @@ export const keys = {
   log: (name: string): string => `wp/log/${name}`,
   writer: (name: string): string => `wp/writer/${name}`,
   session: (name: string): string => `wp/session/${name}`,
+  progressPrefix: 'wp/progress/',
+  progress: (name: string): string => `wp/progress/${name}`,
   segmentPrefix: (name: string): string => `wp/segment/${name}/`,
   segment: (name: string, segmentId: number): string =>
     `wp/segment/${name}/${String(segmentId).padStart(10, '0')}`,
@@ -46,6 +49,29 @@ export interface WriterMeta {
 export interface WriterSession {
   epoch: number;
   openedAtMs: number;
+}
+
+/**
+ * A wake-up for readers in other processes, not a bound: readers still take the committed end
+ * from segment metadata and storage. Written when a writer advances (rate-limited), creates or
+ * seals a segment, and when recovery or maintenance completes one.
+ */
+export interface Progress {
+  epoch: number;
+  segmentId: number;
+  /** Last entry id the writer had committed in `segmentId` when it wrote this (-1: none). */
+  lastEntryId: number;
+  /** When it was written (the writer's clock); maintenance reads it as the last activity. */
+  atMs: number;
+}
+
+/** The operation that publishes a log's progress (rides on transactions that happen anyway). */
+export function progressOp(
+  name: string,
+  progress: Omit<Progress, 'atMs'>,
+): { type: 'put'; key: string; value: Uint8Array } {
+  const value: Progress = { ...progress, atMs: Date.now() };
+  return { type: 'put', key: keys.progress(name), value: encodeJson(value) };
 }
 
 export type SegmentState = 'active' | 'completed' | 'truncated';

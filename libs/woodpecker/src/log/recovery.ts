@@ -1,7 +1,7 @@
 import { FencedError } from '../errors.js';
 import type { SegmentExtent, SegmentStore } from '../segment/segment-store.js';
-import type { MetadataStore, TxnOp } from '../storage/metadata-store.js';
-import { encodeJson, keys, type SegmentMeta } from './metadata.js';
+import type { MetadataStore } from '../storage/metadata-store.js';
+import { encodeJson, keys, progressOp, type SegmentMeta } from './metadata.js';
 
 export interface RecoveryContext {
   logName: string;
@@ -16,13 +16,13 @@ export interface RecoveryContext {
  * in storage, takes its committed prefix as the final end (every entry the earlier writer
  * acknowledged lies inside it) and marks it completed. Every metadata write compares our writer
  * revision, so a newer writer that opens meanwhile wins and this throws FencedError.
- * `extraOps` ride on each completion (for example a wake-up of remote readers).
+ * Each completion also publishes the log's progress, so remote readers waiting there wake.
  */
 export async function completeActiveSegments(
   ctx: RecoveryContext,
   taken: { epoch: number; writerRevision: number },
   existing: readonly { meta: SegmentMeta; modRevision: number }[],
-  options: { signal?: AbortSignal; extraOps?: (completed: SegmentMeta) => TxnOp[] } = {},
+  options: { signal?: AbortSignal } = {},
 ): Promise<SegmentMeta[]> {
   const { signal } = options;
   const { metadata, segments, logName, logId } = ctx;
@@ -48,7 +48,12 @@ export async function completeActiveSegments(
       ],
       [
         { type: 'put', key, value: encodeJson(completed) },
-        ...(options.extraOps?.(completed) ?? []),
+        // Wakes readers in other processes that wait at this segment's end.
+        progressOp(logName, {
+          epoch: taken.epoch,
+          segmentId: seg.segmentId,
+          lastEntryId: completed.lastEntryId,
+        }),
       ],
       { signal },
     );

@@ -78,6 +78,23 @@ export function describeWalSuite(
         limits: { flushAgeMs: 2, ...options.limits, ...limits },
       });
 
+    /** Waits until the log's published progress covers `position` (reads the raw store). */
+    const progressReaches = async (position: LogPosition): Promise<void> => {
+      await waitFor(
+        async () => {
+          const kvs = (await env.metadata.range('wp/progress/')).kvs;
+          return kvs.some((kv) => {
+            const p = JSON.parse(dec.decode(kv.value)) as {
+              segmentId: number;
+              lastEntryId: number;
+            };
+            return p.segmentId === position.segmentId && p.lastEntryId >= position.entryId;
+          });
+        },
+        { timeoutMs: 5_000, intervalMs: 10, description: 'progress to be published' },
+      );
+    };
+
     beforeEach(async () => {
       env = await factory();
       wp = open();
@@ -226,8 +243,10 @@ export function describeWalSuite(
         await writer.append(enc.encode('before'));
         const reader = await log.openReader({ from: 'latest' });
         const first = reader.next();
-        await writer.append(enc.encode('live-1'));
+        const live1 = await writer.append(enc.encode('live-1'));
         expect((await first)?.payload).toEqual(enc.encode('live-1'));
+        // The writer's own progress publication for live-1 (activity, not idleness) is done.
+        await progressReaches(live1);
         // Park the reader at the live end, then watch the request counters for a while.
         const parked = reader.next();
         const before = metadata.total() + (objects?.total() ?? 0);
@@ -240,6 +259,90 @@ export function describeWalSuite(
         await writer.close();
       } finally {
         await counted.close();
+      }
+    });
+
+    it('wakes a reader in another client by push, and it makes no storage or metadata requests while idle', async () => {
+      const log = await wp.createLog('remote-tail');
+      const writer = await log.openWriter();
+      await writer.append(enc.encode('before'));
+      const metadata = countCalls(env.metadata);
+      const objects = env.objects === undefined ? undefined : countCalls(env.objects);
+      const storage: StorageOptions =
+        objects === undefined
+          ? env.storage
+          : { ...env.storage, mode: 'object', objectStore: objects.proxy };
+      const remote = Woodpecker.open({ metadata: metadata.proxy, storage });
+      try {
+        const reader = await (await remote.openLog('remote-tail')).openReader({ from: 'latest' });
+        const first = reader.next();
+        const live1 = await writer.append(enc.encode('live-1'));
+        expect(await first).toMatchObject({ payload: enc.encode('live-1'), position: live1 });
+        await progressReaches(live1);
+        const parked = reader.next();
+        const requests = (): number => metadata.total() + (objects?.total() ?? 0);
+        // Settled: the wake-up for live-1 may still make the reader look once more.
+        let settled = -1;
+        await waitFor(
+          () => {
+            const now = requests();
+            const isQuiet = now === settled;
+            settled = now;
+            return isQuiet;
+          },
+          { timeoutMs: 5_000, intervalMs: 200 },
+        );
+        const before = requests();
+        const idleUntil = Date.now() + 1_500;
+        await waitFor(() => Date.now() >= idleUntil, { timeoutMs: 5_000, intervalMs: 100 });
+        expect(requests()).toBe(before);
+        const sentAt = performance.now();
+        const live2 = await writer.append(enc.encode('live-2'));
+        expect(await parked).toMatchObject({ payload: enc.encode('live-2'), position: live2 });
+        // Pushed, not polled: well under a poll interval of old (plus a slow CI machine).
+        expect(performance.now() - sentAt).toBeLessThan(1_000);
+        await reader.close();
+        await writer.close();
+      } finally {
+        await remote.close();
+      }
+    });
+
+    it('a reader in another client returns nothing that recovery does not keep, and follows into the next writer', async () => {
+      const log = await wp.createLog('remote-fence');
+      const writer = await log.openWriter();
+      const remote = open();
+      try {
+        const reader = await (await remote.openLog('remote-fence')).openReader();
+        const acked: LogPosition[] = [];
+        const appends = Array.from({ length: 300 }, (_, i) =>
+          writer.append(enc.encode(`f${i}`)).then(
+            (p) => void acked.push(p),
+            () => undefined,
+          ),
+        );
+        const seen = await take(reader, 50);
+        // Fence the writer while appends are still in flight.
+        const next = await log.openWriter();
+        await Promise.all(appends);
+        const [sealed] = await log.listSegments();
+        expect(sealed?.state).toBe('completed');
+        const lastEntryId = sealed?.lastEntryId ?? -1;
+        await next.append(enc.encode('end'));
+        seen.push(...(await take(reader, lastEntryId + 1 - seen.length + 1)));
+        const inFirst = seen.filter((e) => e.position.segmentId === 0);
+        // Dense, in order, nothing beyond the recovered end, and every ack among them.
+        expect(inFirst.map((e) => e.position.entryId)).toEqual(inFirst.map((_, i) => i));
+        expect(inFirst.map(text)).toEqual(inFirst.map((_, i) => `f${i}`));
+        expect(inFirst.length).toBe(lastEntryId + 1);
+        for (const p of acked) expect(p.entryId).toBeLessThanOrEqual(lastEntryId);
+        expect(seen.at(-1)).toMatchObject({ position: { segmentId: 1, entryId: 0 } });
+        await reader.close();
+        await next.close();
+        // Fenced: its close cannot seal (it may not have noticed before, if it was idle).
+        await writer.close().catch(() => undefined);
+      } finally {
+        await remote.close();
       }
     });
 
