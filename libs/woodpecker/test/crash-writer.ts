@@ -24,6 +24,8 @@ export interface CrashWriterConfig {
   };
   /** Limits of the child's client, over the defaults below. */
   limits?: Partial<WalLimits>;
+  /** Append this many entries, then wait for a `{ type: 'more' }` message before the next batch. */
+  burst?: number;
 }
 
 const MAX_ENTRIES = 1_000_000;
@@ -53,8 +55,18 @@ const wp = Woodpecker.open({
 const writer = await (await wp.openLog(config.logName)).openWriter();
 send({ type: 'ready', epoch: writer.epoch });
 
+let more: (() => void) | undefined;
+process.on('message', (m: { type?: string }) => {
+  if (m.type === 'more') more?.();
+});
+
 const inflight = new Set<Promise<void>>();
 for (let n = 0; n < MAX_ENTRIES; n++) {
+  if (config.burst !== undefined && n > 0 && n % config.burst === 0) {
+    await Promise.all(inflight);
+    send({ type: 'idle', n });
+    await new Promise<void>((resolve) => (more = resolve));
+  }
   if (inflight.size >= MAX_IN_FLIGHT) await Promise.race(inflight);
   const p = writer.append(new TextEncoder().encode(`e${n}`)).then(
     (position) => send({ type: 'ack', n, position }),
