@@ -194,6 +194,8 @@ const app = await startStandalone(
       maxInflightBytes: 256 * MiB,
       maxSegmentBytes: 4096 * MiB,
       maxSegmentAgeMs: 3600000,
+      progressIntervalMs: 1000,
+      maintenanceIntervalMs: 0,
     },
   },
   logger,

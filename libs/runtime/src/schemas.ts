@@ -107,6 +107,23 @@ export const WalSchema = Type.Object(
       maximum: 604800000,
       description: 'Roll a non-empty segment at this age',
     }),
+    progressIntervalMs: Type.Integer({
+      // The service's own readers share the writer's process and are woken in memory; this
+      // only sets how soon readers in other processes hear of new entries, at one metadata
+      // write per interval per busy log.
+      default: 1000,
+      minimum: 1,
+      maximum: 10000,
+      description:
+        'Under steady writes, publish WAL progress for readers in other processes at most this often',
+    }),
+    maintenanceIntervalMs: Type.Integer({
+      default: 60000,
+      minimum: 0,
+      maximum: 3600000,
+      description:
+        'Seal idle segments of logs whose writer is gone, this often (0: off; else at least 1000)',
+    }),
   },
   { default: {}, additionalProperties: false },
 );

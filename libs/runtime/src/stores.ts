@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Static } from '@sinclair/typebox';
+import { ConfigError } from '@woodstream/config';
 import {
   EtcdMetadataStore,
   FileMetadataStore,
@@ -48,8 +49,16 @@ export async function openWal(
   metadata: MetadataStore,
   signal?: AbortSignal,
 ): Promise<{ wal: Woodpecker; objects?: ObjectStore }> {
+  const { maintenanceIntervalMs, ...walLimits } = wal;
+  if (maintenanceIntervalMs > 0 && maintenanceIntervalMs < 1000) {
+    throw new ConfigError([
+      `wal.maintenanceIntervalMs: 0 (off) or at least 1000, got ${maintenanceIntervalMs}`,
+    ]);
+  }
+  const maintenance =
+    maintenanceIntervalMs > 0 ? { maintenance: { intervalMs: maintenanceIntervalMs } } : {};
   const limits = {
-    ...wal,
+    ...walLimits,
     ...(storage.mode === 'local'
       ? { maxBlockBytes: Math.min(wal.maxBlockBytes, 1024 * 1024) }
       : {}),
@@ -61,6 +70,7 @@ export async function openWal(
         metadata,
         storage: { mode: 'local', rootDir: storage.localDir },
         limits,
+        ...maintenance,
       }),
     };
   }
@@ -79,7 +89,12 @@ export async function openWal(
     signal ? { signal } : {},
   );
   return {
-    wal: Woodpecker.open({ metadata, storage: { mode: 'object', objectStore: objects }, limits }),
+    wal: Woodpecker.open({
+      metadata,
+      storage: { mode: 'object', objectStore: objects },
+      limits,
+      ...maintenance,
+    }),
     objects,
   };
 }
