@@ -12,6 +12,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import { abortable } from '@woodstream/common';
 
 // Stable attribute key; the semantic-conventions package keeps it among incubating names.
 const ATTR_SERVICE_INSTANCE_ID = 'service.instance.id';
@@ -130,7 +131,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
         }
       })();
       const { signal } = shutdownOptions;
-      return signal === undefined ? stopping : abortable(stopping, signal);
+      return abortable(stopping, signal);
     },
   };
   running = telemetry;
@@ -140,22 +141,4 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
 function tracesUrl(endpoint: string): string {
   const trimmed = endpoint.replace(/\/+$/, '');
   return trimmed.endsWith('/v1/traces') ? trimmed : `${trimmed}/v1/traces`;
-}
-
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err instanceof Error ? err : new Error(String(err)));
-      },
-    );
-  });
 }
