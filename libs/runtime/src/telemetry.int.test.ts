@@ -1,5 +1,3 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { StreamingClient } from '@woodstream/client';
 import {
   InMemorySpanExporter,
   METRICS,
@@ -9,16 +7,10 @@ import {
   type MetricDefinition,
   type ReadableSpan,
 } from '@woodstream/observability';
-import { AssignmentServiceService } from '@woodstream/proto';
 import { pchannelForVChannel } from '@woodstream/streaming';
-import {
-  createAssignmentServiceHandlers,
-  StreamingCoordinator,
-} from '@woodstream/streaming-coordinator';
-import { StreamingNode } from '@woodstream/streaming-node';
-import { waitFor } from '@woodstream/testing';
-import { FileMetadataStore, MemoryObjectStore, Woodpecker } from '@woodstream/woodpecker';
+import { MemoryObjectStore } from '@woodstream/woodpecker';
 import { describe, expect, it } from 'vitest';
+import { startLocalCluster } from '../test/local-cluster.js';
 
 /**
  * The value of one series in Prometheus text: the line of `name` whose labels include every
@@ -50,34 +42,18 @@ describe('telemetry of a running cluster', () => {
       serviceInstanceId: 'telemetry-int',
       spanExporter: spans,
     });
-    const metadata = await FileMetadataStore.open({});
-    // Object mode over an in-memory store: every block write is a storage request.
-    const wal = Woodpecker.open({
-      metadata,
-      storage: { mode: 'object', objectStore: new MemoryObjectStore() },
-      limits: { flushAgeMs: 2 },
-    });
-    const node = await StreamingNode.start(
-      { timeTickIntervalMs: 50, drainTimeoutMs: 0 },
-      { wal, metadata },
-    );
-    const coordinator = await StreamingCoordinator.start(
-      { pchannelCount: 2, balanceIntervalMs: 100 },
-      { metadata },
-    );
-    const server = new Server();
-    server.addService(AssignmentServiceService, createAssignmentServiceHandlers(coordinator));
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
-    let client: StreamingClient | undefined;
     try {
-      await waitFor(() => coordinator.listChannels().every((c) => c.state === 'ASSIGNED'), {
-        timeoutMs: 20_000,
+      await using cluster = await startLocalCluster({
+        // Object mode over an in-memory store: every block write is a storage request.
+        wal: {
+          storage: { mode: 'object', objectStore: new MemoryObjectStore() },
+          limits: { flushAgeMs: 2 },
+        },
+        node: { timeTickIntervalMs: 50, drainTimeoutMs: 0 },
+        coordinator: { pchannelCount: 2, balanceIntervalMs: 100 },
       });
-      client = await StreamingClient.connect({ coordinator: `127.0.0.1:${port}` });
+      const { coordinator } = cluster;
+      const client = await cluster.connect();
       const vchannel = 'traced';
       const pchannel = pchannelForVChannel(
         vchannel,
@@ -186,12 +162,6 @@ describe('telemetry of a running cluster', () => {
         }),
       ).toBeGreaterThan(0);
     } finally {
-      await client?.close();
-      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      await coordinator.stop();
-      await node.stop({ drain: false });
-      await wal.close();
-      await metadata.close();
       await telemetry.shutdown();
     }
   });
