@@ -1,26 +1,18 @@
 import { StreamingError } from '@woodstream/streaming';
 import { waitFor } from '@woodstream/testing';
-import { FileMetadataStore, type MetadataStore } from '@woodstream/woodpecker';
-import { afterEach, describe, expect, it } from 'vitest';
-import { registerSession, startFakeNode, type FakeNode } from '../test/fake-streaming-node.js';
+import type { MetadataStore } from '@woodstream/woodpecker';
+import { describe, expect, it } from 'vitest';
+import { coordinatorFixture, FAST_COORDINATOR } from '../test/coordinator-fixture.js';
+import type { FakeNode } from '../test/fake-streaming-node.js';
 import type { CoordinatorOptions } from './coordinator-options.js';
-import { StreamingCoordinator, type ChannelView } from './streaming-coordinator.js';
+import type { ChannelView, StreamingCoordinator } from './streaming-coordinator.js';
 
-const FAST: CoordinatorOptions = {
+const { openStore, addNode, startCoordinator } = coordinatorFixture({
+  ...FAST_COORDINATOR,
   pchannelCount: 4,
-  balanceIntervalMs: 50,
-  moveCooldownMs: 0,
-  sessionTtlMs: 1000,
   operationTimeoutMs: 20_000,
-  channelBackoffInitialMs: 10,
-  channelBackoffMaxMs: 100,
-};
-const WAIT = { timeoutMs: 15_000 };
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
+const WAIT = { timeoutMs: 15_000 };
 
 /** A store, two fake nodes and an active coordinator with every channel assigned, balancing off. */
 async function setup(options: CoordinatorOptions = {}): Promise<{
@@ -29,20 +21,10 @@ async function setup(options: CoordinatorOptions = {}): Promise<{
   coordinator: StreamingCoordinator;
   channels: ChannelView[];
 }> {
-  const store = await FileMetadataStore.open({});
-  cleanups.push(() => store.close());
+  const store = await openStore();
   const nodes: FakeNode[] = [];
-  for (const id of [1, 2]) {
-    const node = await startFakeNode(id);
-    cleanups.push(() => node.stop());
-    await registerSession(store, node);
-    nodes.push(node);
-  }
-  const coordinator = await StreamingCoordinator.start(
-    { ...FAST, ...options },
-    { metadata: store },
-  );
-  cleanups.push(() => coordinator.stop());
+  for (const id of [1, 2]) nodes.push((await addNode(store, id)).node);
+  const coordinator = await startCoordinator(store, options);
   const channels = await waitFor(() => {
     const all = coordinator.listChannels();
     return all.every((c) => c.state === 'ASSIGNED') && all;

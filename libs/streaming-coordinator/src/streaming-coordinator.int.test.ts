@@ -1,62 +1,17 @@
 import { StreamingError, streamingKeys, type PChannelMeta } from '@woodstream/streaming';
 import { waitFor } from '@woodstream/testing';
-import { FileMetadataStore, type MetadataStore } from '@woodstream/woodpecker';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  registerSession,
-  startFakeNode,
-  type FakeNode,
-  type FakeSession,
-} from '../test/fake-streaming-node.js';
+import type { MetadataStore } from '@woodstream/woodpecker';
+import { describe, expect, it } from 'vitest';
+import { coordinatorFixture, FAST_COORDINATOR } from '../test/coordinator-fixture.js';
 import type { CoordinatorLogger } from './coordinator-logger.js';
-import type { CoordinatorOptions } from './coordinator-options.js';
 import { StreamingCoordinator, type ChannelView } from './streaming-coordinator.js';
 
-const FAST: CoordinatorOptions = {
+const { openStore, addNode, startCoordinator } = coordinatorFixture({
+  ...FAST_COORDINATOR,
   pchannelCount: 6,
-  balanceIntervalMs: 50,
-  moveCooldownMs: 0,
-  sessionTtlMs: 1000,
   operationTimeoutMs: 20_000,
-  channelBackoffInitialMs: 10,
-  channelBackoffMaxMs: 100,
-};
-const WAIT = { timeoutMs: 15_000 };
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  // Reverse order: coordinators stop before the nodes and the store they use.
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-async function openStore(): Promise<MetadataStore> {
-  const store = await FileMetadataStore.open({});
-  cleanups.push(() => store.close());
-  return store;
-}
-
-async function addNode(
-  store: MetadataStore,
-  serverId: number,
-): Promise<{ node: FakeNode; session: FakeSession }> {
-  const node = await startFakeNode(serverId);
-  cleanups.push(() => node.stop());
-  const session = await registerSession(store, node);
-  return { node, session };
-}
-
-async function startCoordinator(
-  store: MetadataStore,
-  options: CoordinatorOptions = {},
-  logger?: CoordinatorLogger,
-): Promise<StreamingCoordinator> {
-  const coordinator = await StreamingCoordinator.start(
-    { ...FAST, ...options },
-    { metadata: store, ...(logger ? { logger } : {}) },
-  );
-  cleanups.push(() => coordinator.stop());
-  return coordinator;
-}
+const WAIT = { timeoutMs: 15_000 };
 
 async function readMeta(store: MetadataStore, name: string): Promise<PChannelMeta> {
   const kv = await store.get(streamingKeys.pchannel(name));

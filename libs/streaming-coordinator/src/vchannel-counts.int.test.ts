@@ -1,49 +1,15 @@
 import { streamingKeys } from '@woodstream/streaming';
 import { waitFor } from '@woodstream/testing';
-import { FileMetadataStore, type MetadataStore } from '@woodstream/woodpecker';
-import { afterEach, describe, expect, it } from 'vitest';
-import { registerSession, startFakeNode } from '../test/fake-streaming-node.js';
-import type { CoordinatorOptions } from './coordinator-options.js';
-import { StreamingCoordinator } from './streaming-coordinator.js';
+import type { MetadataStore } from '@woodstream/woodpecker';
+import { describe, expect, it } from 'vitest';
+import { coordinatorFixture, FAST_COORDINATOR } from '../test/coordinator-fixture.js';
+import type { StreamingCoordinator } from './streaming-coordinator.js';
 
-const FAST: CoordinatorOptions = {
+const { openStore, addNode, startCoordinator } = coordinatorFixture({
+  ...FAST_COORDINATOR,
   pchannelCount: 4,
-  balanceIntervalMs: 50,
-  moveCooldownMs: 0,
-  sessionTtlMs: 1000,
-  channelBackoffInitialMs: 10,
-  channelBackoffMaxMs: 100,
-};
-const WAIT = { timeoutMs: 15_000 };
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-async function openStore(): Promise<MetadataStore> {
-  const store = await FileMetadataStore.open({});
-  cleanups.push(() => store.close());
-  return store;
-}
-
-async function addNode(store: MetadataStore, serverId: number): Promise<void> {
-  const node = await startFakeNode(serverId);
-  cleanups.push(() => node.stop());
-  await registerSession(store, node);
-}
-
-async function startCoordinator(
-  store: MetadataStore,
-  options: CoordinatorOptions = {},
-): Promise<StreamingCoordinator> {
-  const coordinator = await StreamingCoordinator.start(
-    { ...FAST, ...options },
-    { metadata: store },
-  );
-  cleanups.push(() => coordinator.stop());
-  return coordinator;
-}
+const WAIT = { timeoutMs: 15_000 };
 
 /** What a streaming node writes on the first produce to `vchannel` (create-if-absent). */
 async function register(store: MetadataStore, pchannel: string, vchannel: string): Promise<void> {
