@@ -2,7 +2,7 @@ import { waitFor } from '@woodstream/testing';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger } from '../test/capture-logger.js';
-import { startTestCluster, WAIT, type TestCluster } from '../test/test-cluster.js';
+import { startTestCluster, WAIT, type TestCluster } from './testing/index.js';
 import { buildHttpApp, startHttpServer } from './http-app.js';
 
 let cluster: TestCluster;

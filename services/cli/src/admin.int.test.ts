@@ -1,14 +1,13 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startHttpServer, type HttpLogger, type HttpServer } from '@woodstream/admin';
-import { StreamingCoordinator } from '@woodstream/streaming-coordinator';
-import { StreamingNode } from '@woodstream/streaming-node';
+import { startTestCluster, WAIT } from '@woodstream/admin/testing';
+import type { StreamingCoordinator } from '@woodstream/streaming-coordinator';
+import type { StreamingNode } from '@woodstream/streaming-node';
 import { freePort, makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
-import { FileMetadataStore, Woodpecker } from '@woodstream/woodpecker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, runCli } from './cli.js';
 
-const WAIT = { timeoutMs: 20_000 };
 const TOKEN = 'cli-test-token-5678';
 const silent: HttpLogger = {
   debug: () => undefined,
@@ -28,32 +27,9 @@ let tokenFile: string;
 
 beforeAll(async () => {
   try {
-    dir = await makeTempDir('cli-admin');
-    cleanups.push(async () => {
-      await dir[Symbol.asyncDispose]();
-    });
-    const metadata = await FileMetadataStore.open({ path: join(dir.path, 'metadata.log') });
-    cleanups.push(() => metadata.close());
-    nodes = [];
-    for (let i = 0; i < 2; i++) {
-      const wal = Woodpecker.open({
-        metadata,
-        storage: { mode: 'local', rootDir: join(dir.path, 'wal') },
-      });
-      cleanups.push(() => wal.close());
-      const node = await StreamingNode.start(
-        { sessionTtlMs: 2_000, timeTickIntervalMs: 50, drainTimeoutMs: 0 },
-        { wal, metadata },
-      );
-      cleanups.push(() => node.stop({ drain: false }));
-      nodes.push(node);
-    }
-    coordinator = await StreamingCoordinator.start(
-      { pchannelCount: 4, balanceIntervalMs: 100, moveCooldownMs: 0 },
-      { metadata },
-    );
-    cleanups.push(() => coordinator.stop());
-    await waitFor(() => coordinator.listChannels().every((c) => c.state === 'ASSIGNED'), WAIT);
+    const cluster = await startTestCluster();
+    cleanups.push(() => cluster.stop());
+    ({ coordinator, nodes } = cluster);
     await coordinator.setAllowRebalance(false);
     server = await startHttpServer({
       logger: silent,
@@ -71,6 +47,10 @@ beforeAll(async () => {
       port: 0,
     });
     cleanups.push(() => protectedServer.stop());
+    dir = await makeTempDir('cli-admin');
+    cleanups.push(async () => {
+      await dir[Symbol.asyncDispose]();
+    });
     tokenFile = join(dir.path, 'token');
     await writeFile(tokenFile, `${TOKEN}\n`);
   } catch (err) {
