@@ -128,14 +128,20 @@ export async function startRadosgw(options: { timeoutMs?: number } = {}): Promis
       args: ['-c', conf, '-i', 'a', '-f'],
     });
     processes.push(mon);
-    await waitFor(
+    const answeringFsid = await waitFor(
       async () => {
         if (!mon.isRunning) throw mon.failure('exited during start');
-        await ceph('ceph', ['--connect-timeout', '5', 'mon', 'stat']);
-        return true;
+        return (await ceph('ceph', ['--connect-timeout', '5', 'fsid'])).stdout.trim();
       },
       { timeoutMs, intervalMs: 200, description: 'ceph-mon to answer', signal: whileRunning(mon) },
     );
+    // Two clusters starting at once can be handed the same free port; without authentication the
+    // other cluster's monitor then answers ours, and our OSD later fails with "wrong fsid".
+    if (answeringFsid !== fsid) {
+      throw new Error(
+        `another Ceph monitor (fsid ${answeringFsid}) answered on port ${monPort}; start again`,
+      );
+    }
 
     const osdUuid = randomUUID();
     const osdId = (await ceph('ceph', ['osd', 'new', osdUuid])).stdout.trim();
