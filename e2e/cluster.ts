@@ -1,23 +1,17 @@
 // Helpers to run a real cluster for e2e tests: a coordinator and N nodes as processes on the
 // harness etcd and radosgw, each stopped when the test ends.
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { credentials } from '@grpc/grpc-js';
 import { AssignmentServiceClient, type FullAssignment } from '@woodstream/proto';
 import {
   freePort,
   harness,
-  ManagedProcess,
+  type ManagedProcess,
   uniqueName,
   waitFor,
   type TestBucket,
 } from '@woodstream/testing';
 import { onTestFailed, onTestFinished } from 'vitest';
-
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const tsx = createRequire(import.meta.url).resolve('tsx');
-const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
+import { spawnCli } from './cli.js';
 
 export interface Cluster {
   /** Client target: one address, or `ipv4:a,b` when there are standby coordinators. */
@@ -31,12 +25,9 @@ export interface Cluster {
   restartCoordinator(index: number): Promise<ManagedProcess>;
 }
 
-function spawnCli(name: string, args: string[]): ManagedProcess {
-  const proc = ManagedProcess.spawn({
-    name,
-    command: process.execPath,
-    args: ['--conditions=@woodstream/source', '--import', tsx, cliEntry, ...args],
-  });
+/** Spawns `woodstream <args>`, prints its output if the test fails and kills it when the test ends. */
+function spawnOwned(name: string, args: string[]): ManagedProcess {
+  const proc = spawnCli(name, args);
   onTestFailed(() =>
     console.error(
       `--- ${name} (pid ${proc.pid ?? '?'}) ---\n${proc.output().split('\n').slice(-60).join('\n')}`,
@@ -72,7 +63,7 @@ export async function startCluster(options: {
     httpPorts.push(await freePort());
   }
   const startCoordinator = async (index: number): Promise<ManagedProcess> => {
-    const proc = spawnCli(`coordinator-${index}`, [
+    const proc = spawnOwned(`coordinator-${index}`, [
       'run',
       'coordinator',
       `--grpc.port=${ports[index] ?? 0}`,
@@ -97,7 +88,7 @@ export async function startCluster(options: {
   let nodeIndex = 0;
   const startNode = async (): Promise<ManagedProcess> => {
     const n = ++nodeIndex;
-    const proc = spawnCli(`node-${n}`, [
+    const proc = spawnOwned(`node-${n}`, [
       'run',
       'node',
       '--grpc.port=0',

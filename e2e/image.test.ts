@@ -1,16 +1,12 @@
 // The container image (docker/Dockerfile): built with podman from a local base image
 // (scripts/image.mjs: no registry needed), run as `woodstream run standalone`, used from the
 // host through the published ports with the CLI, and stopped with SIGTERM.
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { freePort, ManagedProcess, runCommand, waitFor } from '@woodstream/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { consumeArgs, jsonLines, produceArgs, repoRoot, spawnCli } from './cli.js';
 
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const imageScript = join(repoRoot, 'scripts', 'image.mjs');
-const tsx = createRequire(import.meta.url).resolve('tsx');
-const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
 const TAG = 'localhost/woodstream:e2e';
 
 let podmanArgs: string[] = [];
@@ -32,19 +28,9 @@ const podman = (args: string[], timeoutMs = 60_000) =>
   runCommand('podman', [...globalArgs, ...args], { timeoutMs });
 
 async function cli(args: string[]): Promise<string[]> {
-  const proc = ManagedProcess.spawn({
-    name: args[0] ?? 'cli',
-    command: process.execPath,
-    args: ['--conditions=@woodstream/source', '--import', tsx, cliEntry, ...args],
-    cwd: repoRoot,
-  });
+  const proc = spawnCli(args[0] ?? 'cli', args, { cwd: repoRoot });
   try {
-    const exit = await proc.exited;
-    if (exit.code !== 0) throw proc.failure(`exited with ${exit.code ?? exit.signal}`);
-    return proc
-      .output()
-      .split('\n')
-      .filter((l) => l.startsWith('{'));
+    return await jsonLines(proc);
   } finally {
     await proc.stop();
   }
@@ -103,29 +89,9 @@ describe('container image', () => {
 
       const coordinator = `127.0.0.1:${grpcPort}`;
       const count = 200;
-      const acks = await cli([
-        'produce',
-        '--vchannel',
-        'image-e2e',
-        '--count',
-        String(count),
-        '--size',
-        '24',
-        '--coordinator',
-        coordinator,
-      ]);
+      const acks = await cli(produceArgs('image-e2e', count, 24, coordinator));
       expect(acks).toHaveLength(count);
-      const consumed = await cli([
-        'consume',
-        '--vchannel',
-        'image-e2e',
-        '--from',
-        'earliest',
-        '--count',
-        String(count),
-        '--coordinator',
-        coordinator,
-      ]);
+      const consumed = await cli(consumeArgs('image-e2e', count, coordinator));
       const ids = (lines: string[]) =>
         lines.map((l) => (JSON.parse(l) as { messageId: string }).messageId);
       expect(ids(consumed)).toEqual(ids(acks));

@@ -1,12 +1,6 @@
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freePort, ManagedProcess, startEtcd, uniqueName, waitFor } from '@woodstream/testing';
+import { freePort, startEtcd, uniqueName, waitFor } from '@woodstream/testing';
 import { describe, expect, it, onTestFailed } from 'vitest';
-
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const tsx = createRequire(import.meta.url).resolve('tsx');
-const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
+import { spawnCli } from './cli.js';
 
 async function probe(url: string): Promise<{ status: number; body: string }> {
   try {
@@ -22,25 +16,17 @@ describe('readiness', () => {
     // Its own etcd: the outage must not touch the servers other tests share.
     const etcd = await startEtcd();
     const httpPort = await freePort();
-    const coordinator = ManagedProcess.spawn({
-      name: 'coordinator',
-      command: process.execPath,
-      args: [
-        '--conditions=@woodstream/source',
-        '--import',
-        tsx,
-        cliEntry,
-        'run',
-        'coordinator',
-        '--grpc.port=0',
-        `--http.port=${httpPort}`,
-        '--sessionTtlMs=2000',
-        '--metadata.kind=etcd',
-        `--metadata.etcdEndpoints=${etcd.endpoint}`,
-        `--metadata.rootPrefix=/${uniqueName('ready')}/`,
-        '--metadata.requestTimeoutMs=1000',
-      ],
-    });
+    const coordinator = spawnCli('coordinator', [
+      'run',
+      'coordinator',
+      '--grpc.port=0',
+      `--http.port=${httpPort}`,
+      '--sessionTtlMs=2000',
+      '--metadata.kind=etcd',
+      `--metadata.etcdEndpoints=${etcd.endpoint}`,
+      `--metadata.rootPrefix=/${uniqueName('ready')}/`,
+      '--metadata.requestTimeoutMs=1000',
+    ]);
     onTestFailed(() => console.error(coordinator.output().split('\n').slice(-40).join('\n')));
     try {
       await coordinator.waitForOutput(/"msg":"ready"/, { timeoutMs: 60_000 });

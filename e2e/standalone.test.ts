@@ -1,13 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ManagedProcess, makeTempDir } from '@woodstream/testing';
 import { describe, expect, it } from 'vitest';
-
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const tsx = createRequire(import.meta.url).resolve('tsx');
-const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
+import { ANY_STANDALONE_PORTS, jsonLines, produceArgs, repoRoot, spawnCli, tsx } from './cli.js';
 
 /** The command `npm start` runs (package.json), with the paths made absolute for another cwd. */
 function startCommand(): string[] {
@@ -19,24 +14,6 @@ function startCommand(): string[] {
   return words.slice(1).map((w) => (w === 'tsx' ? tsx : w.endsWith('.ts') ? join(repoRoot, w) : w));
 }
 
-function woodstream(name: string, args: string[], cwd: string): ManagedProcess {
-  return ManagedProcess.spawn({
-    name,
-    command: process.execPath,
-    args: ['--conditions=@woodstream/source', '--import', tsx, cliEntry, ...args],
-    cwd,
-  });
-}
-
-async function runToEnd(proc: ManagedProcess): Promise<string[]> {
-  const exit = await proc.exited;
-  if (exit.code !== 0) throw proc.failure(`exited with ${exit.code ?? exit.signal}`);
-  return proc
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'));
-}
-
 describe('standalone', () => {
   it('npm start runs standalone; 1,000 messages produced with the CLI are consumed back, also after a SIGKILL and restart', async () => {
     await using dir = await makeTempDir('standalone');
@@ -45,17 +22,7 @@ describe('standalone', () => {
       ManagedProcess.spawn({
         name: 'standalone',
         command: process.execPath,
-        args: [
-          ...startCommand(),
-          '--dataDir',
-          dataDir,
-          '--coordinatorPort',
-          '0',
-          '--nodePort',
-          '0',
-          '--httpPort',
-          '0',
-        ],
+        args: [...startCommand(), '--dataDir', dataDir, ...ANY_STANDALONE_PORTS],
         cwd: dir.path,
       });
     let server = start();
@@ -66,22 +33,8 @@ describe('standalone', () => {
       const coordinator = running[1] as string;
       await server.waitForOutput(/woodstream consume --vchannel demo/, { timeoutMs: 10_000 });
 
-      const acks = await runToEnd(
-        woodstream(
-          'produce',
-          [
-            'produce',
-            '--vchannel',
-            'e2e',
-            '--count',
-            '1000',
-            '--size',
-            '32',
-            '--coordinator',
-            coordinator,
-          ],
-          dir.path,
-        ),
+      const acks = await jsonLines(
+        spawnCli('produce', produceArgs('e2e', 1000, 32, coordinator), { cwd: dir.path }),
       );
       expect(acks).toHaveLength(1000);
       const ackedIds = acks.map((l) => (JSON.parse(l) as { messageId: string }).messageId);
@@ -91,11 +44,11 @@ describe('standalone', () => {
         address: string,
       ): Promise<{ messageId: string; properties: { seq: string } }[]> =>
         (
-          await runToEnd(
-            woodstream(
+          await jsonLines(
+            spawnCli(
               'consume',
               ['consume', '--vchannel', 'e2e', '--from', 'earliest', '--coordinator', address],
-              dir.path,
+              { cwd: dir.path },
             ),
           )
         ).map((l) => JSON.parse(l) as { messageId: string; properties: { seq: string } });

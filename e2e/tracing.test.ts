@@ -1,13 +1,8 @@
 import { createServer, type Server } from 'node:http';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ManagedProcess, makeTempDir, waitFor } from '@woodstream/testing';
+import { makeTempDir, waitFor, type ManagedProcess } from '@woodstream/testing';
 import { describe, expect, it, onTestFailed } from 'vitest';
-
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const tsx = createRequire(import.meta.url).resolve('tsx');
-const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
+import { ANY_STANDALONE_PORTS, consumeArgs, produceArgs, spawnCli } from './cli.js';
 
 interface OtlpSpan {
   name: string;
@@ -60,12 +55,7 @@ async function startReceiver(): Promise<{
 }
 
 function woodstream(name: string, args: string[], env: Record<string, string>): ManagedProcess {
-  const proc = ManagedProcess.spawn({
-    name,
-    command: process.execPath,
-    args: ['--conditions=@woodstream/source', '--import', tsx, cliEntry, ...args],
-    env,
-  });
+  const proc = spawnCli(name, args, { env });
   onTestFailed(() => console.error(`--- ${name} ---\n${proc.output().slice(-4000)}`));
   return proc;
 }
@@ -77,18 +67,7 @@ describe('tracing over OTLP', () => {
     const env = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint };
     const server = woodstream(
       'standalone',
-      [
-        'run',
-        'standalone',
-        '--dataDir',
-        join(dir.path, 'data'),
-        '--coordinatorPort',
-        '0',
-        '--nodePort',
-        '0',
-        '--httpPort',
-        '0',
-      ],
+      ['run', 'standalone', '--dataDir', join(dir.path, 'data'), ...ANY_STANDALONE_PORTS],
       env,
     );
     try {
@@ -97,37 +76,9 @@ describe('tracing over OTLP', () => {
       });
       const coordinator = running[1] as string;
       const count = 5;
-      const produce = woodstream(
-        'produce',
-        [
-          'produce',
-          '--vchannel',
-          'traced',
-          '--count',
-          String(count),
-          '--size',
-          '16',
-          '--coordinator',
-          coordinator,
-        ],
-        env,
-      );
+      const produce = woodstream('produce', produceArgs('traced', count, 16, coordinator), env);
       expect((await produce.exited).code).toBe(0);
-      const consume = woodstream(
-        'consume',
-        [
-          'consume',
-          '--vchannel',
-          'traced',
-          '--from',
-          'earliest',
-          '--count',
-          String(count),
-          '--coordinator',
-          coordinator,
-        ],
-        {},
-      );
+      const consume = woodstream('consume', consumeArgs('traced', count, coordinator), {});
       expect((await consume.exited).code).toBe(0);
 
       // The CLI flushed on exit; the server exports in batches, so wait for its spans.
