@@ -9,19 +9,14 @@ import {
   type StorageOptions,
   type WalLimits,
 } from '@woodstream/woodpecker';
+import type { S3BucketConfig } from './s3-bucket-config.js';
 
 export interface CrashWriterConfig {
   logName: string;
   metadataPath?: string;
   etcd?: { endpoint: string; rootPrefix: string };
   rootDir?: string;
-  s3?: {
-    endpoint: string;
-    region: string;
-    accessKeyId: string;
-    secretAccessKey: string;
-    bucket: string;
-  };
+  s3?: S3BucketConfig;
   /** Limits of the child's client, over the defaults below. */
   limits?: Partial<WalLimits>;
   /** Append this many entries, then wait for a `{ type: 'more' }` message before the next batch. */

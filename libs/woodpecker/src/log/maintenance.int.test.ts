@@ -3,6 +3,7 @@ import { createTestBucket, harness, makeTempDir, uniqueName, waitFor } from '@wo
 import { describe, expect, it } from 'vitest';
 import { crashWriter } from '../../test/crash-child.js';
 import type { CrashWriterConfig } from '../../test/crash-writer.js';
+import { s3BucketConfig } from '../../test/s3-bucket-config.js';
 import { EtcdMetadataStore } from '../storage/etcd-metadata-store.js';
 import { FileMetadataStore } from '../storage/file-metadata-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
@@ -125,13 +126,7 @@ describe('maintenance after a writer crash', () => {
     it(`seals the segment of a SIGKILLed writer (${server}, etcd)`, async () => {
       const s3 = harness()[server];
       await using bucket = await createTestBucket(s3, `maint-${server}`);
-      const s3Config = {
-        endpoint: s3.endpoint,
-        region: s3.region,
-        accessKeyId: s3.accessKeyId,
-        secretAccessKey: s3.secretAccessKey,
-        bucket: bucket.name,
-      };
+      const s3Config = s3BucketConfig(s3, bucket.name);
       await sealsAfterCrash({
         ...etcdBackend('orphan', { s3: s3Config }),
         storage: async () => ({ mode: 'object', objectStore: await S3ObjectStore.open(s3Config) }),

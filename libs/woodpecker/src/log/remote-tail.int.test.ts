@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createTestBucket, harness, makeTempDir, uniqueName, waitFor } from '@woodstream/testing';
 import { describe, expect, it } from 'vitest';
 import type { CrashWriterConfig } from '../../test/crash-writer.js';
+import { s3BucketConfig } from '../../test/s3-bucket-config.js';
 import { EtcdMetadataStore } from '../storage/etcd-metadata-store.js';
 import { S3ObjectStore } from '../storage/s3-object-store.js';
 import { Woodpecker, type StorageOptions } from '../woodpecker.js';
@@ -114,13 +115,7 @@ describe('remote tail reader', () => {
     it(`is pushed by a writer in another process (${server}, etcd)`, async () => {
       const s3 = harness()[server];
       await using bucket = await createTestBucket(s3, `tail-${server}`);
-      const s3Config = {
-        endpoint: s3.endpoint,
-        region: s3.region,
-        accessKeyId: s3.accessKeyId,
-        secretAccessKey: s3.secretAccessKey,
-        bucket: bucket.name,
-      };
+      const s3Config = s3BucketConfig(s3, bucket.name);
       const objectStore = await S3ObjectStore.open(s3Config);
       try {
         await tailsChildWriter(

@@ -2,23 +2,13 @@ import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createTestBucket, freePort, harness, uniqueName } from '@woodstream/testing';
-import type { S3Endpoint, TestBucket } from '@woodstream/testing';
+import type { TestBucket } from '@woodstream/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { s3BucketConfig } from '../../test/s3-bucket-config.js';
 import { StorageRejectedError, StorageUnavailableError } from '../errors.js';
 import { describeObjectStoreContract } from '../testing/object-store-contract.js';
 import { MemoryObjectStore } from './memory-object-store.js';
 import { S3ObjectStore } from './s3-object-store.js';
-import type { S3ObjectStoreConfig } from './s3-object-store.js';
-
-function configFor(s3: S3Endpoint, bucket: string): S3ObjectStoreConfig {
-  return {
-    endpoint: s3.endpoint,
-    region: s3.region,
-    bucket,
-    accessKeyId: s3.accessKeyId,
-    secretAccessKey: s3.secretAccessKey,
-  };
-}
 
 describeObjectStoreContract(
   'MemoryObjectStore',
@@ -63,7 +53,7 @@ function describeS3Contract(
       `with keyPrefix '${keyPrefix}'`,
       async () => {
         const store = await S3ObjectStore.open({
-          ...configFor(harness()[server], bucket.name),
+          ...s3BucketConfig(harness()[server], bucket.name),
           keyPrefix,
         });
         return { store, cleanup: () => store.close() };
@@ -73,7 +63,7 @@ function describeS3Contract(
 
     it('keeps every key under keyPrefix and deletes its probe objects', async ({ signal }) => {
       const store = await S3ObjectStore.open(
-        { ...configFor(harness()[server], bucket.name), keyPrefix },
+        { ...s3BucketConfig(harness()[server], bucket.name), keyPrefix },
         { signal },
       );
       try {
@@ -99,14 +89,18 @@ describeS3Contract('radosgw', true, '');
 describe('S3ObjectStore.open', () => {
   it('detects that s3rver ignores conditional writes', async ({ signal }) => {
     await using bucket = await createTestBucket(harness().s3rver, 'open');
-    const store = await S3ObjectStore.open(configFor(harness().s3rver, bucket.name), { signal });
+    const store = await S3ObjectStore.open(s3BucketConfig(harness().s3rver, bucket.name), {
+      signal,
+    });
     expect(store.capabilities.conditionalWrites).toBe(false);
     await store.close();
   });
 
   it('detects that radosgw honours conditional writes', async ({ signal }) => {
     await using bucket = await createTestBucket(harness().radosgw, 'open');
-    const store = await S3ObjectStore.open(configFor(harness().radosgw, bucket.name), { signal });
+    const store = await S3ObjectStore.open(s3BucketConfig(harness().radosgw, bucket.name), {
+      signal,
+    });
     expect(store.capabilities.conditionalWrites).toBe(true);
     await store.close();
   });
@@ -116,7 +110,7 @@ describe('S3ObjectStore.open', () => {
   }) => {
     await using bucket = await createTestBucket(harness().radosgw, 'open');
     const store = await S3ObjectStore.open(
-      { ...configFor(harness().radosgw, bucket.name), conditionalWrites: 'disabled' },
+      { ...s3BucketConfig(harness().radosgw, bucket.name), conditionalWrites: 'disabled' },
       { signal },
     );
     expect(store.capabilities.conditionalWrites).toBe(false);
@@ -131,7 +125,7 @@ describe('S3ObjectStore.open', () => {
   it("opens radosgw in 'enabled' mode", async ({ signal }) => {
     await using bucket = await createTestBucket(harness().radosgw, 'open');
     const store = await S3ObjectStore.open(
-      { ...configFor(harness().radosgw, bucket.name), conditionalWrites: 'enabled' },
+      { ...s3BucketConfig(harness().radosgw, bucket.name), conditionalWrites: 'enabled' },
       { signal },
     );
     expect(store.capabilities.conditionalWrites).toBe(true);
@@ -143,7 +137,7 @@ describe('S3ObjectStore.open', () => {
   }) => {
     await using bucket = await createTestBucket(harness().s3rver, 'open');
     const opening = S3ObjectStore.open(
-      { ...configFor(harness().s3rver, bucket.name), conditionalWrites: 'enabled' },
+      { ...s3BucketConfig(harness().s3rver, bucket.name), conditionalWrites: 'enabled' },
       { signal },
     );
     await expect(opening).rejects.toBeInstanceOf(StorageRejectedError);
@@ -157,7 +151,7 @@ describe('S3ObjectStore.open', () => {
   it.for(['s3rver', 'radosgw'] as const)(
     'fails with WAL_STORAGE_REJECTED for a missing bucket on %s',
     async (server, { signal }) => {
-      const opening = S3ObjectStore.open(configFor(harness()[server], uniqueName('missing')), {
+      const opening = S3ObjectStore.open(s3BucketConfig(harness()[server], uniqueName('missing')), {
         signal,
       });
       await expect(opening).rejects.toBeInstanceOf(StorageRejectedError);
@@ -172,7 +166,7 @@ describe('S3ObjectStore.open', () => {
     await using bucket = await createTestBucket(harness().radosgw, 'open');
     const opening = S3ObjectStore.open(
       {
-        ...configFor(harness().radosgw, bucket.name),
+        ...s3BucketConfig(harness().radosgw, bucket.name),
         accessKeyId: 'NOSUCHKEY',
         secretAccessKey: 'wrong-secret',
       },
@@ -204,7 +198,7 @@ describe('S3ObjectStore.open', () => {
   });
 
   it('rejects invalid config with WAL_INVALID_ARGUMENT before any request', async () => {
-    const base = configFor(harness().s3rver, 'any');
+    const base = s3BucketConfig(harness().s3rver, 'any');
     for (const config of [
       { ...base, bucket: '' },
       { ...base, maxAttempts: 0 },
@@ -227,7 +221,7 @@ describe('S3ObjectStore when the connection fails', () => {
     bucket = await createTestBucket(harness().s3rver, 'faults');
     proxy = await FaultyProxy.start(harness().s3rver.endpoint);
     store = await S3ObjectStore.open({
-      ...configFor(harness().s3rver, bucket.name),
+      ...s3BucketConfig(harness().s3rver, bucket.name),
       endpoint: proxy.endpoint,
       // One attempt and a short bound, so each failure shows at once and as it is.
       maxAttempts: 1,
@@ -327,7 +321,7 @@ describe("S3ObjectStore.open's conditional-write probe", () => {
   const open = (conditionalWrites: 'auto' | 'disabled', signal: AbortSignal) =>
     S3ObjectStore.open(
       {
-        ...configFor(harness().radosgw, bucket.name),
+        ...s3BucketConfig(harness().radosgw, bucket.name),
         endpoint: proxy.endpoint,
         conditionalWrites,
       },
