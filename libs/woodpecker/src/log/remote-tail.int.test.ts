@@ -9,7 +9,7 @@ import { EtcdMetadataStore } from '../storage/etcd-metadata-store.js';
 import { S3ObjectStore } from '../storage/s3-object-store.js';
 import { Woodpecker, type StorageOptions } from '../woodpecker.js';
 import type { LogPosition } from './position.js';
-import { countCalls } from './wal-suite.js';
+import { countCalls, expectNoRequestsWhileIdle } from './wal-suite.js';
 
 const childScript = fileURLToPath(new URL('../../test/crash-writer.ts', import.meta.url));
 const tsx = createRequire(import.meta.url).resolve('tsx');
@@ -67,20 +67,10 @@ async function tailsChildWriter(config: CrashWriterConfig, storage: StorageOptio
     await waitFor(() => idleAt === BURST, { timeoutMs: 10_000, description: 'the child to idle' });
     const parked = reader.next();
     // Let the last wake-ups settle, then nothing may happen while the writer is idle.
-    let settled = -1;
-    await waitFor(
-      () => {
-        const now = requests();
-        const isQuiet = now === settled;
-        settled = now;
-        return isQuiet;
-      },
-      { timeoutMs: 10_000, intervalMs: 300 },
-    );
-    const before = requests();
-    const idleUntil = Date.now() + 2_000;
-    await waitFor(() => Date.now() >= idleUntil, { timeoutMs: 5_000, intervalMs: 100 });
-    expect(requests()).toBe(before);
+    await expectNoRequestsWhileIdle(requests, {
+      idleMs: 2_000,
+      settle: { timeoutMs: 10_000, intervalMs: 300 },
+    });
     const sentAt = performance.now();
     child.send({ type: 'more' });
     const first = await parked;

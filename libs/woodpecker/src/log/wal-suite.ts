@@ -25,6 +25,30 @@ export function countCalls<T extends object>(target: T): { proxy: T; total: () =
   return { proxy, total: () => calls };
 }
 
+/**
+ * Asserts that `requests()` does not change for `idleMs`: nothing polls while a reader is parked.
+ * With `settle`, first waits until two samples `settle.intervalMs` apart are equal, so wake-ups
+ * of earlier activity are not counted.
+ */
+export async function expectNoRequestsWhileIdle(
+  requests: () => number,
+  options: { idleMs: number; settle?: { timeoutMs: number; intervalMs: number } },
+): Promise<void> {
+  if (options.settle !== undefined) {
+    let settled = -1;
+    await waitFor(() => {
+      const now = requests();
+      const isQuiet = now === settled;
+      settled = now;
+      return isQuiet;
+    }, options.settle);
+  }
+  const before = requests();
+  const idleUntil = Date.now() + options.idleMs;
+  await waitFor(() => Date.now() >= idleUntil, { timeoutMs: 5_000, intervalMs: 100 });
+  expect(requests()).toBe(before);
+}
+
 /** A fresh metadata store and storage for one test, with what they hold inspectable. */
 export interface WalEnv {
   metadata: MetadataStore;
@@ -249,10 +273,9 @@ export function describeWalSuite(
         await progressReaches(live1);
         // Park the reader at the live end, then watch the request counters for a while.
         const parked = reader.next();
-        const before = metadata.total() + (objects?.total() ?? 0);
-        const idleUntil = Date.now() + 1_500;
-        await waitFor(() => Date.now() >= idleUntil, { timeoutMs: 5_000, intervalMs: 100 });
-        expect(metadata.total() + (objects?.total() ?? 0)).toBe(before);
+        await expectNoRequestsWhileIdle(() => metadata.total() + (objects?.total() ?? 0), {
+          idleMs: 1_500,
+        });
         await writer.append(enc.encode('live-2'));
         expect((await parked)?.payload).toEqual(enc.encode('live-2'));
         await reader.close();
@@ -280,22 +303,11 @@ export function describeWalSuite(
         expect(await first).toMatchObject({ payload: enc.encode('live-1'), position: live1 });
         await progressReaches(live1);
         const parked = reader.next();
-        const requests = (): number => metadata.total() + (objects?.total() ?? 0);
         // Settled: the wake-up for live-1 may still make the reader look once more.
-        let settled = -1;
-        await waitFor(
-          () => {
-            const now = requests();
-            const isQuiet = now === settled;
-            settled = now;
-            return isQuiet;
-          },
-          { timeoutMs: 5_000, intervalMs: 200 },
-        );
-        const before = requests();
-        const idleUntil = Date.now() + 1_500;
-        await waitFor(() => Date.now() >= idleUntil, { timeoutMs: 5_000, intervalMs: 100 });
-        expect(requests()).toBe(before);
+        await expectNoRequestsWhileIdle(() => metadata.total() + (objects?.total() ?? 0), {
+          idleMs: 1_500,
+          settle: { timeoutMs: 5_000, intervalMs: 200 },
+        });
         const sentAt = performance.now();
         const live2 = await writer.append(enc.encode('live-2'));
         expect(await parked).toMatchObject({ payload: enc.encode('live-2'), position: live2 });
