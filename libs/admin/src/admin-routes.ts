@@ -64,11 +64,12 @@ export function requireLeader(coordinator: StreamingCoordinator): void {
   );
 }
 
-export function findNode(coordinator: StreamingCoordinator, id: number): NodeView | undefined {
+function findNode(coordinator: StreamingCoordinator, id: number): NodeView | undefined {
   return coordinator.listNodes().find((n) => n.serverId === id);
 }
 
-function nodeOrThrow(coordinator: StreamingCoordinator, id: number): NodeView {
+/** The registered node `id`; throws NODE_NOT_FOUND when there is none. */
+export function nodeOrThrow(coordinator: StreamingCoordinator, id: number): NodeView {
   const node = findNode(coordinator, id);
   if (node === undefined) {
     throw new HttpApiError('NODE_NOT_FOUND', `no streaming node ${id} is registered`);

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   authHook,
   callSignal,
-  findNode,
+  nodeOrThrow,
   requireLeader,
   security,
   type AdminRouteContext,
@@ -38,10 +38,12 @@ function milvusStatus(error: HttpApiError): number {
   }
 }
 
-function nodeOrThrow(context: AdminRouteContext, id: number): void {
-  if (findNode(context.coordinator, id) === undefined) {
-    throw new HttpApiError('NODE_NOT_FOUND', `no streaming node ${id} is registered`);
-  }
+/** Response schemas of a route: a JSON object with every one of `properties`, or a Milvus error. */
+function milvusResponse(properties: Record<string, object>) {
+  return {
+    200: { type: 'object', required: Object.keys(properties), properties },
+    ...milvusErrorResponses,
+  };
 }
 
 /**
@@ -88,17 +90,10 @@ export function registerMilvusRoutes(app: FastifyInstance, context: AdminRouteCo
         summary: 'Whether WAL rebalancing is on ("activate", sic) or "suspended"',
         tags,
         ...security(context, 'read'),
-        response: {
-          200: {
-            type: 'object',
-            required: ['msg', 'status'],
-            properties: {
-              msg: { type: 'string' },
-              status: { type: 'string', enum: ['activate', 'suspended'] },
-            },
-          },
-          ...milvusErrorResponses,
-        },
+        response: milvusResponse({
+          msg: { type: 'string' },
+          status: { type: 'string', enum: ['activate', 'suspended'] },
+        }),
       },
     },
     () => ({
@@ -142,28 +137,21 @@ export function registerMilvusRoutes(app: FastifyInstance, context: AdminRouteCo
         summary: 'Streaming nodes; a frozen node is "suspended"',
         tags,
         ...security(context, 'read'),
-        response: {
-          200: {
-            type: 'object',
-            required: ['msg', 'nodeInfos'],
-            properties: {
-              msg: { type: 'string' },
-              nodeInfos: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  required: ['ID', 'address', 'state'],
-                  properties: {
-                    ID: { type: 'integer' },
-                    address: { type: 'string' },
-                    state: { type: 'string', enum: ['active', 'suspended'] },
-                  },
-                },
+        response: milvusResponse({
+          msg: { type: 'string' },
+          nodeInfos: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['ID', 'address', 'state'],
+              properties: {
+                ID: { type: 'integer' },
+                address: { type: 'string' },
+                state: { type: 'string', enum: ['active', 'suspended'] },
               },
             },
           },
-          ...milvusErrorResponses,
-        },
+        }),
       },
     },
     () => ({
@@ -186,22 +174,15 @@ export function registerMilvusRoutes(app: FastifyInstance, context: AdminRouteCo
         tags,
         ...security(context, 'read'),
         querystring: milvusNodeIdQuery,
-        response: {
-          200: {
-            type: 'object',
-            required: ['node_id', 'status'],
-            properties: {
-              node_id: { type: 'integer' },
-              status: { type: 'string', enum: ['active', 'suspended'] },
-            },
-          },
-          ...milvusErrorResponses,
-        },
+        response: milvusResponse({
+          node_id: { type: 'integer' },
+          status: { type: 'string', enum: ['active', 'suspended'] },
+        }),
       },
     },
     (request) => {
       const id = request.query.node_id;
-      nodeOrThrow(context, id);
+      nodeOrThrow(coordinator, id);
       const frozen = coordinator.currentSettings().frozenNodeIds.includes(id);
       return { node_id: id, status: frozen ? 'suspended' : 'active' };
     },
@@ -230,7 +211,7 @@ export function registerMilvusRoutes(app: FastifyInstance, context: AdminRouteCo
     async (request) => {
       requireLeader(coordinator);
       const { node_id: id, status } = request.body;
-      nodeOrThrow(context, id);
+      nodeOrThrow(coordinator, id);
       const options = { signal: callSignal(context) };
       await (status === 'suspended'
         ? coordinator.freezeNode(id, options)
@@ -249,31 +230,18 @@ export function registerMilvusRoutes(app: FastifyInstance, context: AdminRouteCo
         tags,
         ...security(context, 'read'),
         querystring: milvusNodeIdQuery,
-        response: {
-          200: {
-            type: 'object',
-            required: ['channel_names', 'sealed_segmentIDs'],
-            properties: {
-              channel_names: { type: 'array', items: { type: 'string' } },
-              sealed_segmentIDs: {
-                type: 'array',
-                items: { type: 'integer' },
-                description: 'always empty: Woodstream has no query segments',
-              },
-            },
+        response: milvusResponse({
+          channel_names: { type: 'array', items: { type: 'string' } },
+          sealed_segmentIDs: {
+            type: 'array',
+            items: { type: 'integer' },
+            description: 'always empty: Woodstream has no query segments',
           },
-          ...milvusErrorResponses,
-        },
+        }),
       },
     },
     (request) => {
-      const node = findNode(coordinator, request.query.node_id);
-      if (node === undefined) {
-        throw new HttpApiError(
-          'NODE_NOT_FOUND',
-          `no streaming node ${request.query.node_id} is registered`,
-        );
-      }
+      const node = nodeOrThrow(coordinator, request.query.node_id);
       return { channel_names: node.channels, sealed_segmentIDs: [] };
     },
   );
