@@ -1,5 +1,8 @@
 import { StreamingClient } from '@woodstream/client';
-import type { StreamingCoordinator } from '@woodstream/streaming-coordinator';
+import {
+  resolveCoordinatorOptions,
+  type StreamingCoordinator,
+} from '@woodstream/streaming-coordinator';
 import { StreamingNode, type StreamingNodeOptions } from '@woodstream/streaming-node';
 import { waitFor } from '@woodstream/testing';
 import { FileMetadataStore, Woodpecker, type WoodpeckerOptions } from '@woodstream/woodpecker';
@@ -38,17 +41,6 @@ export interface LocalCluster extends AsyncDisposable {
   restartCoordinator(): Promise<StreamingCoordinator>;
 }
 
-// The defaults of CoordinatorOptions, which startCoordinatorApp wants spelled out.
-const COORDINATOR_DEFAULTS: CoordinatorSettings = {
-  pchannelCount: 16,
-  pchannelPrefix: 'wal',
-  sessionTtlMs: 10_000,
-  balanceIntervalMs: 5_000,
-  moveCooldownMs: 30_000,
-  maxMovesPerRound: 4,
-  operationTimeoutMs: 30_000,
-};
-
 /** Starts a {@link LocalCluster} and waits until every pchannel is assigned. */
 export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
   const metadata = await FileMetadataStore.open(
@@ -60,7 +52,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const nodes = await Promise.all(
     wals.map((wal) => StreamingNode.start(options.node, { wal, metadata })),
   );
-  const settings = { ...COORDINATOR_DEFAULTS, ...options.coordinator };
+  // startCoordinatorApp wants every setting spelled out: the coordinator's own defaults.
+  const settings = resolveCoordinatorOptions(options.coordinator);
   const logger = createLogger({ level: 'silent', component: 'coordinator' });
   const startApp = () =>
     startCoordinatorApp(settings, { host: '127.0.0.1', port: 0 }, logger, { metadata });
