@@ -4,6 +4,7 @@ export { StreamingClient } from './streaming-client.js';
 export type { CallOptions, ReadOptions } from './streaming-client.js';
 export type { Subscription } from './resumable-consumer.js';
 export type { StreamingClientOptions } from './options.js';
+export type { InProcessNode } from './in-process.js';
 export type {
   AppendMessage,
   AppendResult,

@@ -1,4 +1,5 @@
 import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import type { InProcessNode } from './in-process.js';
 
 /** Options of {@link StreamingClient.connect}. Every limit has a default and a hard maximum. */
 export interface StreamingClientOptions {
@@ -28,6 +29,12 @@ export interface StreamingClientOptions {
   maxAppendAttempts?: number;
   /** Default for `read`: events buffered before the stream is paused. @default 1024 (max 65536) */
   maxBufferedMessages?: number;
+  /**
+   * Nodes running in this process (standalone): produce and consume streams to their
+   * addresses skip gRPC and call the node directly. Discovery still uses the coordinator.
+   * @default none
+   */
+  inProcessNodes?: readonly InProcessNode[];
 }
 
 /** The options with every default applied and every bound checked. */
@@ -44,6 +51,7 @@ export interface ResolvedOptions {
   readonly maxInflightBytes: number;
   readonly maxAppendAttempts: number;
   readonly maxBufferedMessages: number;
+  readonly inProcessNodes: ReadonlyMap<string, InProcessNode>;
 }
 
 export const MAX_BUFFERED_MESSAGES_LIMIT = 65_536;
@@ -89,5 +97,6 @@ export function withDefaults(options: StreamingClientOptions): ResolvedOptions {
       1,
       MAX_BUFFERED_MESSAGES_LIMIT,
     ),
+    inProcessNodes: new Map((options.inProcessNodes ?? []).map((n) => [n.address, n])),
   };
 }

@@ -84,7 +84,7 @@ export class StreamingClient {
     options.signal?.throwIfAborted();
     const stats = newStats();
     const watcher = new AssignmentWatcher(resolved, stats);
-    const client = new StreamingClient(resolved, watcher, new NodePool(resolved), stats);
+    const client = new StreamingClient(resolved, watcher, new NodePool(resolved, stats), stats);
     watcher.start();
     try {
       await watcher.ready(resolved.connectTimeoutMs, options.signal);

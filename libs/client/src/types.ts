@@ -77,6 +77,8 @@ export interface ClientStats {
   reportedErrors: number;
   /** Times the discovery stream to the coordinator was re-established. */
   discoveryReconnects: number;
+  /** Producer and consumer streams that went to an in-process node, without gRPC. */
+  inProcessStreams: number;
 }
 
 export function newStats(): ClientStats {
@@ -87,6 +89,7 @@ export function newStats(): ClientStats {
     reopens: 0,
     reportedErrors: 0,
     discoveryReconnects: 0,
+    inProcessStreams: 0,
   };
 }
 

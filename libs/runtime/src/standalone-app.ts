@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Static } from '@sinclair/typebox';
+import type { HandlerServiceServer } from '@woodstream/proto';
 import { Value } from '@sinclair/typebox/value';
 import type { Logger } from './logger.js';
 import { startCoordinatorApp, type CoordinatorApp } from './coordinator-app.js';
@@ -18,6 +19,11 @@ export interface StandaloneApp {
   readonly nodeAddress: string;
   readonly coordinator: CoordinatorApp;
   readonly node: NodeApp;
+  /**
+   * The node as a client in this process can reach it without gRPC: pass it in the client's
+   * `inProcessNodes` (the in-process short-circuit).
+   */
+  readonly inProcessNode: { address: string; handlers: HandlerServiceServer };
   stop(): Promise<void>;
 }
 
@@ -82,6 +88,7 @@ export async function startStandalone(
     nodeAddress: n.node.address,
     coordinator: c,
     node: n,
+    inProcessNode: { address: n.node.address, handlers: n.node.handlers },
     async stop() {
       await n.stop({ drain: false });
       await c.stop();

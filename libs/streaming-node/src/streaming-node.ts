@@ -1,6 +1,10 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { sleep } from '@woodstream/common';
-import { HandlerServiceService, ManagerServiceService } from '@woodstream/proto';
+import {
+  HandlerServiceService,
+  ManagerServiceService,
+  type HandlerServiceServer,
+} from '@woodstream/proto';
 import { StreamingError, streamingKeys, type NodeSession } from '@woodstream/streaming';
 import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
 import { createHandlerService } from './handler-service.js';
@@ -107,6 +111,11 @@ export class StreamingNode {
     readonly serverId: number,
     readonly address: string,
     readonly manager: WalManager,
+    /**
+     * The HandlerService implementation the gRPC server serves; a client in the same process
+     * (standalone) may call it directly, with the same semantics and none of the encoding.
+     */
+    readonly handlers: HandlerServiceServer,
     private readonly server: Server,
     private readonly metadata: MetadataStore,
     private readonly options: StreamingNodeOptions,
@@ -146,15 +155,13 @@ export class StreamingNode {
       'grpc.max_send_message_length': options.maxMessageBytes + 1024 * 1024,
     });
     const stopping = (): boolean => ref.node?.isStopping ?? false;
-    server.addService(
-      HandlerServiceService,
-      createHandlerService(
-        manager,
-        serverId,
-        { maxInflightPerProducer: options.maxInflightPerProducer },
-        telemetry,
-      ),
+    const handlers = createHandlerService(
+      manager,
+      serverId,
+      { maxInflightPerProducer: options.maxInflightPerProducer },
+      telemetry,
     );
+    server.addService(HandlerServiceService, handlers);
     server.addService(ManagerServiceService, createManagerService(manager, stopping));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(
@@ -164,7 +171,16 @@ export class StreamingNode {
       );
     });
     const address = options.advertiseAddress ?? `${options.advertiseHost ?? options.host}:${port}`;
-    const node = new StreamingNode(serverId, address, manager, server, deps.metadata, options, log);
+    const node = new StreamingNode(
+      serverId,
+      address,
+      manager,
+      handlers,
+      server,
+      deps.metadata,
+      options,
+      log,
+    );
     node.telemetry = telemetry;
     ref.node = node;
     try {

@@ -1,0 +1,121 @@
+import { join } from 'node:path';
+import { StreamingClient, type ReadEvent } from '@woodstream/client';
+import { StreamingError } from '@woodstream/streaming';
+import { makeTempDir } from '@woodstream/testing';
+import { Value } from '@sinclair/typebox/value';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from './logger.js';
+import { StandaloneSchema } from './schemas.js';
+import { startStandalone } from './standalone-app.js';
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+const decode = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
+
+/** Pulls `n` messages (skipping time ticks) from a running iterator. */
+async function take(
+  it: AsyncIterator<ReadEvent>,
+  n: number,
+): Promise<{ id: string; payload: string; seq: string | undefined }[]> {
+  const out: { id: string; payload: string; seq: string | undefined }[] = [];
+  while (out.length < n) {
+    const r = await it.next();
+    if (r.done === true) throw new Error(`read ended after ${out.length} of ${n} messages`);
+    if (r.value.type !== 'message') continue;
+    out.push({
+      id: `${r.value.messageId.segmentId}:${r.value.messageId.entryId}`,
+      payload: decode(r.value.payload),
+      seq: r.value.properties.seq,
+    });
+  }
+  return out;
+}
+
+describe('in-process short-circuit in standalone', () => {
+  it('produces and consumes through the node in the same process without gRPC, with the same results, errors and live tailing', async () => {
+    await using dir = await makeTempDir('in-process');
+    const config = Value.Default(StandaloneSchema, {
+      dataDir: join(dir.path, 'data'),
+      coordinatorPort: 0,
+      nodePort: 0,
+      pchannelCount: 2,
+      maxMessageBytes: 4096,
+      timeTickIntervalMs: 50,
+    }) as Parameters<typeof startStandalone>[0];
+    const app = await startStandalone(config, createLogger({ component: 'test', level: 'silent' }));
+    const local = await StreamingClient.connect({
+      coordinator: app.coordinatorAddress,
+      inProcessNodes: [app.inProcessNode],
+    });
+    const remote = await StreamingClient.connect({ coordinator: app.coordinatorAddress });
+    try {
+      const vchannels = ['a', 'b', 'c'];
+      const batch = await local.appendBatch(
+        Array.from({ length: 90 }, (_, i) => ({
+          vchannel: vchannels[i % 3] as string,
+          payload: text(`m-${i}`),
+          properties: { seq: String(i) },
+        })),
+      );
+      const singles = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          local.append({
+            vchannel: vchannels[i % 3] as string,
+            payload: text(`m-${90 + i}`),
+            properties: { seq: String(90 + i) },
+          }),
+        ),
+      );
+      const acked = [...batch, ...singles];
+      expect(acked).toHaveLength(120);
+      expect(local.stats().inProcessStreams).toBeGreaterThan(0);
+      expect(local.stats().appended).toBe(120);
+
+      // Both paths read the same log: the in-process consumer and a gRPC one agree.
+      for (const vchannel of vchannels) {
+        const want = acked
+          .map((r, i) => ({ id: `${r.messageId.segmentId}:${r.messageId.entryId}`, i }))
+          .filter(({ i }) => vchannels[i % 3] === vchannel);
+        const fromLocal = local.read({ vchannel, from: 'earliest' });
+        const fromRemote = remote.read({ vchannel, from: 'earliest' });
+        const got = await take(fromLocal[Symbol.asyncIterator](), want.length);
+        const gotRemote = await take(fromRemote[Symbol.asyncIterator](), want.length);
+        await fromLocal.close();
+        await fromRemote.close();
+        expect(got.map((m) => m.id)).toEqual(want.map((w) => w.id));
+        expect(got.map((m) => m.payload)).toEqual(want.map((w) => `m-${w.i}`));
+        expect(got.map((m) => m.seq)).toEqual(want.map((w) => String(w.i)));
+        expect(gotRemote).toEqual(got);
+      }
+
+      // A typed error from the node arrives as it would over gRPC, and the stream keeps working.
+      const oversize = await local.append({ vchannel: 'a', payload: new Uint8Array(8192) }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(oversize).toBeInstanceOf(StreamingError);
+      expect((oversize as StreamingError).code).toBe('INVALID_ARGUMENT');
+      await expect(local.append({ vchannel: 'a', payload: text('after') })).resolves.toBeDefined();
+
+      // A tailing consumer gets what is appended after it caught up.
+      const tail = local.read({ vchannel: 'live', from: 'latest' });
+      const iterator = tail[Symbol.asyncIterator]();
+      const first = iterator.next(); // opens the stream and waits at the live end
+      const ack = await local.append({ vchannel: 'live', payload: text('fresh') });
+      let event = await first;
+      while (event.done !== true && event.value.type !== 'message') event = await iterator.next();
+      expect(event.done).toBe(false);
+      if (event.done !== true && event.value.type === 'message') {
+        expect(decode(event.value.payload)).toBe('fresh');
+        expect(event.value.messageId).toEqual(ack.messageId);
+      }
+      await tail.close();
+      // One producer stream per pchannel written, a consumer per read: none went over gRPC.
+      expect(local.stats().inProcessStreams).toBeGreaterThanOrEqual(2 + 3 + 1);
+      expect(remote.stats().inProcessStreams).toBe(0);
+    } finally {
+      await local.close();
+      await remote.close();
+      await app.stop();
+    }
+  });
+});
