@@ -9,6 +9,7 @@ import type {
 import { fromServiceError, StreamingError } from '@woodstream/streaming';
 import type { Route } from './assignment-snapshot.js';
 import type { AssignmentWatcher } from './assignment-watcher.js';
+import { AbortFanout } from './abort-fanout.js';
 import { Backoff } from './backoff.js';
 import { abortReason, deferred, type Deferred } from './deferred.js';
 import type { NodePool } from './node-pool.js';
@@ -95,6 +96,8 @@ export class ResumableProducer {
   // Appends to send, ordered by seq. Invariant: every entry has state 'queued'.
   private readonly sendQueue: PendingAppend[] = [];
   private readonly waiters: CapacityWaiter[] = [];
+  // One abort listener per caller signal, shared by the waiters and appends using it.
+  private readonly aborts = new AbortFanout();
   private usedSlots = 0;
   private usedBytes = 0;
   private nextSeq = 0;
@@ -154,7 +157,7 @@ export class ResumableProducer {
     if (this.isClosing) return this.loop;
     this.isClosing = true;
     for (const waiter of this.waiters.splice(0)) {
-      waiter.signal?.removeEventListener('abort', waiter.onAbort);
+      if (waiter.signal !== undefined) this.aborts.remove(waiter.signal, waiter.onAbort);
       waiter.ready.reject(clientClosed());
     }
     const session = this.session;
@@ -200,7 +203,7 @@ export class ResumableProducer {
         this.wakeWaiters(); // the head may have been the one blocking smaller ones
       },
     };
-    signal?.addEventListener('abort', waiter.onAbort, { once: true });
+    if (signal !== undefined) this.aborts.add(signal, waiter.onAbort);
     this.waiters.push(waiter);
     return ready.promise;
   }
@@ -210,7 +213,7 @@ export class ResumableProducer {
       const head = this.waiters[0];
       if (head === undefined || !this.hasRoom(head.bytes)) return;
       this.waiters.shift();
-      head.signal?.removeEventListener('abort', head.onAbort);
+      if (head.signal !== undefined) this.aborts.remove(head.signal, head.onAbort);
       // Reserve now, not when the waiter resumes: otherwise several waiters would see the same room.
       this.usedSlots++;
       this.usedBytes += head.bytes;
@@ -244,7 +247,7 @@ export class ResumableProducer {
     this.pending.add(p);
     this.sendQueue.push(p);
     if (signal?.aborted === true) p.onAbort();
-    else signal?.addEventListener('abort', p.onAbort, { once: true });
+    else if (signal !== undefined) this.aborts.add(signal, p.onAbort);
     return p.result.promise;
   }
 
@@ -256,7 +259,7 @@ export class ResumableProducer {
     this.usedSlots--;
     this.usedBytes -= p.message.bytes;
     assert(this.usedSlots >= 0 && this.usedBytes >= 0, 'producer capacity never goes negative');
-    p.signal?.removeEventListener('abort', p.onAbort);
+    if (p.signal !== undefined) this.aborts.remove(p.signal, p.onAbort);
     if (!p.abandoned) {
       if (outcome instanceof Error) p.result.reject(outcome);
       else p.result.resolve(outcome);
