@@ -26,6 +26,27 @@ export function countCalls<T extends object>(target: T): { proxy: T; total: () =
 }
 
 /**
+ * `env`'s metadata store and, in object mode, its object store behind call counters: what a client
+ * opened over them uses, and the number of calls made so far.
+ */
+function countRequests(env: WalEnv): {
+  metadata: MetadataStore;
+  storage: StorageOptions;
+  requests: () => number;
+} {
+  const metadata = countCalls(env.metadata);
+  const objects = env.objects === undefined ? undefined : countCalls(env.objects);
+  return {
+    metadata: metadata.proxy,
+    storage:
+      objects === undefined
+        ? env.storage
+        : { ...env.storage, mode: 'object', objectStore: objects.proxy },
+    requests: () => metadata.total() + (objects?.total() ?? 0),
+  };
+}
+
+/**
  * Asserts that `requests()` does not change for `idleMs`: nothing polls while a reader is parked.
  * With `settle`, first waits until two samples `settle.intervalMs` apart are equal, so wake-ups
  * of earlier activity are not counted.
@@ -250,14 +271,9 @@ export function describeWalSuite(
     });
 
     it('wakes a tail reader promptly after an ack and makes no storage or metadata requests while idle', async () => {
-      const metadata = countCalls(env.metadata);
-      const objects = env.objects === undefined ? undefined : countCalls(env.objects);
-      const storage: StorageOptions =
-        objects === undefined
-          ? env.storage
-          : { ...env.storage, mode: 'object', objectStore: objects.proxy };
+      const { metadata, storage, requests } = countRequests(env);
       const counted = Woodpecker.open({
-        metadata: metadata.proxy,
+        metadata,
         storage,
         limits: { flushAgeMs: 2 },
       });
@@ -273,7 +289,7 @@ export function describeWalSuite(
         await progressReaches(live1);
         // Park the reader at the live end, then watch the request counters for a while.
         const parked = reader.next();
-        await expectNoRequestsWhileIdle(() => metadata.total() + (objects?.total() ?? 0), {
+        await expectNoRequestsWhileIdle(requests, {
           idleMs: 1_500,
         });
         await writer.append(enc.encode('live-2'));
@@ -289,13 +305,8 @@ export function describeWalSuite(
       const log = await wp.createLog('remote-tail');
       const writer = await log.openWriter();
       await writer.append(enc.encode('before'));
-      const metadata = countCalls(env.metadata);
-      const objects = env.objects === undefined ? undefined : countCalls(env.objects);
-      const storage: StorageOptions =
-        objects === undefined
-          ? env.storage
-          : { ...env.storage, mode: 'object', objectStore: objects.proxy };
-      const remote = Woodpecker.open({ metadata: metadata.proxy, storage });
+      const { metadata, storage, requests } = countRequests(env);
+      const remote = Woodpecker.open({ metadata, storage });
       try {
         const reader = await (await remote.openLog('remote-tail')).openReader({ from: 'latest' });
         const first = reader.next();
@@ -304,7 +315,7 @@ export function describeWalSuite(
         await progressReaches(live1);
         const parked = reader.next();
         // Settled: the wake-up for live-1 may still make the reader look once more.
-        await expectNoRequestsWhileIdle(() => metadata.total() + (objects?.total() ?? 0), {
+        await expectNoRequestsWhileIdle(requests, {
           idleMs: 1_500,
           settle: { timeoutMs: 5_000, intervalMs: 200 },
         });
