@@ -3,6 +3,7 @@ import { createTestBucket, harness, makeTempDir, uniqueName } from '@woodstream/
 import { describe, expect, it } from 'vitest';
 import { crashWriter } from '../../test/crash-child.js';
 import type { CrashWriterConfig } from '../../test/crash-writer.js';
+import { s3BucketConfig } from '../../test/s3-bucket-config.js';
 import { EtcdMetadataStore } from '../storage/etcd-metadata-store.js';
 import { FileMetadataStore } from '../storage/file-metadata-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
@@ -82,13 +83,7 @@ describe('crash recovery', () => {
     const config: CrashWriterConfig = {
       logName: 'crash',
       etcd: { endpoint: etcdEndpoint, rootPrefix: `/${uniqueName('crash')}/` },
-      s3: {
-        endpoint: radosgw.endpoint,
-        region: radosgw.region,
-        accessKeyId: radosgw.accessKeyId,
-        secretAccessKey: radosgw.secretAccessKey,
-        bucket: bucket.name,
-      },
+      s3: s3BucketConfig(radosgw, bucket.name),
     };
     const backend: Backend = {
       config,
