@@ -208,26 +208,21 @@ export class InProcessNodeClient implements NodeHandlerClient {
   ) {}
 
   produce(): ClientDuplexStream<ProduceRequest, ProduceResponse> {
-    this.onStream();
-    const { client, server } = streamPair<ProduceRequest, ProduceResponse>();
-    // Started on a later turn, as a server would: the caller attaches its listeners first.
-    setImmediate(() =>
-      this.node.handlers.produce(
-        server as unknown as ServerDuplexStream<ProduceRequest, ProduceResponse>,
-      ),
-    );
-    return client as unknown as ClientDuplexStream<ProduceRequest, ProduceResponse>;
+    return this.open((call) => this.node.handlers.produce(call));
   }
 
   consume(): ClientDuplexStream<ConsumeRequest, ConsumeResponse> {
+    return this.open((call) => this.node.handlers.consume(call));
+  }
+
+  private open<Req, Res>(
+    serve: (call: ServerDuplexStream<Req, Res>) => void,
+  ): ClientDuplexStream<Req, Res> {
     this.onStream();
-    const { client, server } = streamPair<ConsumeRequest, ConsumeResponse>();
-    setImmediate(() =>
-      this.node.handlers.consume(
-        server as unknown as ServerDuplexStream<ConsumeRequest, ConsumeResponse>,
-      ),
-    );
-    return client as unknown as ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
+    const { client, server } = streamPair<Req, Res>();
+    // Started on a later turn, as a server would: the caller attaches its listeners first.
+    setImmediate(() => serve(server as unknown as ServerDuplexStream<Req, Res>));
+    return client as unknown as ClientDuplexStream<Req, Res>;
   }
 
   close(): void {
