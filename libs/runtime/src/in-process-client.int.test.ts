@@ -1,7 +1,9 @@
 import { join } from 'node:path';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { StreamingClient, type ReadEvent } from '@woodstream/client';
-import { StreamingError } from '@woodstream/streaming';
-import { makeTempDir } from '@woodstream/testing';
+import type { ConsumeRequest, ConsumeResponse, HandlerServiceServer } from '@woodstream/proto';
+import { StreamingError, toServiceError } from '@woodstream/streaming';
+import { makeTempDir, waitFor } from '@woodstream/testing';
 import { Value } from '@sinclair/typebox/value';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from './logger.js';
@@ -115,6 +117,80 @@ describe('in-process short-circuit in standalone', () => {
     } finally {
       await local.close();
       await remote.close();
+      await app.stop();
+    }
+  });
+
+  it('a read from latest whose first stream breaks before any message resumes where the node resolved latest (no gap)', async () => {
+    await using dir = await makeTempDir('latest-gap');
+    const config = Value.Default(StandaloneSchema, {
+      dataDir: join(dir.path, 'data'),
+      coordinatorPort: 0,
+      nodePort: 0,
+      pchannelCount: 1,
+      timeTickIntervalMs: 50,
+    }) as Parameters<typeof startStandalone>[0];
+    const app = await startStandalone(config, createLogger({ component: 'test', level: 'silent' }));
+    const writer = await StreamingClient.connect({ coordinator: app.coordinatorAddress });
+    // The first consume stream is cut right after the node opened it: everything the node sends
+    // afterwards is lost, as on a broken connection, while a message is appended; then it fails.
+    let consumeStreams = 0;
+    const gapAppend: { done?: Promise<unknown> } = {};
+    const node = app.inProcessNode;
+    const handlers = {
+      produce: node.handlers.produce.bind(node.handlers),
+      consume: (call: ServerDuplexStream<ConsumeRequest, ConsumeResponse>) => {
+        if (++consumeStreams === 1) {
+          const write = call.write.bind(call);
+          let isCut = false;
+          Object.assign(call, {
+            write: (res: ConsumeResponse): boolean => {
+              if (isCut) return true;
+              const ok = write(res);
+              if (res.response?.$case === 'opened') {
+                isCut = true;
+                gapAppend.done = writer
+                  .append({ vchannel: 'gap', payload: text('in the gap') })
+                  .then(() =>
+                    call.emit(
+                      'error',
+                      toServiceError(new StreamingError('ON_SHUTDOWN', 'connection lost')),
+                    ),
+                  );
+              }
+              return ok;
+            },
+          });
+        }
+        node.handlers.consume(call);
+      },
+    } as unknown as HandlerServiceServer;
+    const reader = await StreamingClient.connect({
+      coordinator: app.coordinatorAddress,
+      inProcessNodes: [{ address: node.address, handlers }],
+      minBackoffMs: 10,
+    });
+    try {
+      const subscription = reader.read({ vchannel: 'gap', from: 'latest' });
+      const events = subscription[Symbol.asyncIterator]();
+      const first = events.next(); // opens the first stream
+      await waitFor(() => gapAppend.done, { timeoutMs: 10_000, description: 'the cut stream' });
+      await gapAppend.done;
+      await waitFor(() => consumeStreams >= 2, { timeoutMs: 10_000, description: 'a reopen' });
+      await writer.append({ vchannel: 'gap', payload: text('after') });
+      // Everything up to 'after': a resume at a later 'latest' would skip the gap message.
+      const got: string[] = [];
+      for (let event = await first; got.at(-1) !== 'after'; event = await events.next()) {
+        if (event.done === true) throw new Error('the read ended');
+        if (event.value.type === 'message') got.push(decode(event.value.payload));
+      }
+      expect(got).toEqual(['in the gap', 'after']);
+      expect(consumeStreams).toBeGreaterThanOrEqual(2);
+      expect(reader.stats().reopens).toBeGreaterThanOrEqual(1);
+      await subscription.close();
+    } finally {
+      await reader.close();
+      await writer.close();
       await app.stop();
     }
   });
