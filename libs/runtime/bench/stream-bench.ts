@@ -1,6 +1,10 @@
 // `npm run bench:stream` — the raw grpc-js bidi echo ceiling and the streaming path
 // (client SDK → node → WAL in local mode → fdatasync'd ack) measured in the same process and
-// the same run, printed side by side. Options: --quick.
+// the same run, printed side by side. Options: --quick; --only=big|small|batch|latency (one
+// phase with its raw ceiling); --profile=<dir> (a CPU profile of each measured Woodstream run,
+// without start-up and the raw ceiling, written to <dir>).
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import {
   Server,
@@ -16,6 +20,26 @@ import { createLogger } from '../src/logger.js';
 import { startStandalone } from '../src/standalone-app.js';
 
 const quick = process.argv.includes('--quick');
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+const profileDir = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
+let profiles = 0;
+/** Runs `fn` under the CPU profiler when --profile is given. */
+async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  if (profileDir === undefined) return fn();
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    await writeFile(join(profileDir, `${++profiles}-${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  }
+}
+const runs = (phase: 'big' | 'small' | 'batch' | 'latency'): boolean =>
+  only === undefined || only === phase;
 const seconds = quick ? 2 : 4;
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -208,65 +232,78 @@ const client = await StreamingClient.connect({
 const rows: string[][] = [];
 try {
   progress('warm-up');
-  await pipelined(client, 64 * KiB, 64, 1);
+  await pipelined(client, only === undefined || only === 'big' ? 64 * KiB : KiB, 64, 1);
   let rawBig = { perSec: 0, mbps: 0 };
   let big = { perSec: 0, mbps: 0 };
   let raw1k = { perSec: 0, mbps: 0 };
   let small = { perSec: 0, mbps: 0 };
   let batched = { perSec: 0, mbps: 0 };
   for (let round = 1; round <= 2; round++) {
-    progress(`round ${round}/2: 64 KiB raw echo / produce`);
-    const r = await rawEcho(64 * KiB, 64);
-    if (r.mbps > rawBig.mbps) rawBig = r;
-    const b = await pipelined(client, 64 * KiB, 64, 1);
-    if (b.mbps > big.mbps) big = b;
-    progress(`round ${round}/2: 1 KiB raw echo / produce / produce in batches of 64`);
-    const r1 = await rawEcho(KiB, 1024);
-    if (r1.perSec > raw1k.perSec) raw1k = r1;
-    const s = await pipelined(client, KiB, 1024, 1);
-    if (s.perSec > small.perSec) small = s;
-    const bt = await pipelined(client, KiB, 32, 64);
-    if (bt.perSec > batched.perSec) batched = bt;
+    if (runs('big')) {
+      progress(`round ${round}/2: 64 KiB raw echo / produce`);
+      const r = await rawEcho(64 * KiB, 64);
+      if (r.mbps > rawBig.mbps) rawBig = r;
+      const b = await profiled('big', () => pipelined(client, 64 * KiB, 64, 1));
+      if (b.mbps > big.mbps) big = b;
+    }
+    if (runs('small') || runs('batch')) {
+      progress(`round ${round}/2: 1 KiB raw echo / produce / produce in batches of 64`);
+      const r1 = await rawEcho(KiB, 1024);
+      if (r1.perSec > raw1k.perSec) raw1k = r1;
+    }
+    if (runs('small')) {
+      const s = await profiled('small', () => pipelined(client, KiB, 1024, 1));
+      if (s.perSec > small.perSec) small = s;
+    }
+    if (runs('batch')) {
+      const bt = await profiled('batch', () => pipelined(client, KiB, 32, 64));
+      if (bt.perSec > batched.perSec) batched = bt;
+    }
   }
-  rows.push([
-    'produce 64 KiB pipelined (MB/s)',
-    fmt(big.mbps),
-    `${fmt(rawBig.mbps)} raw bidi echo`,
-    fmt(big.mbps / rawBig.mbps, 2),
-    '>= 0.70',
-  ]);
-  rows.push([
-    'produce 1 KiB pipelined, one per append (msg/s)',
-    fmt(small.perSec, 0),
-    `${fmt(raw1k.perSec, 0)} raw bidi echo`,
-    fmt(small.perSec / raw1k.perSec, 2),
-    '-',
-  ]);
-  rows.push([
-    'produce 1 KiB in batches of 64 (msg/s)',
-    fmt(batched.perSec, 0),
-    `${fmt(raw1k.perSec, 0)} raw bidi echo`,
-    fmt(batched.perSec / raw1k.perSec, 2),
-    '>= 100000',
-  ]);
-  progress('one at a time');
-  const one = await oneAtATime(client, quick ? 500 : 2000);
-  rows.push([
-    'produce 1 KiB one at a time p50 / p99 (ms)',
-    `${fmt(one.p50, 2)} / ${fmt(one.p99, 2)}`,
-    '-',
-    '-',
-    '<= 1 / 5',
-  ]);
-  progress('produce -> tailing consumer');
-  const tail = await produceToConsumer(client, quick ? 300 : 1000);
-  rows.push([
-    'produce -> tailing consumer p50 / p99 (ms)',
-    `${fmt(tail.p50, 2)} / ${fmt(tail.p99, 2)}`,
-    '-',
-    '-',
-    'p50 <= 2',
-  ]);
+  if (runs('big'))
+    rows.push([
+      'produce 64 KiB pipelined (MB/s)',
+      fmt(big.mbps),
+      `${fmt(rawBig.mbps)} raw bidi echo`,
+      fmt(big.mbps / rawBig.mbps, 2),
+      '>= 0.70',
+    ]);
+  if (runs('small'))
+    rows.push([
+      'produce 1 KiB pipelined, one per append (msg/s)',
+      fmt(small.perSec, 0),
+      `${fmt(raw1k.perSec, 0)} raw bidi echo`,
+      fmt(small.perSec / raw1k.perSec, 2),
+      '-',
+    ]);
+  if (runs('batch'))
+    rows.push([
+      'produce 1 KiB in batches of 64 (msg/s)',
+      fmt(batched.perSec, 0),
+      `${fmt(raw1k.perSec, 0)} raw bidi echo`,
+      fmt(batched.perSec / raw1k.perSec, 2),
+      '>= 100000',
+    ]);
+  if (runs('latency')) {
+    progress('one at a time');
+    const one = await oneAtATime(client, quick ? 500 : 2000);
+    rows.push([
+      'produce 1 KiB one at a time p50 / p99 (ms)',
+      `${fmt(one.p50, 2)} / ${fmt(one.p99, 2)}`,
+      '-',
+      '-',
+      '<= 1 / 5',
+    ]);
+    progress('produce -> tailing consumer');
+    const tail = await produceToConsumer(client, quick ? 300 : 1000);
+    rows.push([
+      'produce -> tailing consumer p50 / p99 (ms)',
+      `${fmt(tail.p50, 2)} / ${fmt(tail.p99, 2)}`,
+      '-',
+      '-',
+      'p50 <= 2',
+    ]);
+  }
 } finally {
   await client.close();
   await app.stop();
