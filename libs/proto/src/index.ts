@@ -30,8 +30,6 @@ export {
   DeliverLatest,
   DeliverPolicy,
   FullAssignment,
-  HandlerServiceClient,
-  HandlerServiceService,
   ImmutableMessage,
   ImmutableMessage_PropertiesEntry,
   ManagerServiceClient,
@@ -64,6 +62,7 @@ export {
   messageTypeFromJSON,
   messageTypeToJSON,
 } from './gen/streaming.js';
+export { HandlerServiceClient, HandlerServiceService } from './handler-service.js';
 export type {
   AssignmentServiceServer,
   DeepPartial,

@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import { StreamingCode } from './gen/common.js';
+import {
+  ProduceRequest,
+  ProduceResponse,
+  type ProduceMessage,
+  type ProduceResult,
+} from './gen/streaming.js';
+import {
+  decodeProduceRequest,
+  decodeProduceResponse,
+  encodeProduceRequest,
+  encodeProduceResponse,
+} from './produce-codec.js';
+
+const generated = (r: ProduceRequest): Buffer => Buffer.from(ProduceRequest.encode(r).finish());
+const generatedResponse = (r: ProduceResponse): Buffer =>
+  Buffer.from(ProduceResponse.encode(r).finish());
+
+const message = (i: number, payloadBytes: number): ProduceMessage => ({
+  requestId: BigInt(i),
+  vchannel: i % 3 === 0 ? '' : `vc-${i}-é`,
+  message:
+    i % 5 === 4
+      ? undefined
+      : {
+          payload: Buffer.alloc(payloadBytes, i),
+          properties:
+            i % 2 === 0
+              ? {}
+              : { a: 'b', '': 'empty key', k: '', ü: 'x'.repeat(200), _tp: `00-${i}` },
+        },
+});
+
+const requests: ProduceRequest[] = [
+  { request: { $case: 'produce', produce: message(1, 10) } },
+  { request: { $case: 'produce', produce: message(0, 0) } },
+  { request: { $case: 'produce', produce: message(7, 70_000) } },
+  {
+    request: {
+      $case: 'produce',
+      produce: { requestId: 2n ** 64n - 1n, vchannel: 'v', message: undefined },
+    },
+  },
+  {
+    request: {
+      $case: 'produceBatch',
+      produceBatch: {
+        messages: Array.from({ length: 300 }, (_, i) => message(i + 2 ** 30, (i * 37) % 3000)),
+      },
+    },
+  },
+  { request: { $case: 'produceBatch', produceBatch: { messages: [] } } },
+  { request: { $case: 'close', close: {} } },
+  { request: { $case: 'open', open: { pchannel: { name: 'p', term: 3n, accessMode: 0 } } } },
+  { request: undefined },
+];
+
+const success = (i: bigint): ProduceResult => ({
+  requestId: i,
+  outcome: {
+    $case: 'success',
+    success: {
+      id: { segmentId: i % 3n, entryId: i * 1000n },
+      timeTick: i === 0n ? 0n : (1_764_000_000_000n << 18n) | i,
+      lastConfirmedId: i % 4n === 0n ? undefined : { segmentId: 2n ** 63n, entryId: 0n },
+    },
+  },
+});
+
+const responses: ProduceResponse[] = [
+  { response: { $case: 'result', result: success(5n) } },
+  { response: { $case: 'result', result: success(0n) } },
+  {
+    response: {
+      $case: 'results',
+      results: { results: Array.from({ length: 200 }, (_, i) => success(BigInt(i) * 977n)) },
+    },
+  },
+  { response: { $case: 'results', results: { results: [] } } },
+  {
+    response: {
+      $case: 'results',
+      results: {
+        results: [
+          success(1n),
+          {
+            requestId: 2n,
+            outcome: {
+              $case: 'error',
+              error: {
+                code: StreamingCode.STREAMING_CODE_CHANNEL_FENCED,
+                cause: 'x',
+                retryable: false,
+              },
+            },
+          },
+        ],
+      },
+    },
+  },
+  { response: { $case: 'opened', opened: { serverId: 9n } } },
+  { response: { $case: 'closed', closed: { error: undefined } } },
+];
+
+describe('produce codec', () => {
+  it('encodes produce requests to the bytes of the generated encoder', () => {
+    for (const r of requests) expect(encodeProduceRequest(r)).toEqual(generated(r));
+  });
+
+  it('decodes produce requests like the generated decoder, payloads as views of the frame', () => {
+    for (const r of requests) {
+      const bytes = generated(r);
+      expect(decodeProduceRequest(bytes)).toEqual(ProduceRequest.decode(bytes));
+    }
+    const bytes = generated(requests[0] as ProduceRequest);
+    const decoded = decodeProduceRequest(bytes).request;
+    if (decoded?.$case !== 'produce') throw new Error('expected produce');
+    expect(decoded.produce.message?.payload.buffer).toBe(bytes.buffer);
+  });
+
+  it('falls back to the generated decoder for fields it does not know', () => {
+    const small: ProduceRequest = {
+      request: {
+        $case: 'produce',
+        produce: {
+          requestId: 1n,
+          vchannel: 'v',
+          message: { payload: Buffer.from([1]), properties: {} },
+        },
+      },
+    };
+    const bytes = generated(small);
+    expect(bytes[1]).toBeLessThan(0x80);
+    // Append an unknown varint field 15 inside the produce message and fix the length.
+    const inner = Buffer.concat([bytes.subarray(2), Buffer.from([15 << 3, 1])]);
+    const frame = Buffer.concat([Buffer.from([18, inner.length]), inner]);
+    expect(decodeProduceRequest(frame)).toEqual(ProduceRequest.decode(frame));
+  });
+
+  it('rejects uint64 values out of range like the generated encoder', () => {
+    const bad: ProduceRequest = {
+      request: {
+        $case: 'produce',
+        produce: { requestId: 2n ** 64n, vchannel: '', message: undefined },
+      },
+    };
+    expect(() => encodeProduceRequest(bad)).toThrow(/too large/);
+  });
+
+  it('encodes and decodes produce responses like the generated code', () => {
+    for (const r of responses) {
+      const bytes = generatedResponse(r);
+      expect(encodeProduceResponse(r)).toEqual(bytes);
+      expect(decodeProduceResponse(bytes)).toEqual(ProduceResponse.decode(bytes));
+    }
+  });
+});

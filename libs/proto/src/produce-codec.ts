@@ -1,0 +1,513 @@
+// Hand-written (de)serialisers for the frames of HandlerService.Produce, the hot path of the
+// service. They produce and accept exactly the bytes of the generated code (the wire format is
+// streaming.proto; `produce-codec.test.ts` compares the two), but:
+//   * encode measures the frame first and writes it once into one buffer of the exact size
+//     (the generated encoder grows a buffer by doubling, shifts every nested message >= 128 bytes
+//     when it learns its length, then copies the result twice more), and
+//   * decode returns payloads as views into the received frame instead of copies.
+// Frames they do not cover (open, close, error outcomes, unknown fields) go through the
+// generated code.
+import type { MessageID } from './gen/common.js';
+import {
+  ProduceRequest,
+  ProduceResponse,
+  type Message,
+  type ProduceMessage,
+  type ProduceResult,
+  type ProduceSuccess,
+} from './gen/streaming.js';
+
+const MAX_U64 = 0xffff_ffff_ffff_ffffn;
+const EMPTY = Buffer.alloc(0);
+
+/** Thrown inside a fast decoder for input it does not cover; the generated decoder takes over. */
+class NotCovered extends Error {}
+const notCovered = new NotCovered('not covered by the fast produce codec');
+
+function varint32Size(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x20_0000 ? 3 : v < 0x1000_0000 ? 4 : 5;
+}
+
+function checkU64(v: bigint, field: string): void {
+  if (v < 0n || v > MAX_U64)
+    throw new Error(`value provided for field message.${field} of type uint64 too large`);
+}
+
+function varint64Size(v: bigint): number {
+  if (v <= 0xffff_ffffn) return varint32Size(Number(v));
+  let hi = Number(v >> 32n);
+  let n = 5; // the low 32 bits and the first 3 of the high ones take 5 bytes
+  hi >>>= 3;
+  while (hi > 0) {
+    n++;
+    hi >>>= 7;
+  }
+  return n;
+}
+
+function writeVarint32(buf: Buffer, pos: number, v: number): number {
+  while (v > 0x7f) {
+    buf[pos++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  buf[pos++] = v;
+  return pos;
+}
+
+function writeVarint64(buf: Buffer, pos: number, v: bigint): number {
+  if (v <= 0xffff_ffffn) return writeVarint32(buf, pos, Number(v));
+  let lo = Number(v & 0xffff_ffffn);
+  let hi = Number(v >> 32n);
+  while (hi > 0 || lo > 0x7f) {
+    buf[pos++] = (lo & 0x7f) | 0x80;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  buf[pos++] = lo;
+  return pos;
+}
+
+// Byte lengths measured by the sizing pass, consumed in the same order by the writing pass.
+// Module scratch: encoding is synchronous, so one array serves every call.
+const lens: number[] = [];
+let lenAt = 0;
+
+function sizeString(s: string): number {
+  const n = Buffer.byteLength(s, 'utf8');
+  lens.push(n);
+  return 1 + varint32Size(n) + n;
+}
+
+function writeString(buf: Buffer, pos: number, tag: number, s: string): number {
+  const n = lens[lenAt++] as number;
+  buf[pos++] = tag;
+  pos = writeVarint32(buf, pos, n);
+  if (n > 0) buf.write(s, pos, n, 'utf8');
+  return pos + n;
+}
+
+// --- ProduceRequest ---------------------------------------------------------------------------
+
+function sizeMessage(m: Message): number {
+  let size = 0;
+  const plen = m.payload.length;
+  if (plen !== 0) size += 1 + varint32Size(plen) + plen;
+  for (const key in m.properties) {
+    if (!Object.hasOwn(m.properties, key)) continue;
+    const value = m.properties[key] as string;
+    let entry = 0;
+    if (key !== '') entry += sizeString(key);
+    if (value !== '') entry += sizeString(value);
+    lens.push(entry);
+    size += 1 + varint32Size(entry) + entry;
+  }
+  return size;
+}
+
+function writeMessage(buf: Buffer, pos: number, m: Message): number {
+  const plen = m.payload.length;
+  if (plen !== 0) {
+    buf[pos++] = 10;
+    pos = writeVarint32(buf, pos, plen);
+    buf.set(m.payload, pos);
+    pos += plen;
+  }
+  for (const key in m.properties) {
+    if (!Object.hasOwn(m.properties, key)) continue;
+    const value = m.properties[key] as string;
+    // The entry's length was pushed after those of its strings.
+    let at = lenAt;
+    if (key !== '') at++;
+    if (value !== '') at++;
+    const entry = lens[at] as number;
+    buf[pos++] = 18;
+    pos = writeVarint32(buf, pos, entry);
+    if (key !== '') pos = writeString(buf, pos, 10, key);
+    if (value !== '') pos = writeString(buf, pos, 18, value);
+    lenAt++; // the entry length
+  }
+  return pos;
+}
+
+function sizeProduceMessage(pm: ProduceMessage): number {
+  let size = 0;
+  if (pm.requestId !== 0n) {
+    checkU64(pm.requestId, 'requestId');
+    size += 1 + varint64Size(pm.requestId);
+  }
+  if (pm.vchannel !== '') size += sizeString(pm.vchannel);
+  if (pm.message !== undefined) {
+    // Its length goes before its contents' lengths: reserve the slot.
+    const slot = lens.length;
+    lens.push(0);
+    const m = sizeMessage(pm.message);
+    lens[slot] = m;
+    size += 1 + varint32Size(m) + m;
+  }
+  return size;
+}
+
+function writeProduceMessage(buf: Buffer, pos: number, pm: ProduceMessage): number {
+  if (pm.requestId !== 0n) {
+    buf[pos++] = 8;
+    pos = writeVarint64(buf, pos, pm.requestId);
+  }
+  if (pm.vchannel !== '') pos = writeString(buf, pos, 18, pm.vchannel);
+  if (pm.message !== undefined) {
+    buf[pos++] = 26;
+    pos = writeVarint32(buf, pos, lens[lenAt++] as number);
+    pos = writeMessage(buf, pos, pm.message);
+  }
+  return pos;
+}
+
+/** The bytes of `ProduceRequest.encode(value)`, written once into a buffer of the exact size. */
+export function encodeProduceRequest(value: ProduceRequest): Buffer {
+  const r = value.request;
+  if (r?.$case !== 'produce' && r?.$case !== 'produceBatch')
+    return Buffer.from(ProduceRequest.encode(value).finish());
+  lens.length = 0;
+  lenAt = 0;
+  try {
+    let inner: number;
+    if (r.$case === 'produce') {
+      inner = sizeProduceMessage(r.produce);
+    } else {
+      inner = 0;
+      for (const pm of r.produceBatch.messages) {
+        const slot = lens.length;
+        lens.push(0);
+        const n = sizeProduceMessage(pm);
+        lens[slot] = n;
+        inner += 1 + varint32Size(n) + n;
+      }
+    }
+    const total = 1 + varint32Size(inner) + inner;
+    const buf = Buffer.allocUnsafe(total);
+    let pos = 0;
+    buf[pos++] = r.$case === 'produce' ? 18 : 34;
+    pos = writeVarint32(buf, pos, inner);
+    if (r.$case === 'produce') {
+      pos = writeProduceMessage(buf, pos, r.produce);
+    } else {
+      for (const pm of r.produceBatch.messages) {
+        buf[pos++] = 10;
+        pos = writeVarint32(buf, pos, lens[lenAt++] as number);
+        pos = writeProduceMessage(buf, pos, pm);
+      }
+    }
+    if (pos !== total) throw new Error(`produce frame: wrote ${pos} of ${total} bytes`);
+    return buf;
+  } finally {
+    lens.length = 0;
+  }
+}
+
+// --- decoding ---------------------------------------------------------------------------------
+
+/** A cursor over one frame. */
+interface Cursor {
+  buf: Buffer;
+  pos: number;
+}
+
+function readVarint32(c: Cursor): number {
+  const { buf } = c;
+  let v = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    if (c.pos >= buf.length) throw notCovered;
+    const b = buf[c.pos++] as number;
+    v += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) {
+      if (v > 0xffff_ffff) throw notCovered;
+      return v;
+    }
+  }
+  throw notCovered;
+}
+
+function readVarint64(c: Cursor): bigint {
+  const { buf } = c;
+  let v = 0;
+  let shift = 0;
+  // Up to 7 bytes (49 bits) stay exact as a number.
+  for (; shift < 49; shift += 7) {
+    if (c.pos >= buf.length) throw notCovered;
+    const b = buf[c.pos++] as number;
+    v += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) return BigInt(v);
+  }
+  let big = BigInt(v);
+  for (; shift < 70; shift += 7) {
+    if (c.pos >= buf.length) throw notCovered;
+    const b = buf[c.pos++] as number;
+    big |= BigInt(b & 0x7f) << BigInt(shift);
+    if (b < 0x80) return BigInt.asUintN(64, big);
+  }
+  throw notCovered;
+}
+
+/** End of a length-delimited field whose length starts at the cursor. */
+function readEnd(c: Cursor, limit: number): number {
+  const len = readVarint32(c);
+  const end = c.pos + len;
+  if (end > limit) throw notCovered;
+  return end;
+}
+
+function readString(c: Cursor, limit: number): string {
+  const end = readEnd(c, limit);
+  const s = c.buf.toString('utf8', c.pos, end);
+  c.pos = end;
+  return s;
+}
+
+function decodeMessage(c: Cursor, end: number): Message {
+  const m: Message = { payload: EMPTY, properties: {} };
+  while (c.pos < end) {
+    const tag = c.buf[c.pos++];
+    if (tag === 10) {
+      const e = readEnd(c, end);
+      // A view into the frame: the frame buffer is this message's own (grpc-js hands each
+      // deserialiser a fresh buffer), so nothing else writes to it.
+      m.payload = c.buf.subarray(c.pos, e);
+      c.pos = e;
+    } else if (tag === 18) {
+      const e = readEnd(c, end);
+      let key = '';
+      let value = '';
+      while (c.pos < e) {
+        const t = c.buf[c.pos++];
+        if (t === 10) key = readString(c, e);
+        else if (t === 18) value = readString(c, e);
+        else throw notCovered;
+      }
+      m.properties[key] = value;
+    } else throw notCovered;
+  }
+  if (c.pos !== end) throw notCovered;
+  return m;
+}
+
+function decodeProduceMessage(c: Cursor, end: number): ProduceMessage {
+  const pm: ProduceMessage = { requestId: 0n, vchannel: '', message: undefined };
+  while (c.pos < end) {
+    const tag = c.buf[c.pos++];
+    if (tag === 8) pm.requestId = readVarint64(c);
+    else if (tag === 18) pm.vchannel = readString(c, end);
+    else if (tag === 26) {
+      // A repeated message field is merged by the generated code; we never send one.
+      if (pm.message !== undefined) throw notCovered;
+      const e = readEnd(c, end);
+      pm.message = decodeMessage(c, e);
+    } else throw notCovered;
+  }
+  if (c.pos !== end) throw notCovered;
+  return pm;
+}
+
+/** `ProduceRequest.decode(value)`, with payloads as views into `value`. */
+export function decodeProduceRequest(value: Buffer): ProduceRequest {
+  try {
+    const c: Cursor = { buf: value, pos: 0 };
+    const tag = value[0];
+    if (tag !== 18 && tag !== 34) throw notCovered;
+    c.pos = 1;
+    const end = readEnd(c, value.length);
+    // One field only: with more, the generated decoder's merge rules apply.
+    if (end !== value.length) throw notCovered;
+    if (tag === 18) {
+      return { request: { $case: 'produce', produce: decodeProduceMessage(c, end) } };
+    }
+    const messages: ProduceMessage[] = [];
+    while (c.pos < end) {
+      if (c.buf[c.pos++] !== 10) throw notCovered;
+      const e = readEnd(c, end);
+      messages.push(decodeProduceMessage(c, e));
+    }
+    return { request: { $case: 'produceBatch', produceBatch: { messages } } };
+  } catch (err) {
+    if (err !== notCovered) throw err;
+    return ProduceRequest.decode(value);
+  }
+}
+
+// --- ProduceResponse --------------------------------------------------------------------------
+
+function sizeId(id: MessageID): number {
+  let n = 0;
+  if (id.segmentId !== 0n) {
+    checkU64(id.segmentId, 'segmentId');
+    n += 1 + varint64Size(id.segmentId);
+  }
+  if (id.entryId !== 0n) {
+    checkU64(id.entryId, 'entryId');
+    n += 1 + varint64Size(id.entryId);
+  }
+  return n;
+}
+
+function writeId(buf: Buffer, pos: number, tag: number, id: MessageID, size: number): number {
+  buf[pos++] = tag;
+  pos = writeVarint32(buf, pos, size);
+  if (id.segmentId !== 0n) {
+    buf[pos++] = 8;
+    pos = writeVarint64(buf, pos, id.segmentId);
+  }
+  if (id.entryId !== 0n) {
+    buf[pos++] = 16;
+    pos = writeVarint64(buf, pos, id.entryId);
+  }
+  return pos;
+}
+
+/** Sizes of a successful result, pushed in order: id, lastConfirmedId, success, result. */
+function sizeResult(r: ProduceResult): number {
+  const outcome = r.outcome;
+  if (outcome?.$case !== 'success') throw notCovered;
+  const s = outcome.success;
+  let success = 0;
+  if (s.id !== undefined) {
+    const n = sizeId(s.id);
+    lens.push(n);
+    success += 1 + varint32Size(n) + n;
+  }
+  if (s.timeTick !== 0n) {
+    checkU64(s.timeTick, 'timeTick');
+    success += 1 + varint64Size(s.timeTick);
+  }
+  if (s.lastConfirmedId !== undefined) {
+    const n = sizeId(s.lastConfirmedId);
+    lens.push(n);
+    success += 1 + varint32Size(n) + n;
+  }
+  lens.push(success);
+  let size = 1 + varint32Size(success) + success;
+  if (r.requestId !== 0n) {
+    checkU64(r.requestId, 'requestId');
+    size += 1 + varint64Size(r.requestId);
+  }
+  lens.push(size);
+  return size;
+}
+
+function writeResult(buf: Buffer, pos: number, r: ProduceResult): number {
+  const s = (r.outcome as { $case: 'success'; success: ProduceSuccess }).success;
+  const idSize = s.id !== undefined ? (lens[lenAt++] as number) : 0;
+  const lcSize = s.lastConfirmedId !== undefined ? (lens[lenAt++] as number) : 0;
+  const success = lens[lenAt++] as number;
+  lenAt++; // the result's own size, written by the caller
+  if (r.requestId !== 0n) {
+    buf[pos++] = 8;
+    pos = writeVarint64(buf, pos, r.requestId);
+  }
+  buf[pos++] = 18;
+  pos = writeVarint32(buf, pos, success);
+  if (s.id !== undefined) pos = writeId(buf, pos, 10, s.id, idSize);
+  if (s.timeTick !== 0n) {
+    buf[pos++] = 16;
+    pos = writeVarint64(buf, pos, s.timeTick);
+  }
+  if (s.lastConfirmedId !== undefined) pos = writeId(buf, pos, 26, s.lastConfirmedId, lcSize);
+  return pos;
+}
+
+/** The bytes of `ProduceResponse.encode(value)`, written once into a buffer of the exact size. */
+export function encodeProduceResponse(value: ProduceResponse): Buffer {
+  const r = value.response;
+  try {
+    if (r?.$case !== 'result' && r?.$case !== 'results') throw notCovered;
+    lens.length = 0;
+    lenAt = 0;
+    const results = r.$case === 'result' ? [r.result] : r.results.results;
+    let inner = 0;
+    for (const result of results) {
+      const n = sizeResult(result);
+      inner += r.$case === 'result' ? n : 1 + varint32Size(n) + n;
+    }
+    const total = 1 + varint32Size(inner) + inner;
+    const buf = Buffer.allocUnsafe(total);
+    let pos = 0;
+    buf[pos++] = r.$case === 'result' ? 18 : 34;
+    pos = writeVarint32(buf, pos, inner);
+    for (const result of results) {
+      if (r.$case === 'results') {
+        // The result's size is the last of its group of lengths.
+        const s = (result.outcome as { success: ProduceSuccess }).success;
+        const at =
+          lenAt + (s.id !== undefined ? 1 : 0) + (s.lastConfirmedId !== undefined ? 1 : 0) + 1;
+        buf[pos++] = 10;
+        pos = writeVarint32(buf, pos, lens[at] as number);
+      }
+      pos = writeResult(buf, pos, result);
+    }
+    if (pos !== total) throw new Error(`produce response: wrote ${pos} of ${total} bytes`);
+    return buf;
+  } catch (err) {
+    if (err !== notCovered) throw err;
+    return Buffer.from(ProduceResponse.encode(value).finish());
+  } finally {
+    lens.length = 0;
+  }
+}
+
+function decodeId(c: Cursor, end: number): MessageID {
+  const id: MessageID = { segmentId: 0n, entryId: 0n };
+  while (c.pos < end) {
+    const tag = c.buf[c.pos++];
+    if (tag === 8) id.segmentId = readVarint64(c);
+    else if (tag === 16) id.entryId = readVarint64(c);
+    else throw notCovered;
+  }
+  if (c.pos !== end) throw notCovered;
+  return id;
+}
+
+function decodeResult(c: Cursor, end: number): ProduceResult {
+  let requestId = 0n;
+  let success: ProduceSuccess | undefined;
+  while (c.pos < end) {
+    const tag = c.buf[c.pos++];
+    if (tag === 8) requestId = readVarint64(c);
+    else if (tag === 18 && success === undefined) {
+      const e = readEnd(c, end);
+      const s: ProduceSuccess = { id: undefined, timeTick: 0n, lastConfirmedId: undefined };
+      while (c.pos < e) {
+        const t = c.buf[c.pos++];
+        if (t === 10 && s.id === undefined) s.id = decodeId(c, readEnd(c, e));
+        else if (t === 16) s.timeTick = readVarint64(c);
+        else if (t === 26 && s.lastConfirmedId === undefined)
+          s.lastConfirmedId = decodeId(c, readEnd(c, e));
+        else throw notCovered;
+      }
+      if (c.pos !== e) throw notCovered;
+      success = s;
+    } else throw notCovered; // errors and anything unusual: the generated decoder
+  }
+  if (c.pos !== end) throw notCovered;
+  return {
+    requestId,
+    outcome: success === undefined ? undefined : { $case: 'success', success },
+  };
+}
+
+/** `ProduceResponse.decode(value)` for result frames, without the generic reader. */
+export function decodeProduceResponse(value: Buffer): ProduceResponse {
+  try {
+    const tag = value[0];
+    if (tag !== 18 && tag !== 34) throw notCovered;
+    const c: Cursor = { buf: value, pos: 1 };
+    const end = readEnd(c, value.length);
+    if (end !== value.length) throw notCovered;
+    if (tag === 18) return { response: { $case: 'result', result: decodeResult(c, end) } };
+    const results: ProduceResult[] = [];
+    while (c.pos < end) {
+      if (c.buf[c.pos++] !== 10) throw notCovered;
+      results.push(decodeResult(c, readEnd(c, end)));
+    }
+    return { response: { $case: 'results', results: { results } } };
+  } catch (err) {
+    if (err !== notCovered) throw err;
+    return ProduceResponse.decode(value);
+  }
+}
