@@ -148,6 +148,32 @@ describe('produce codec', () => {
     expect(() => encodeProduceRequest(bad)).toThrow(/too large/);
   });
 
+  it('round-trips uint64 values at every varint length', () => {
+    const values = [0n, 1n, 127n, 128n, 2n ** 28n - 1n, 2n ** 28n, 2n ** 32n - 1n, 2n ** 32n];
+    for (let bits = 35n; bits <= 64n; bits++) values.push(2n ** bits - 1n, 2n ** (bits - 1n) + 5n);
+    for (const v of values) {
+      const r: ProduceResponse = {
+        response: {
+          $case: 'result',
+          result: {
+            requestId: v,
+            outcome: {
+              $case: 'success',
+              success: {
+                id: { segmentId: v, entryId: v },
+                timeTick: v,
+                lastConfirmedId: undefined,
+              },
+            },
+          },
+        },
+      };
+      const bytes = encodeProduceResponse(r);
+      expect(bytes).toEqual(generatedResponse(r));
+      expect(decodeProduceResponse(bytes)).toEqual(r);
+    }
+  });
+
   it('encodes and decodes produce responses like the generated code', () => {
     for (const r of responses) {
       const bytes = generatedResponse(r);

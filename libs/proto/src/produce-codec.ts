@@ -228,23 +228,30 @@ function readVarint32(c: Cursor): number {
 
 function readVarint64(c: Cursor): bigint {
   const { buf } = c;
-  let v = 0;
-  let shift = 0;
-  // Up to 7 bytes (49 bits) stay exact as a number.
-  for (; shift < 49; shift += 7) {
+  // The low 28 bits, then the high 36 in 32-bit pieces: no BigInt arithmetic per byte.
+  let lo = 0;
+  let b = 0;
+  for (let shift = 0; shift < 28; shift += 7) {
     if (c.pos >= buf.length) throw notCovered;
-    const b = buf[c.pos++] as number;
-    v += (b & 0x7f) * 2 ** shift;
-    if (b < 0x80) return BigInt(v);
+    b = buf[c.pos++] as number;
+    lo |= (b & 0x7f) << shift;
+    if (b < 0x80) return BigInt(lo);
   }
-  let big = BigInt(v);
-  for (; shift < 70; shift += 7) {
-    if (c.pos >= buf.length) throw notCovered;
-    const b = buf[c.pos++] as number;
-    big |= BigInt(b & 0x7f) << BigInt(shift);
-    if (b < 0x80) return BigInt.asUintN(64, big);
+  if (c.pos >= buf.length) throw notCovered;
+  b = buf[c.pos++] as number;
+  // Byte 5: 4 bits to the low word, 3 to the high one.
+  lo = (lo | ((b & 0x0f) << 28)) >>> 0;
+  let hi = (b & 0x7f) >> 4;
+  if (b >= 0x80) {
+    for (let shift = 3; ; shift += 7) {
+      if (shift > 31 || c.pos >= buf.length) throw notCovered;
+      b = buf[c.pos++] as number;
+      hi = (hi | ((b & 0x7f) << shift)) >>> 0;
+      if (b < 0x80) break;
+    }
   }
-  throw notCovered;
+  if (hi < 0x20_0000) return BigInt(hi * 0x1_0000_0000 + lo); // below 2^53: exact as a number
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 /** End of a length-delimited field whose length starts at the cursor. */
