@@ -38,7 +38,10 @@ interface PendingAppend {
   readonly seq: number;
   readonly result: Deferred<AppendResult>;
   readonly signal: AbortSignal | undefined;
-  readonly onAbort: () => void;
+  /** Only with a signal: no closure per append otherwise. */
+  onAbort: (() => void) | undefined;
+  /** The request id of its latest send. */
+  requestId: bigint;
   state: 'queued' | 'sent' | 'settled';
   /** The caller gave up (aborted) after the append was sent; its result is dropped. */
   abandoned: boolean;
@@ -59,9 +62,11 @@ interface CapacityWaiter {
 interface Session {
   readonly call: ProduceCall;
   readonly route: Route;
-  // Sent and unanswered, in send order (Map keeps insertion order). The node answers in send
-  // order, so a result overtaking an entry means that entry's result was lost.
-  readonly inflight: Map<bigint, PendingAppend>;
+  // Sent and unanswered from inflightHead on, in send order (so in request id order). The node
+  // answers in send order, so a result overtaking an entry means that entry's result was lost.
+  // A queue, not a Map by request id: the answer is nearly always the head.
+  readonly inflight: PendingAppend[];
+  inflightHead: number;
   isOpen: boolean;
   isEnded: boolean;
   isCloseRequested: boolean;
@@ -227,17 +232,8 @@ export class ResumableProducer {
       seq: this.nextSeq++,
       result: deferred<AppendResult>(),
       signal,
-      onAbort: () => {
-        if (p.state === 'queued') {
-          this.sendQueue.splice(this.sendQueue.indexOf(p), 1);
-          this.settle(p, abortReason(signal as AbortSignal));
-        } else if (p.state === 'sent') {
-          // On the wire already: the outcome will be known only when its result comes back or
-          // the stream ends; keep the slot until then, but let the caller go now.
-          p.abandoned = true;
-          p.result.reject(abortReason(signal as AbortSignal));
-        }
-      },
+      onAbort: undefined,
+      requestId: 0n,
       state: 'queued',
       abandoned: false,
       attempts: 0,
@@ -246,8 +242,22 @@ export class ResumableProducer {
     };
     this.pending.add(p);
     this.sendQueue.push(p);
-    if (signal?.aborted === true) p.onAbort();
-    else if (signal !== undefined) this.aborts.add(signal, p.onAbort);
+    if (signal !== undefined) {
+      const onAbort = (): void => {
+        if (p.state === 'queued') {
+          this.sendQueue.splice(this.sendQueue.indexOf(p), 1);
+          this.settle(p, abortReason(signal));
+        } else if (p.state === 'sent') {
+          // On the wire already: the outcome will be known only when its result comes back or
+          // the stream ends; keep the slot until then, but let the caller go now.
+          p.abandoned = true;
+          p.result.reject(abortReason(signal));
+        }
+      };
+      p.onAbort = onAbort;
+      if (signal.aborted) onAbort();
+      else this.aborts.add(signal, onAbort);
+    }
     return p.result.promise;
   }
 
@@ -259,7 +269,7 @@ export class ResumableProducer {
     this.usedSlots--;
     this.usedBytes -= p.message.bytes;
     assert(this.usedSlots >= 0 && this.usedBytes >= 0, 'producer capacity never goes negative');
-    if (p.signal !== undefined) this.aborts.remove(p.signal, p.onAbort);
+    if (p.signal !== undefined && p.onAbort !== undefined) this.aborts.remove(p.signal, p.onAbort);
     if (!p.abandoned) {
       if (outcome instanceof Error) p.result.reject(outcome);
       else p.result.resolve(outcome);
@@ -336,7 +346,8 @@ export class ResumableProducer {
         p.state = 'sent';
         p.attempts++;
         if (p.attempts > 1) this.stats.retries++;
-        s.inflight.set(requestId, p);
+        p.requestId = requestId;
+        s.inflight.push(p);
         bytes += p.message.payload.byteLength;
         batch.push({
           requestId,
@@ -431,7 +442,8 @@ export class ResumableProducer {
     const s: Session = {
       call,
       route,
-      inflight: new Map(),
+      inflight: [],
+      inflightHead: 0,
       isOpen: false,
       isEnded: false,
       isCloseRequested: false,
@@ -492,19 +504,28 @@ export class ResumableProducer {
   }
 
   private onResult(s: Session, result: ProduceResult): void {
-    const p = s.inflight.get(result.requestId);
+    const q = s.inflight;
+    let at = s.inflightHead;
+    while (at < q.length && (q[at] as PendingAppend).requestId !== result.requestId) at++;
+    const p = q[at];
     if (p === undefined) return; // not ours on this stream (already requeued): ignore
     // Results come in send order: every earlier entry still waiting lost its result.
-    for (const [id, earlier] of s.inflight) {
-      if (earlier === p) break;
-      s.inflight.delete(id);
+    for (let i = s.inflightHead; i < at; i++) {
+      const earlier = q[i] as PendingAppend;
       this.requeue(
         earlier,
-        new StreamingError('INNER', `the node skipped the result of request ${id}`),
+        new StreamingError('INNER', `the node skipped the result of request ${earlier.requestId}`),
         true,
       );
     }
-    s.inflight.delete(result.requestId);
+    s.inflightHead = at + 1;
+    if (s.inflightHead === q.length) {
+      q.length = 0;
+      s.inflightHead = 0;
+    } else if (s.inflightHead >= 1024 && s.inflightHead * 2 >= q.length) {
+      q.splice(0, s.inflightHead);
+      s.inflightHead = 0;
+    }
     const outcome = result.outcome;
     if (outcome?.$case === 'success') {
       let value: AppendResult;
@@ -553,8 +574,10 @@ export class ResumableProducer {
     }
     const why = reason ?? new StreamingError('ON_SHUTDOWN', 'the producer stream was closed');
     // No result: the append may or may not be in the log. Send it again (at-least-once).
-    for (const p of s.inflight.values()) this.requeue(p, why, true);
-    s.inflight.clear();
+    for (let i = s.inflightHead; i < s.inflight.length; i++)
+      this.requeue(s.inflight[i] as PendingAppend, why, true);
+    s.inflight.length = 0;
+    s.inflightHead = 0;
     s.opened.reject(why);
     s.ended.resolve(reason);
   }
