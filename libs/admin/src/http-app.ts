@@ -1,5 +1,5 @@
 import swagger from '@fastify/swagger';
-import { abortable } from '@woodstream/common';
+import { abortable, intOption } from '@woodstream/common';
 import type { StreamingCoordinator } from '@woodstream/streaming-coordinator';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { registerAdminRoutes, type AdminRouteContext } from './admin-routes.js';
@@ -56,34 +56,20 @@ const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** Admin bodies are a few small fields; anything larger is a mistake or an attack. */
 const BODY_LIMIT_BYTES = 64 * 1024;
 
-function intInRange(
-  name: string,
-  value: number | undefined,
-  def: number,
-  min: number,
-  max: number,
-): number {
-  const v = value ?? def;
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${v}`);
-  }
-  return v;
-}
-
 /**
  * Builds the HTTP app of a process without listening (tests use `inject()`): /healthz, /readyz,
  * /metrics always; with `options.admin` also /api/v1/*, /management/streaming/* and
  * /docs/json. Throws RangeError for out-of-range limits.
  */
 export function buildHttpApp(options: HttpAppOptions): FastifyInstance {
-  const readinessTimeoutMs = intInRange(
+  const readinessTimeoutMs = intOption(
     'readinessTimeoutMs',
     options.readinessTimeoutMs,
     DEFAULT_READINESS_TIMEOUT_MS,
     1,
     60_000,
   );
-  const requestTimeoutMs = intInRange(
+  const requestTimeoutMs = intOption(
     'requestTimeoutMs',
     options.requestTimeoutMs,
     DEFAULT_REQUEST_TIMEOUT_MS,

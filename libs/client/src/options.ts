@@ -1,4 +1,5 @@
 import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { intOption } from '@woodstream/common';
 import type { InProcessNode } from './in-process.js';
 
 /** Options of {@link StreamingClient.connect}. Every limit has a default and a hard maximum. */
@@ -56,41 +57,39 @@ export interface ResolvedOptions {
 
 export const MAX_BUFFERED_MESSAGES_LIMIT = 65_536;
 
-function bounded(name: string, value: number | undefined, def: number, min: number, max: number) {
-  const v = value ?? def;
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${v}`);
-  }
-  return v;
-}
-
 /** Applies all defaults in one place; throws RangeError on an out-of-range or conflicting option. */
 export function withDefaults(options: StreamingClientOptions): ResolvedOptions {
   if (typeof options.coordinator !== 'string' || options.coordinator.length === 0) {
     throw new RangeError('coordinator must be host:port');
   }
-  const minBackoffMs = bounded('minBackoffMs', options.minBackoffMs, 100, 1, 10_000);
-  const maxBackoffMs = bounded('maxBackoffMs', options.maxBackoffMs, 5_000, 1, 60_000);
+  const minBackoffMs = intOption('minBackoffMs', options.minBackoffMs, 100, 1, 10_000);
+  const maxBackoffMs = intOption('maxBackoffMs', options.maxBackoffMs, 5_000, 1, 60_000);
   if (maxBackoffMs < minBackoffMs) throw new RangeError('maxBackoffMs must be >= minBackoffMs');
   return {
     coordinator: options.coordinator,
     credentials: options.credentials ?? credentials.createInsecure(),
     channelOptions: options.channelOptions ?? {},
-    connectTimeoutMs: bounded('connectTimeoutMs', options.connectTimeoutMs, 30_000, 1, 600_000),
-    openTimeoutMs: bounded('openTimeoutMs', options.openTimeoutMs, 10_000, 1, 120_000),
-    closeTimeoutMs: bounded('closeTimeoutMs', options.closeTimeoutMs, 5_000, 1, 60_000),
+    connectTimeoutMs: intOption('connectTimeoutMs', options.connectTimeoutMs, 30_000, 1, 600_000),
+    openTimeoutMs: intOption('openTimeoutMs', options.openTimeoutMs, 10_000, 1, 120_000),
+    closeTimeoutMs: intOption('closeTimeoutMs', options.closeTimeoutMs, 5_000, 1, 60_000),
     minBackoffMs,
     maxBackoffMs,
-    maxInflightAppends: bounded('maxInflightAppends', options.maxInflightAppends, 1024, 1, 65_536),
-    maxInflightBytes: bounded(
+    maxInflightAppends: intOption(
+      'maxInflightAppends',
+      options.maxInflightAppends,
+      1024,
+      1,
+      65_536,
+    ),
+    maxInflightBytes: intOption(
       'maxInflightBytes',
       options.maxInflightBytes,
       64 * 1024 * 1024,
       1,
       1024 * 1024 * 1024,
     ),
-    maxAppendAttempts: bounded('maxAppendAttempts', options.maxAppendAttempts, 100, 1, 10_000),
-    maxBufferedMessages: bounded(
+    maxAppendAttempts: intOption('maxAppendAttempts', options.maxAppendAttempts, 100, 1, 10_000),
+    maxBufferedMessages: intOption(
       'maxBufferedMessages',
       options.maxBufferedMessages,
       1024,

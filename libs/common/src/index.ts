@@ -2,5 +2,6 @@
 export { abortable, sleep } from './abort.js';
 export { assert, AssertionError } from './assert.js';
 export { errorCode, isRetryable, WoodstreamError } from './errors.js';
+export { intOption } from './options.js';
 export { retry } from './retry.js';
 export type { RetryPolicy } from './retry.js';
