@@ -75,6 +75,8 @@ export class ChannelWal {
   private readonly closeListeners = new Set<(reason: StreamingError) => void>();
   private tickTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The term as stamped on every entry. */
+  private readonly termText: string;
 
   private constructor(
     readonly name: string,
@@ -88,6 +90,7 @@ export class ChannelWal {
     private readonly options: ChannelWalOptions,
   ) {
     assert(firstTick.tick > floor, 'the first tick is above every earlier one');
+    this.termText = String(term);
     // Seeded with the first tick, so it is never handed out again.
     this.ticks = new TimeTickAllocator(firstTick.tick);
     this.lastAcked = {
@@ -211,9 +214,13 @@ export class ChannelWal {
         `message of ${payload.byteLength} bytes exceeds the limit of ${this.options.maxMessageBytes}`,
       );
     }
-    for (const [key, value] of Object.entries(properties)) {
+    for (const key in properties) {
       // The producer's trace context is the one reserved pair a producer may set.
-      if (key.startsWith(RESERVED_PREFIX) && !isTraceProperty(key, value))
+      if (
+        Object.hasOwn(properties, key) &&
+        key.startsWith(RESERVED_PREFIX) &&
+        !isTraceProperty(key, properties[key] as string)
+      )
         throw new StreamingError(
           'INVALID_ARGUMENT',
           `property ${JSON.stringify(key)}: names starting with _ are reserved`,
@@ -250,7 +257,7 @@ export class ChannelWal {
       ...properties,
       [PROP.timeTick]: timeTick.toString(),
       [PROP.vchannel]: vchannel,
-      [PROP.term]: String(this.term),
+      [PROP.term]: this.termText,
       [PROP.type]: 'data',
     };
     this.inflight += 1;

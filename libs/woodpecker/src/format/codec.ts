@@ -59,6 +59,23 @@ export function recordSize(entry: EntryData): number {
   return size;
 }
 
+/** UTF-8 length of `s`: its length when it is ASCII (checked in JS, cheaper than a native call for short strings). */
+function utf8Length(s: string): number {
+  const n = s.length;
+  if (n > 64) return Buffer.byteLength(s, 'utf8');
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, 'utf8');
+  return n;
+}
+
+/** Writes `s` (of UTF-8 length `bytes`) at `off`; short ASCII strings byte by byte. */
+function writeUtf8(buf: Buffer, off: number, s: string, bytes: number): void {
+  if (bytes === s.length && bytes <= 64) {
+    for (let i = 0; i < bytes; i++) buf[off + i] = s.charCodeAt(i);
+  } else {
+    buf.write(s, off, bytes, 'utf8');
+  }
+}
+
 /**
  * Encodes one record. Layout (little-endian): `length u32` (bytes after the CRC field) ·
  * `crc u32` (CRC-32 of those bytes) · `propertyCount u16` · `reserved u16` · per property
@@ -66,22 +83,35 @@ export function recordSize(entry: EntryData): number {
  * reuse its buffer at once.
  */
 export function encodeRecord(entry: EntryData): Buffer {
-  // Strings are measured and written in place: no intermediate byte arrays per property (this
-  // runs once per appended entry).
-  const entries = entry.properties === undefined ? [] : Object.entries(entry.properties);
+  // Strings are measured and written in place, in one walk of the properties each: no
+  // intermediate arrays or byte arrays per property (this runs once per appended entry).
+  const properties = entry.properties;
   let size = RECORD_HEADER_BYTES + entry.payload.byteLength;
-  for (const [key, value] of entries) size += 6 + Buffer.byteLength(key) + Buffer.byteLength(value);
+  let count = 0;
+  if (properties !== undefined) {
+    for (const key in properties) {
+      if (!Object.hasOwn(properties, key)) continue;
+      size += 6 + utf8Length(key) + utf8Length(properties[key] as string);
+      count++;
+    }
+  }
   const buf = Buffer.allocUnsafe(size);
   let off = 8;
-  buf.writeUInt16LE(entries.length, off);
+  buf.writeUInt16LE(count, off);
   buf.writeUInt16LE(0, off + 2);
   off += 4;
-  for (const [key, value] of entries) {
-    const keyBytes = buf.write(key, off + 6, 'utf8');
-    const valueBytes = buf.write(value, off + 6 + keyBytes, 'utf8');
-    buf.writeUInt16LE(keyBytes, off);
-    buf.writeUInt32LE(valueBytes, off + 2);
-    off += 6 + keyBytes + valueBytes;
+  if (properties !== undefined) {
+    for (const key in properties) {
+      if (!Object.hasOwn(properties, key)) continue;
+      const value = properties[key] as string;
+      const keyBytes = utf8Length(key);
+      const valueBytes = utf8Length(value);
+      writeUtf8(buf, off + 6, key, keyBytes);
+      writeUtf8(buf, off + 6 + keyBytes, value, valueBytes);
+      buf.writeUInt16LE(keyBytes, off);
+      buf.writeUInt32LE(valueBytes, off + 2);
+      off += 6 + keyBytes + valueBytes;
+    }
   }
   buf.set(entry.payload, off);
   buf.writeUInt32LE(size - 8, 0);

@@ -205,9 +205,17 @@ export class LogWriter {
     }
     let props: Record<string, string> | undefined;
     if (properties !== undefined) {
+      // A private copy: readers of the tail cache see the properties as appended.
       props = {};
-      for (const [k, v] of Object.entries(properties)) {
-        if (typeof v !== 'string' || k.length === 0 || Buffer.byteLength(k) > 0xffff) {
+      for (const k in properties) {
+        if (!Object.hasOwn(properties, k)) continue;
+        const v = properties[k];
+        if (
+          typeof v !== 'string' ||
+          k.length === 0 ||
+          // At most 3 UTF-8 bytes per UTF-16 unit: only long names need measuring.
+          (k.length > 0x5555 && Buffer.byteLength(k) > 0xffff)
+        ) {
           throw new InvalidArgumentError(
             `property ${JSON.stringify(k)} must have a 1-65535 byte name and a string value`,
           );
