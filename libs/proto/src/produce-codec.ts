@@ -213,17 +213,23 @@ interface Cursor {
 
 function readVarint32(c: Cursor): number {
   const { buf } = c;
+  let pos = c.pos;
   let v = 0;
-  for (let shift = 0; shift < 35; shift += 7) {
-    if (c.pos >= buf.length) throw notCovered;
-    const b = buf[c.pos++] as number;
-    v += (b & 0x7f) * 2 ** shift;
+  // Bytes 1-4 in integer arithmetic (28 bits); the fifth brings the top 4 bits.
+  for (let shift = 0; shift < 28; shift += 7) {
+    if (pos >= buf.length) throw notCovered;
+    const b = buf[pos++] as number;
+    v |= (b & 0x7f) << shift;
     if (b < 0x80) {
-      if (v > 0xffff_ffff) throw notCovered;
+      c.pos = pos;
       return v;
     }
   }
-  throw notCovered;
+  if (pos >= buf.length) throw notCovered;
+  const b = buf[pos++] as number;
+  if (b > 0x0f) throw notCovered; // above 2^32, or longer than 5 bytes
+  c.pos = pos;
+  return v + b * 0x1000_0000;
 }
 
 function readVarint64(c: Cursor): bigint {

@@ -29,7 +29,7 @@ import {
   type LogPosition,
   type ReadFrom,
 } from '@woodstream/woodpecker';
-import type { ChannelWal, SafeTick } from './channel-wal.js';
+import type { AppendResult, ChannelWal, SafeTick } from './channel-wal.js';
 import { NodeTelemetry, type ChannelCounters } from './node-telemetry.js';
 import type { WalManager } from './wal-manager.js';
 
@@ -329,26 +329,33 @@ function startPosition(open: OpenConsumer, wal: ChannelWal): ReadFrom {
 /** Validates and appends one message; resolves with its result (success or typed error), never rejects. */
 function produceOne(wal: ChannelWal, m: ProduceMessage): Promise<ProduceResult> {
   const { requestId, vchannel, message } = m;
-  return (async () => {
+  let appended: Promise<AppendResult>;
+  try {
     validateChannelName(vchannel, 'vchannel');
-    return wal.append(vchannel, message?.payload ?? new Uint8Array(0), message?.properties ?? {});
-  })().then(
-    (ok): ProduceResult => ({
-      requestId,
-      outcome: {
-        $case: 'success',
-        success: {
-          id: toWire(ok.id),
-          timeTick: ok.timeTick,
-          lastConfirmedId: toWire(ok.lastConfirmedId),
-        },
-      },
-    }),
-    (err: unknown): ProduceResult => ({
-      requestId,
-      outcome: { $case: 'error', error: toStreamingError(err).toProto() },
-    }),
+    appended = wal.append(
+      vchannel,
+      message?.payload ?? new Uint8Array(0),
+      message?.properties ?? {},
+    );
+  } catch (err) {
+    return Promise.resolve(failedResult(requestId, err));
+  }
+  return appended.then(
+    (ok): ProduceResult => {
+      const id = toWire(ok.id);
+      // A message's own position is its last-confirmed id (log order is tick order): one object.
+      const lastConfirmedId = ok.lastConfirmedId === ok.id ? id : toWire(ok.lastConfirmedId);
+      return {
+        requestId,
+        outcome: { $case: 'success', success: { id, timeTick: ok.timeTick, lastConfirmedId } },
+      };
+    },
+    (err: unknown) => failedResult(requestId, err),
   );
+}
+
+function failedResult(requestId: bigint, err: unknown): ProduceResult {
+  return { requestId, outcome: { $case: 'error', error: toStreamingError(err).toProto() } };
 }
 
 async function serveConsumer(
