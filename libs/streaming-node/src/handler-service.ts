@@ -326,12 +326,19 @@ function startPosition(open: OpenConsumer, wal: ChannelWal): ReadFrom {
   }
 }
 
+/** The last vchannel name that passed validateChannelName (a pure check of the string). */
+let lastValidVchannel: string | undefined;
+
 /** Validates and appends one message; resolves with its result (success or typed error), never rejects. */
 function produceOne(wal: ChannelWal, m: ProduceMessage): Promise<ProduceResult> {
   const { requestId, vchannel, message } = m;
   let appended: Promise<AppendResult>;
   try {
-    validateChannelName(vchannel, 'vchannel');
+    // A stream nearly always writes one vchannel: validate a name only when it changes.
+    if (vchannel !== lastValidVchannel) {
+      validateChannelName(vchannel, 'vchannel');
+      lastValidVchannel = vchannel;
+    }
     appended = wal.append(
       vchannel,
       message?.payload ?? new Uint8Array(0),

@@ -2,7 +2,6 @@ import { assert } from '@woodstream/common';
 
 /** Bits of a time tick used by the logical counter. */
 export const LOGICAL_BITS = 18n;
-const LOGICAL_MASK = (1n << LOGICAL_BITS) - 1n;
 
 /** A hybrid timestamp: physical milliseconds << 18 | logical counter. */
 export function makeTimeTick(physicalMs: number, logical = 0): bigint {
@@ -29,10 +28,19 @@ export class TimeTickAllocator {
     this.last = floor;
   }
 
+  // The wall-clock tick of the last millisecond seen: within one millisecond (thousands of
+  // appends under load) no BigInt is built from the clock again.
+  private wallMs = Number.NaN;
+  private wallTick = 0n;
+
   next(): bigint {
-    const wall = makeTimeTick(this.nowMs());
-    const tick = wall > this.last ? wall : this.last + 1n;
-    assert((tick & LOGICAL_MASK) !== LOGICAL_MASK || tick > this.last, 'time ticks increase');
+    const ms = this.nowMs();
+    if (ms !== this.wallMs) {
+      this.wallMs = ms;
+      this.wallTick = makeTimeTick(ms);
+    }
+    const tick = this.wallTick > this.last ? this.wallTick : this.last + 1n;
+    assert(tick > this.last, 'time ticks increase');
     this.last = tick;
     return tick;
   }
