@@ -32,18 +32,25 @@ async function take(
   return out;
 }
 
+/** A standalone app in `dir` on free ports, with the schema's defaults and `overrides`. */
+function standalone(
+  dir: string,
+  overrides: { pchannelCount: number; maxMessageBytes?: number },
+): ReturnType<typeof startStandalone> {
+  const config = Value.Default(StandaloneSchema, {
+    dataDir: join(dir, 'data'),
+    coordinatorPort: 0,
+    nodePort: 0,
+    timeTickIntervalMs: 50,
+    ...overrides,
+  }) as Parameters<typeof startStandalone>[0];
+  return startStandalone(config, createLogger({ component: 'test', level: 'silent' }));
+}
+
 describe('in-process short-circuit in standalone', () => {
   it('produces and consumes through the node in the same process without gRPC, with the same results, errors and live tailing', async () => {
     await using dir = await makeTempDir('in-process');
-    const config = Value.Default(StandaloneSchema, {
-      dataDir: join(dir.path, 'data'),
-      coordinatorPort: 0,
-      nodePort: 0,
-      pchannelCount: 2,
-      maxMessageBytes: 4096,
-      timeTickIntervalMs: 50,
-    }) as Parameters<typeof startStandalone>[0];
-    const app = await startStandalone(config, createLogger({ component: 'test', level: 'silent' }));
+    const app = await standalone(dir.path, { pchannelCount: 2, maxMessageBytes: 4096 });
     const local = await StreamingClient.connect({
       coordinator: app.coordinatorAddress,
       inProcessNodes: [app.inProcessNode],
@@ -123,14 +130,7 @@ describe('in-process short-circuit in standalone', () => {
 
   it('a read from latest whose first stream breaks before any message resumes where the node resolved latest (no gap)', async () => {
     await using dir = await makeTempDir('latest-gap');
-    const config = Value.Default(StandaloneSchema, {
-      dataDir: join(dir.path, 'data'),
-      coordinatorPort: 0,
-      nodePort: 0,
-      pchannelCount: 1,
-      timeTickIntervalMs: 50,
-    }) as Parameters<typeof startStandalone>[0];
-    const app = await startStandalone(config, createLogger({ component: 'test', level: 'silent' }));
+    const app = await standalone(dir.path, { pchannelCount: 1 });
     const writer = await StreamingClient.connect({ coordinator: app.coordinatorAddress });
     // The first consume stream is cut right after the node opened it: everything the node sends
     // afterwards is lost, as on a broken connection, while a message is appended; then it fails.
