@@ -53,7 +53,7 @@ function metricSum(text: string, name: string, labels: Record<string, string> = 
 describe('admin API on a real cluster (etcd + radosgw + coordinator + nodes, object mode)', () => {
   it('freezing a node while producing drains it and loses nothing; the freeze survives a coordinator restart; /metrics shows the traffic', async () => {
     await using bucket = await createTestBucket(harness().radosgw, 'freeze');
-    const cluster = await startCluster({ bucket, nodeCount: 3, pchannelCount: 8 });
+    await using cluster = await startCluster({ bucket, nodeCount: 3, pchannelCount: 8 });
     const admin = cluster.adminUrls[0] as string;
     const client = await StreamingClient.connect({
       coordinator: cluster.coordinator,
@@ -148,7 +148,7 @@ describe('admin API on a real cluster (etcd + radosgw + coordinator + nodes, obj
 
   it('a move operation reaches done with the channel on its target; with balancing suspended a new node gets no channels until resumed', async () => {
     await using bucket = await createTestBucket(harness().radosgw, 'move');
-    const cluster = await startCluster({ bucket, nodeCount: 2, pchannelCount: 4 });
+    await using cluster = await startCluster({ bucket, nodeCount: 2, pchannelCount: 4 });
     const admin = cluster.adminUrls[0] as string;
     const [a, b] = await nodes(admin);
     if (a === undefined || b === undefined) throw new Error('expected two nodes');

@@ -13,7 +13,11 @@ import {
 import { onTestFailed, onTestFinished } from 'vitest';
 import { spawnCli } from './cli.js';
 
-export interface Cluster {
+/**
+ * A running cluster. Disposing it kills its processes: declare it after the test bucket
+ * (`await using`), so the processes are gone before the bucket is emptied and deleted.
+ */
+export interface Cluster extends AsyncDisposable {
   /** Client target: one address, or `ipv4:a,b` when there are standby coordinators. */
   coordinator: string;
   /** Base URL of each coordinator's HTTP server (admin API, /metrics), by index. */
@@ -26,8 +30,9 @@ export interface Cluster {
 }
 
 /** Spawns `woodstream <args>`, prints its output if the test fails and kills it when the test ends. */
-function spawnOwned(name: string, args: string[]): ManagedProcess {
+function spawnOwned(name: string, args: string[], owned: ManagedProcess[]): ManagedProcess {
   const proc = spawnCli(name, args);
+  owned.push(proc);
   onTestFailed(() =>
     console.error(
       `--- ${name} (pid ${proc.pid ?? '?'}) ---\n${proc.output().split('\n').slice(-60).join('\n')}`,
@@ -51,6 +56,8 @@ export async function startCluster(options: {
 }): Promise<Cluster> {
   const { etcdEndpoint, radosgw } = harness();
   const rootPrefix = `/${uniqueName('cluster')}/`;
+  // Every process of this cluster, for dispose (and onTestFinished, as a safety net).
+  const owned: ManagedProcess[] = [];
   const metadata = [
     '--metadata.kind=etcd',
     `--metadata.etcdEndpoints=${etcdEndpoint}`,
@@ -63,18 +70,22 @@ export async function startCluster(options: {
     httpPorts.push(await freePort());
   }
   const startCoordinator = async (index: number): Promise<ManagedProcess> => {
-    const proc = spawnOwned(`coordinator-${index}`, [
-      'run',
-      'coordinator',
-      `--grpc.port=${ports[index] ?? 0}`,
-      `--http.port=${httpPorts[index] ?? 0}`,
-      `--pchannelCount=${options.pchannelCount}`,
-      '--balanceIntervalMs=500',
-      '--sessionTtlMs=2000',
-      '--moveCooldownMs=0',
-      '--operationTimeoutMs=20000',
-      ...metadata,
-    ]);
+    const proc = spawnOwned(
+      `coordinator-${index}`,
+      [
+        'run',
+        'coordinator',
+        `--grpc.port=${ports[index] ?? 0}`,
+        `--http.port=${httpPorts[index] ?? 0}`,
+        `--pchannelCount=${options.pchannelCount}`,
+        '--balanceIntervalMs=500',
+        '--sessionTtlMs=2000',
+        '--moveCooldownMs=0',
+        '--operationTimeoutMs=20000',
+        ...metadata,
+      ],
+      owned,
+    );
     await proc.waitForOutput(/"msg":"ready"/, { timeoutMs: 60_000 });
     return proc;
   };
@@ -88,23 +99,27 @@ export async function startCluster(options: {
   let nodeIndex = 0;
   const startNode = async (): Promise<ManagedProcess> => {
     const n = ++nodeIndex;
-    const proc = spawnOwned(`node-${n}`, [
-      'run',
-      'node',
-      '--grpc.port=0',
-      '--http.port=0',
-      '--sessionTtlMs=2000',
-      '--timeTickIntervalMs=100',
-      `--drainTimeoutMs=${options.drainTimeoutMs ?? 20_000}`,
-      '--wal.flushAgeMs=5',
-      ...metadata,
-      '--storage.mode=object',
-      `--storage.s3.endpoint=${radosgw.endpoint}`,
-      `--storage.s3.region=${radosgw.region}`,
-      `--storage.s3.bucket=${options.bucket.name}`,
-      `--storage.s3.accessKeyId=${radosgw.accessKeyId}`,
-      `--storage.s3.secretAccessKey=${radosgw.secretAccessKey}`,
-    ]);
+    const proc = spawnOwned(
+      `node-${n}`,
+      [
+        'run',
+        'node',
+        '--grpc.port=0',
+        '--http.port=0',
+        '--sessionTtlMs=2000',
+        '--timeTickIntervalMs=100',
+        `--drainTimeoutMs=${options.drainTimeoutMs ?? 20_000}`,
+        '--wal.flushAgeMs=5',
+        ...metadata,
+        '--storage.mode=object',
+        `--storage.s3.endpoint=${radosgw.endpoint}`,
+        `--storage.s3.region=${radosgw.region}`,
+        `--storage.s3.bucket=${options.bucket.name}`,
+        `--storage.s3.accessKeyId=${radosgw.accessKeyId}`,
+        `--storage.s3.secretAccessKey=${radosgw.secretAccessKey}`,
+      ],
+      owned,
+    );
     await proc.waitForOutput(/"msg":"ready"/, { timeoutMs: 60_000 });
     return proc;
   };
@@ -131,6 +146,9 @@ export async function startCluster(options: {
       const proc = await startCoordinator(index);
       coordinators[index] = proc;
       return proc;
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all(owned.map((p) => p.stop({ signal: 'SIGKILL' })));
     },
   };
 }

@@ -2,7 +2,7 @@ import { StreamingClient } from '@woodstream/client';
 import type { ManagedProcess } from '@woodstream/testing';
 import { createTestBucket, harness, waitFor } from '@woodstream/testing';
 import { describe, expect, it } from 'vitest';
-import { fetchAssignment, ROUND_ROBIN, startCluster, type Cluster } from './cluster.js';
+import { adminCall, fetchAssignment, ROUND_ROBIN, startCluster, type Cluster } from './cluster.js';
 import { produceWhile, verifyAcked } from './traffic.js';
 
 async function busiestNode(cluster: Cluster): Promise<ManagedProcess> {
@@ -24,7 +24,7 @@ const liveNodes = async (cluster: Cluster): Promise<number> =>
 describe('cluster failover (etcd + radosgw + coordinator + 3 nodes, object mode)', () => {
   it('loses no acknowledged message when a node is killed with SIGKILL while producing to 8 vchannels', async () => {
     await using bucket = await createTestBucket(harness().radosgw, 'failover');
-    const cluster = await startCluster({ bucket, nodeCount: 3, pchannelCount: 8 });
+    await using cluster = await startCluster({ bucket, nodeCount: 3, pchannelCount: 8 });
     const client = await StreamingClient.connect({
       coordinator: cluster.coordinator,
       connectTimeoutMs: 30_000,
@@ -49,7 +49,7 @@ describe('cluster failover (etcd + radosgw + coordinator + 3 nodes, object mode)
 
   it('loses nothing and duplicates nothing when a node drains on SIGTERM', async () => {
     await using bucket = await createTestBucket(harness().radosgw, 'drain');
-    const cluster = await startCluster({
+    await using cluster = await startCluster({
       bucket,
       nodeCount: 3,
       pchannelCount: 8,
@@ -76,7 +76,7 @@ describe('cluster failover (etcd + radosgw + coordinator + 3 nodes, object mode)
 
   it('keeps assignments and terms when the active coordinator is killed: the standby takes over, clients keep working', async () => {
     await using bucket = await createTestBucket(harness().radosgw, 'coord');
-    const cluster = await startCluster({
+    await using cluster = await startCluster({
       bucket,
       nodeCount: 2,
       pchannelCount: 4,
@@ -86,6 +86,12 @@ describe('cluster failover (etcd + radosgw + coordinator + 3 nodes, object mode)
       new Map(
         s.assignments.flatMap((a) => a.channels.map((c) => [c.name, Number(c.term)] as const)),
       );
+    // Rebalancing off (persisted, so the standby reads it too): the vchannels this test creates
+    // could otherwise make the balancer move a channel, and this test is about the takeover.
+    const suspend = await adminCall(cluster.adminUrls[0] as string, 'PUT', '/api/v1/balance', {
+      allowRebalance: false,
+    });
+    expect(suspend.status).toBe(200);
     const before = terms(await fetchAssignment(cluster.coordinator));
     const client = await StreamingClient.connect({
       coordinator: cluster.coordinator,
