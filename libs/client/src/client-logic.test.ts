@@ -135,4 +135,21 @@ describe('message ids and options', () => {
     ).toThrow(RangeError);
     expect(() => withDefaults({ coordinator: '' })).toThrow(RangeError);
   });
+
+  it('give every channel a 4 MiB HTTP/2 receive window unless told otherwise', () => {
+    const window = (o: Parameters<typeof withDefaults>[0]): unknown =>
+      withDefaults(o).channelOptions['grpc-node.flow_control_window'];
+    expect(window({ coordinator: 'c:1' })).toBe(4 * 1024 * 1024);
+    expect(window({ coordinator: 'c:1', flowControlWindowBytes: 1024 * 1024 })).toBe(1024 * 1024);
+    // An explicit channel option wins.
+    expect(
+      window({
+        coordinator: 'c:1',
+        channelOptions: { 'grpc-node.flow_control_window': 128 * 1024 },
+      }),
+    ).toBe(128 * 1024);
+    expect(() => withDefaults({ coordinator: 'c:1', flowControlWindowBytes: 1024 })).toThrow(
+      RangeError,
+    );
+  });
 });

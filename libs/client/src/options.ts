@@ -1,5 +1,6 @@
 import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { intOption } from '@woodstream/common';
+import { clientFlowControlOptions, FLOW_CONTROL_WINDOW } from '@woodstream/streaming';
 import type { InProcessNode } from './in-process.js';
 
 /** Options of {@link StreamingClient.connect}. Every limit has a default and a hard maximum. */
@@ -12,6 +13,12 @@ export interface StreamingClientOptions {
   credentials?: ChannelCredentials;
   /** Passed to every gRPC channel the client opens. */
   channelOptions?: ChannelOptions;
+  /**
+   * HTTP/2 receive window of the client's connections: how much a node may send on a consume
+   * stream (or the coordinator on discovery) before the client reads it. A 64 KiB window
+   * makes large messages wait one round trip each. @default 4 MiB (64 KiB – 64 MiB)
+   */
+  flowControlWindowBytes?: number;
   /** How long `connect` waits for the first assignment snapshot. @default 30000 (max 600000) */
   connectTimeoutMs?: number;
   /** How long opening a producer or consumer on a node may take. @default 10000 (max 120000) */
@@ -68,7 +75,19 @@ export function withDefaults(options: StreamingClientOptions): ResolvedOptions {
   return {
     coordinator: options.coordinator,
     credentials: options.credentials ?? credentials.createInsecure(),
-    channelOptions: options.channelOptions ?? {},
+    // An explicit channel option wins over the window setting.
+    channelOptions: {
+      ...clientFlowControlOptions(
+        intOption(
+          'flowControlWindowBytes',
+          options.flowControlWindowBytes,
+          FLOW_CONTROL_WINDOW.default,
+          FLOW_CONTROL_WINDOW.min,
+          FLOW_CONTROL_WINDOW.max,
+        ),
+      ),
+      ...options.channelOptions,
+    },
     connectTimeoutMs: intOption('connectTimeoutMs', options.connectTimeoutMs, 30_000, 1, 600_000),
     openTimeoutMs: intOption('openTimeoutMs', options.openTimeoutMs, 10_000, 1, 120_000),
     closeTimeoutMs: intOption('closeTimeoutMs', options.closeTimeoutMs, 5_000, 1, 60_000),

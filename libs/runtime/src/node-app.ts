@@ -58,6 +58,7 @@ export async function startNodeApp(
       maxMessageBytes: config.maxMessageBytes,
       maxInflightPerProducer: config.maxInflightPerProducer,
       maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
+      flowControlWindowBytes: config.flowControlWindowBytes,
       drainTimeoutMs: config.drainTimeoutMs,
     },
     { wal, metadata, logger },

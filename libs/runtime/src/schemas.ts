@@ -148,6 +148,13 @@ const SharedNodeFields = {
     maximum: 65536,
     description: 'Vchannels one pchannel may carry; a produce to one more is refused',
   }),
+  flowControlWindowBytes: Type.Integer({
+    default: 4 * MiB,
+    minimum: 64 * 1024,
+    maximum: 64 * MiB,
+    description:
+      'HTTP/2 receive window of the node per stream and per connection: bytes a producer may have in flight before the node reads them',
+  }),
 };
 
 /** The HTTP server every process runs: /healthz, /readyz, /metrics (and the admin API on a coordinator). */

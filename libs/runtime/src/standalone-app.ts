@@ -63,6 +63,7 @@ export async function startStandalone(
         maxMessageBytes: config.maxMessageBytes,
         maxInflightPerProducer: 1024,
         maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
+        flowControlWindowBytes: config.flowControlWindowBytes,
         drainTimeoutMs: 0,
       },
       logger.child({ service: 'streaming-node' }),

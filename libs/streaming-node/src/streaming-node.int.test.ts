@@ -1,3 +1,4 @@
+import { connect } from 'node:http2';
 import { join } from 'node:path';
 import { credentials, makeGenericClientConstructor, type ClientDuplexStream } from '@grpc/grpc-js';
 import {
@@ -125,6 +126,22 @@ describe('streaming node', () => {
     await wal.close();
     await metadata.close();
     await dir.remove();
+  });
+
+  it('advertises a 4 MiB HTTP/2 receive window, so large produces do not wait for window updates', async () => {
+    const session = connect(`http://${node.address}`);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        session.once('remoteSettings', () => resolve());
+        session.once('error', reject);
+      });
+      expect(session.remoteSettings.initialWindowSize).toBe(4 * 1024 * 1024);
+      await waitFor(() => (session.state.remoteWindowSize ?? 0) >= 4 * 1024 * 1024, {
+        timeoutMs: 5_000,
+      });
+    } finally {
+      session.destroy();
+    }
   });
 
   it('registers a lease-bound session with its address', async () => {

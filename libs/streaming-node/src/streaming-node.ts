@@ -5,7 +5,13 @@ import {
   ManagerServiceService,
   type HandlerServiceServer,
 } from '@woodstream/proto';
-import { StreamingError, streamingKeys, type NodeSession } from '@woodstream/streaming';
+import {
+  FLOW_CONTROL_WINDOW,
+  raiseServerFlowControlWindow,
+  StreamingError,
+  streamingKeys,
+  type NodeSession,
+} from '@woodstream/streaming';
 import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
 import { createHandlerService } from './handler-service.js';
 import { createManagerService } from './manager-service.js';
@@ -44,6 +50,11 @@ export interface StreamingNodeOptions {
    * @default 1024 (1–65536)
    */
   maxVChannelsPerPChannel: number;
+  /**
+   * HTTP/2 receive window per stream and per connection: how much a producer may have in
+   * flight before the node reads it (see FLOW_CONTROL_WINDOW). @default 4 MiB (64 KiB – 64 MiB)
+   */
+  flowControlWindowBytes: number;
   /** Version published in the session. */
   version: string;
 }
@@ -56,6 +67,7 @@ const RANGES: Partial<Record<keyof StreamingNodeOptions, [number, number]>> = {
   maxInflightPerProducer: [1, 65_536],
   drainTimeoutMs: [0, 600_000],
   maxVChannelsPerPChannel: [1, MAX_VCHANNELS_PER_PCHANNEL],
+  flowControlWindowBytes: [FLOW_CONTROL_WINDOW.min, FLOW_CONTROL_WINDOW.max],
 };
 
 export function nodeOptionsWithDefaults(
@@ -70,6 +82,7 @@ export function nodeOptionsWithDefaults(
     maxInflightPerProducer: 1024,
     drainTimeoutMs: 30_000,
     maxVChannelsPerPChannel: DEFAULT_MAX_VCHANNELS_PER_PCHANNEL,
+    flowControlWindowBytes: FLOW_CONTROL_WINDOW.default,
     version: '0.1.0',
     ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   };
@@ -154,6 +167,9 @@ export class StreamingNode {
       'grpc.max_receive_message_length': options.maxMessageBytes + 1024 * 1024,
       'grpc.max_send_message_length': options.maxMessageBytes + 1024 * 1024,
     });
+    const flowControl = raiseServerFlowControlWindow(server, options.flowControlWindowBytes);
+    if (!flowControl.applied)
+      log.warn('this grpc-js cannot raise the HTTP/2 receive window; large messages are slower');
     const stopping = (): boolean => ref.node?.isStopping ?? false;
     const handlers = createHandlerService(
       manager,
@@ -170,6 +186,7 @@ export class StreamingNode {
         (err, bound) => (err ? reject(err) : resolve(bound)),
       );
     });
+    flowControl.applyToListeners();
     const address = options.advertiseAddress ?? `${options.advertiseHost ?? options.host}:${port}`;
     const node = new StreamingNode(
       serverId,

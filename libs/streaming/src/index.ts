@@ -19,3 +19,8 @@ export { streamingKeys } from './layout.js';
 export type { NodeSession, PChannelMeta, PChannelState } from './layout.js';
 export { PROP, RESERVED_PREFIX } from './properties.js';
 export { LOGICAL_BITS, makeTimeTick, physicalMs, TimeTickAllocator } from './time-tick.js';
+export {
+  clientFlowControlOptions,
+  FLOW_CONTROL_WINDOW,
+  raiseServerFlowControlWindow,
+} from './flow-control.js';
