@@ -1,14 +1,21 @@
 // `npm run bench:stream` — the raw grpc-js bidi echo ceiling and the streaming path
-// (client SDK → node → WAL in local mode → fdatasync'd ack) measured in the same process and
-// the same run, printed side by side. The 64 KiB figure is also set against the disk: a raw
-// writev + fdatasync of the whole window (64 x 64 KiB) per round, on the WAL's disk, in the same
-// rounds; the echo has no disk in its path, fdatasync'd acks do. Options: --quick; --only=big|small|batch|latency (one
-// phase with its raw ceiling); --profile=<dir> (a CPU profile of each measured Woodstream run,
-// without start-up and the raw ceiling, written to <dir>).
+// (client SDK → node → WAL in local mode → fdatasync'd ack) measured in the same run, printed
+// side by side, in two topologies:
+//   * one process: the standalone service and the client share one JavaScript thread (and the
+//     echo server and its client do too);
+//   * two processes: the standalone service runs as `woodstream run standalone` in a child
+//     process, as a deployment runs it, and the echo server runs in a child process too.
+// The 64 KiB figure is also set against the disk: a raw writev + fdatasync of the whole window
+// (64 x 64 KiB) per round, on the WAL's disk, in the same rounds; the echo has no disk in its
+// path, fdatasync'd acks do. Options: --quick; --only=big|small|batch|latency (one phase with its
+// raw ceiling); --topology=one|two (one topology); --profile=<dir> (a CPU profile of each
+// measured Woodstream run in this process, without start-up and the raw ceiling, written to <dir>).
 import { constants } from 'node:fs';
 import { open, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   Server,
   ServerCredentials,
@@ -18,7 +25,8 @@ import {
   type ServerDuplexStream,
 } from '@grpc/grpc-js';
 import { StreamingClient } from '@woodstream/client';
-import { makeTempDir } from '@woodstream/testing';
+import { clientFlowControlOptions, raiseServerFlowControlWindow } from '@woodstream/streaming';
+import { freePort, makeTempDir, ManagedProcess } from '@woodstream/testing';
 import { createLogger } from '../src/logger.js';
 import { startStandalone } from '../src/standalone-app.js';
 
@@ -41,6 +49,12 @@ async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
     session.disconnect();
   }
 }
+// --flow-window=<bytes>: the HTTP/2 receive window of the node and the client (default 4 MiB).
+const flowWindow = Number(
+  process.argv.find((a) => a.startsWith('--flow-window='))?.slice('--flow-window='.length) ??
+    4 * 1024 * 1024,
+);
+const topology = process.argv.find((a) => a.startsWith('--topology='))?.slice('--topology='.length);
 const runs = (phase: 'big' | 'small' | 'batch' | 'latency'): boolean =>
   only === undefined || only === phase;
 const seconds = quick ? 2 : 4;
@@ -64,8 +78,10 @@ const echoDef = {
   },
 } as const;
 
-async function rawEcho(size: number, window: number): Promise<{ perSec: number; mbps: number }> {
+/** Starts the echo server on a free loopback port. */
+async function startEcho(): Promise<{ port: number; server: Server }> {
   const server = new Server({ 'grpc.max_receive_message_length': 16 * MiB });
+  const flowControl = raiseServerFlowControlWindow(server, flowWindow);
   server.addService(echoDef, {
     echo: (call: ServerDuplexStream<Buffer, Buffer>) => {
       call.on('data', (b: Buffer) => call.write(b.subarray(0, 16)));
@@ -77,9 +93,25 @@ async function rawEcho(size: number, window: number): Promise<{ perSec: number; 
       e ? reject(e) : resolve(p),
     ),
   );
+  flowControl.applyToListeners();
+  return { port, server };
+}
+
+/**
+ * The echo ceiling. `port` is an echo server in another process (the two-process topology);
+ * without it, the server runs in this process.
+ */
+async function rawEcho(
+  size: number,
+  window: number,
+  remotePort?: number,
+): Promise<{ perSec: number; mbps: number }> {
+  const local = remotePort === undefined ? await startEcho() : undefined;
+  const port = remotePort ?? (local as { port: number }).port;
   const Client = makeGenericClientConstructor(echoDef, 'Echo');
   const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure(), {
     'grpc.max_send_message_length': 16 * MiB,
+    ...clientFlowControlOptions(flowWindow),
   }) as unknown as {
     echo(): ClientDuplexStream<Buffer, Buffer>;
     close(): void;
@@ -111,7 +143,7 @@ async function rawEcho(size: number, window: number): Promise<{ perSec: number; 
   call.end();
   await ended;
   client.close();
-  server.forceShutdown();
+  local?.server.forceShutdown();
   return { perSec: acked / elapsed, mbps: (acked * size) / MiB / elapsed };
 }
 
@@ -216,133 +248,229 @@ async function produceToConsumer(
   return { p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }
 
-await using dir = await makeTempDir('bench-stream');
-const logger = createLogger({ component: 'bench', level: 'warn' });
-const app = await startStandalone(
-  {
-    dataDir: join(dir.path, 'data'),
-    host: '127.0.0.1',
-    advertiseHost: '',
-    coordinatorPort: 0,
-    nodePort: 0,
-    timeTickIntervalMs: 200,
-    maxMessageBytes: 4 * MiB,
-    maxVChannelsPerPChannel: 1024,
-    pchannelCount: 1,
-    pchannelPrefix: 'wal',
-    balanceIntervalMs: 1000,
-    moveCooldownMs: 0,
-    maxMovesPerRound: 4,
-    operationTimeoutMs: 30000,
-    wal: {
-      maxEntryBytes: 16 * MiB,
-      flushAgeMs: 200,
-      maxBlockBytes: 1 * MiB,
-      maxInflightBytes: 256 * MiB,
-      maxSegmentBytes: 4096 * MiB,
-      maxSegmentAgeMs: 3600000,
-      progressIntervalMs: 1000,
-      maintenanceIntervalMs: 0,
-    },
-  },
-  logger,
-);
-const client = await StreamingClient.connect({
-  coordinator: app.coordinatorAddress,
-  maxInflightAppends: 65536,
-  maxInflightBytes: 512 * MiB,
-});
-const rows: string[][] = [];
-try {
-  progress('warm-up');
-  await pipelined(client, only === undefined || only === 'big' ? 64 * KiB : KiB, 64, 1);
-  let rawBig = { perSec: 0, mbps: 0 };
-  let rawBigDisk = { mbps: 0 };
-  let big = { perSec: 0, mbps: 0 };
-  let raw1k = { perSec: 0, mbps: 0 };
-  let small = { perSec: 0, mbps: 0 };
-  let batched = { perSec: 0, mbps: 0 };
-  for (let round = 1; round <= 2; round++) {
-    if (runs('big')) {
-      progress(`round ${round}/2: 64 KiB raw echo / raw disk / produce`);
-      const r = await rawEcho(64 * KiB, 64);
-      if (r.mbps > rawBig.mbps) rawBig = r;
-      const d = await rawDisk(join(dir.path, 'raw-disk'), 64 * KiB, 64);
-      if (d.mbps > rawBigDisk.mbps) rawBigDisk = d;
-      const b = await profiled('big', () => pipelined(client, 64 * KiB, 64, 1));
-      if (b.mbps > big.mbps) big = b;
-    }
-    if (runs('small') || runs('batch')) {
-      progress(`round ${round}/2: 1 KiB raw echo / produce / produce in batches of 64`);
-      const r1 = await rawEcho(KiB, 1024);
-      if (r1.perSec > raw1k.perSec) raw1k = r1;
-    }
-    if (runs('small')) {
-      const s = await profiled('small', () => pipelined(client, KiB, 1024, 1));
-      if (s.perSec > small.perSec) small = s;
-    }
-    if (runs('batch')) {
-      const bt = await profiled('batch', () => pipelined(client, KiB, 32, 64));
-      if (bt.perSec > batched.perSec) batched = bt;
-    }
-  }
-  if (runs('big'))
-    rows.push([
-      'produce 64 KiB pipelined (MB/s)',
-      fmt(big.mbps),
-      `${fmt(rawBig.mbps)} raw bidi echo`,
-      fmt(big.mbps / rawBig.mbps, 2),
-      '>= 0.70',
-    ]);
-  if (runs('big'))
-    rows.push([
-      'same, against the disk (MB/s)',
-      fmt(big.mbps),
-      `${fmt(rawBigDisk.mbps)} raw writev+fdatasync 64 x 64 KiB`,
-      fmt(big.mbps / rawBigDisk.mbps, 2),
-      '-',
-    ]);
-  if (runs('small'))
-    rows.push([
-      'produce 1 KiB pipelined, one per append (msg/s)',
-      fmt(small.perSec, 0),
-      `${fmt(raw1k.perSec, 0)} raw bidi echo`,
-      fmt(small.perSec / raw1k.perSec, 2),
-      '-',
-    ]);
-  if (runs('batch'))
-    rows.push([
-      'produce 1 KiB in batches of 64 (msg/s)',
-      fmt(batched.perSec, 0),
-      `${fmt(raw1k.perSec, 0)} raw bidi echo`,
-      fmt(batched.perSec / raw1k.perSec, 2),
-      '>= 100000',
-    ]);
-  if (runs('latency')) {
-    progress('one at a time');
-    const one = await oneAtATime(client, quick ? 500 : 2000);
-    rows.push([
-      'produce 1 KiB one at a time p50 / p99 (ms)',
-      `${fmt(one.p50, 2)} / ${fmt(one.p99, 2)}`,
-      '-',
-      '-',
-      '<= 1 / 5',
-    ]);
-    progress('produce -> tailing consumer');
-    const tail = await produceToConsumer(client, quick ? 300 : 1000);
-    rows.push([
-      'produce -> tailing consumer p50 / p99 (ms)',
-      `${fmt(tail.p50, 2)} / ${fmt(tail.p99, 2)}`,
-      '-',
-      '-',
-      'p50 <= 2',
-    ]);
-  }
-} finally {
-  await client.close();
-  await app.stop();
+// A child process of the two-process topology: the echo server, until stdin closes.
+if (process.argv.includes('--echo-server')) {
+  const { port, server } = await startEcho();
+  // A command-line tool: its output is the protocol with the parent.
+  // eslint-disable-next-line no-console
+  console.log(`echo listening on ${port}`);
+  process.stdin.resume();
+  await new Promise<void>((resolve) => process.stdin.once('close', () => resolve()));
+  server.forceShutdown();
+  process.exit(0);
 }
-const widths = [48, 18, 40, 8, 12];
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+const tsx = createRequire(import.meta.url).resolve('tsx');
+const nodeArgs = ['--conditions=@woodstream/source', '--import', tsx];
+const wal = {
+  maxEntryBytes: 16 * MiB,
+  flushAgeMs: 200,
+  maxBlockBytes: 1 * MiB,
+  maxInflightBytes: 256 * MiB,
+  maxSegmentBytes: 4096 * MiB,
+  maxSegmentAgeMs: 3600000,
+  progressIntervalMs: 1000,
+  maintenanceIntervalMs: 0,
+};
+const service = {
+  host: '127.0.0.1',
+  advertiseHost: '',
+  nodePort: 0,
+  timeTickIntervalMs: 200,
+  maxMessageBytes: 4 * MiB,
+  maxVChannelsPerPChannel: 1024,
+  pchannelCount: 1,
+  pchannelPrefix: 'wal',
+  balanceIntervalMs: 1000,
+  moveCooldownMs: 0,
+  maxMovesPerRound: 4,
+  operationTimeoutMs: 30000,
+  flowControlWindowBytes: flowWindow,
+};
+
+/** Where one topology's produce runs go and its echo ceiling is measured. */
+interface Target {
+  coordinator: string;
+  /** The echo server's port in a child process; undefined: in this process. */
+  echoPort?: number;
+  stop(): Promise<void>;
+}
+
+async function oneProcess(dataDir: string): Promise<Target> {
+  const logger = createLogger({ component: 'bench', level: 'warn' });
+  const app = await startStandalone({ ...service, dataDir, coordinatorPort: 0, wal }, logger);
+  return { coordinator: app.coordinatorAddress, stop: () => app.stop() };
+}
+
+async function twoProcesses(dataDir: string): Promise<Target> {
+  const children: ManagedProcess[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(children.map((c) => c.stop({ graceMs: 10_000 })));
+  };
+  try {
+    const coordinatorPort = await freePort();
+    const flags = Object.entries({ ...service, dataDir, coordinatorPort, httpPort: 0 })
+      .filter(([, v]) => v !== '')
+      .map(([k, v]) => `--${k}=${String(v)}`);
+    for (const [k, v] of Object.entries(wal)) flags.push(`--wal.${k}=${v}`);
+    const standalone = ManagedProcess.spawn({
+      name: 'standalone',
+      command: process.execPath,
+      args: [
+        ...nodeArgs,
+        join(repoRoot, 'services/cli/src/main.ts'),
+        'run',
+        'standalone',
+        ...flags,
+        '--logLevel=warn',
+      ],
+    });
+    children.push(standalone);
+    const echo = ManagedProcess.spawn({
+      name: 'echo',
+      command: process.execPath,
+      args: [
+        ...nodeArgs,
+        fileURLToPath(import.meta.url),
+        '--echo-server',
+        `--flow-window=${flowWindow}`,
+      ],
+    });
+    children.push(echo);
+    const [, m] = await Promise.all([
+      standalone.waitForOutput(/woodstream produce/, { timeoutMs: 60_000 }),
+      echo.waitForOutput(/echo listening on (\d+)/, { timeoutMs: 60_000 }),
+    ]);
+    return {
+      coordinator: `127.0.0.1:${coordinatorPort}`,
+      echoPort: Number(m[1]),
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The table rows of one topology. */
+async function measure(name: string, target: Target, workDir: string): Promise<string[][]> {
+  const rows: string[][] = [];
+  const client = await StreamingClient.connect({
+    coordinator: target.coordinator,
+    maxInflightAppends: 65536,
+    maxInflightBytes: 512 * MiB,
+    flowControlWindowBytes: flowWindow,
+  });
+  const label = (s: string): string => `${s} [${name}]`;
+  try {
+    progress(`${name}: warm-up`);
+    await pipelined(client, only === undefined || only === 'big' ? 64 * KiB : KiB, 64, 1);
+    let rawBig = { perSec: 0, mbps: 0 };
+    let rawBigDisk = { mbps: 0 };
+    let big = { perSec: 0, mbps: 0 };
+    let raw1k = { perSec: 0, mbps: 0 };
+    let small = { perSec: 0, mbps: 0 };
+    let batched = { perSec: 0, mbps: 0 };
+    for (let round = 1; round <= 2; round++) {
+      if (runs('big')) {
+        progress(`${name}: round ${round}/2: 64 KiB raw echo / raw disk / produce`);
+        const r = await rawEcho(64 * KiB, 64, target.echoPort);
+        if (r.mbps > rawBig.mbps) rawBig = r;
+        const d = await rawDisk(join(workDir, 'raw-disk'), 64 * KiB, 64);
+        if (d.mbps > rawBigDisk.mbps) rawBigDisk = d;
+        const b = await profiled(`${name}-big`, () => pipelined(client, 64 * KiB, 64, 1));
+        if (b.mbps > big.mbps) big = b;
+      }
+      if (runs('small') || runs('batch')) {
+        progress(`${name}: round ${round}/2: 1 KiB raw echo / produce / produce in batches of 64`);
+        const r1 = await rawEcho(KiB, 1024, target.echoPort);
+        if (r1.perSec > raw1k.perSec) raw1k = r1;
+      }
+      if (runs('small')) {
+        const s = await profiled(`${name}-small`, () => pipelined(client, KiB, 1024, 1));
+        if (s.perSec > small.perSec) small = s;
+      }
+      if (runs('batch')) {
+        const bt = await profiled(`${name}-batch`, () => pipelined(client, KiB, 32, 64));
+        if (bt.perSec > batched.perSec) batched = bt;
+      }
+    }
+    if (runs('big')) {
+      rows.push([
+        label('produce 64 KiB pipelined (MB/s)'),
+        fmt(big.mbps),
+        `${fmt(rawBig.mbps)} raw bidi echo`,
+        fmt(big.mbps / rawBig.mbps, 2),
+        '>= 0.70',
+      ]);
+      rows.push([
+        label('same, against the disk (MB/s)'),
+        fmt(big.mbps),
+        `${fmt(rawBigDisk.mbps)} raw writev+fdatasync 64 x 64 KiB`,
+        fmt(big.mbps / rawBigDisk.mbps, 2),
+        '-',
+      ]);
+    }
+    if (runs('small'))
+      rows.push([
+        label('produce 1 KiB pipelined, one per append (msg/s)'),
+        fmt(small.perSec, 0),
+        `${fmt(raw1k.perSec, 0)} raw bidi echo`,
+        fmt(small.perSec / raw1k.perSec, 2),
+        '-',
+      ]);
+    if (runs('batch'))
+      rows.push([
+        label('produce 1 KiB in batches of 64 (msg/s)'),
+        fmt(batched.perSec, 0),
+        `${fmt(raw1k.perSec, 0)} raw bidi echo`,
+        fmt(batched.perSec / raw1k.perSec, 2),
+        '>= 100000',
+      ]);
+    if (runs('latency')) {
+      progress(`${name}: one at a time`);
+      const one = await oneAtATime(client, quick ? 500 : 2000);
+      rows.push([
+        label('produce 1 KiB one at a time p50 / p99 (ms)'),
+        `${fmt(one.p50, 2)} / ${fmt(one.p99, 2)}`,
+        '-',
+        '-',
+        '<= 1 / 5',
+      ]);
+      progress(`${name}: produce -> tailing consumer`);
+      const tail = await produceToConsumer(client, quick ? 300 : 1000);
+      rows.push([
+        label('produce -> tailing consumer p50 / p99 (ms)'),
+        `${fmt(tail.p50, 2)} / ${fmt(tail.p99, 2)}`,
+        '-',
+        '-',
+        'p50 <= 2',
+      ]);
+    }
+  } finally {
+    await client.close();
+  }
+  return rows;
+}
+
+await using dir = await makeTempDir('bench-stream');
+const rows: string[][] = [];
+for (const [name, start] of [
+  ['one process', oneProcess],
+  ['two processes', twoProcesses],
+] as const) {
+  if (topology !== undefined && !name.startsWith(topology)) continue;
+  const workDir = join(dir.path, name.replace(' ', '-'));
+  progress(`${name}: starting`);
+  const target = await start(join(workDir, 'data'));
+  try {
+    rows.push(...(await measure(name, target, workDir)));
+  } finally {
+    await target.stop();
+  }
+}
+const widths = [64, 18, 40, 8, 12];
 const line = (cells: string[]): string =>
   cells.map((c, i) => c.padEnd(widths[i] ?? 10)).join(' | ');
 // A command-line tool: its output is the report.
