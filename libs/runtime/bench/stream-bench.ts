@@ -287,6 +287,8 @@ const service = {
   maxMovesPerRound: 4,
   operationTimeoutMs: 30000,
   flowControlWindowBytes: flowWindow,
+  maxInflightPerProducer: 4096,
+  maxInflightBytesPerProducer: 64 * MiB,
 };
 
 /** Where one topology's produce runs go and its echo ceiling is measured. */

@@ -57,6 +57,7 @@ export async function startNodeApp(
       timeTickIntervalMs: config.timeTickIntervalMs,
       maxMessageBytes: config.maxMessageBytes,
       maxInflightPerProducer: config.maxInflightPerProducer,
+      maxInflightBytesPerProducer: config.maxInflightBytesPerProducer,
       maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
       flowControlWindowBytes: config.flowControlWindowBytes,
       drainTimeoutMs: config.drainTimeoutMs,

@@ -148,6 +148,18 @@ const SharedNodeFields = {
     maximum: 65536,
     description: 'Vchannels one pchannel may carry; a produce to one more is refused',
   }),
+  maxInflightPerProducer: Type.Integer({
+    default: 4096,
+    minimum: 1,
+    maximum: 65536,
+    description: 'Unanswered produces per stream before reading pauses',
+  }),
+  maxInflightBytesPerProducer: Type.Integer({
+    default: 64 * MiB,
+    minimum: MiB,
+    maximum: 1024 * MiB,
+    description: 'Payload bytes of unanswered produces per stream before reading pauses',
+  }),
   flowControlWindowBytes: Type.Integer({
     default: 4 * MiB,
     minimum: 64 * 1024,
@@ -227,12 +239,6 @@ export const NodeSchema = Type.Object(
       description: 'Session lease TTL: how fast a dead node is noticed',
     }),
     ...SharedNodeFields,
-    maxInflightPerProducer: Type.Integer({
-      default: 1024,
-      minimum: 1,
-      maximum: 65536,
-      description: 'Unanswered produces per stream before reading pauses',
-    }),
     drainTimeoutMs: Type.Integer({
       default: 30000,
       minimum: 0,

@@ -1,4 +1,5 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { assert } from '@woodstream/common';
 import { context, SpanKind, SpanStatusCode, trace, type Link } from '@opentelemetry/api';
 import { extractTraceContext, SPANS, TRACE_PROPERTIES } from '@woodstream/observability';
 import {
@@ -33,10 +34,52 @@ import type { AppendResult, ChannelWal, SafeTick } from './channel-wal.js';
 import { NodeTelemetry, type ChannelCounters } from './node-telemetry.js';
 import type { WalManager } from './wal-manager.js';
 
+/**
+ * The unanswered produce requests of one stream and their payload bytes. Reading pauses when
+ * either reaches its limit and resumes when both are below half of it, so a stream does not
+ * flap between the two; while paused, HTTP/2 flow control holds the producer back. The frame
+ * that crosses a limit is still admitted: a message larger than the byte limit gets through
+ * alone.
+ */
+export class ProduceWindow {
+  messages = 0;
+  bytes = 0;
+  isPaused = false;
+  constructor(private readonly limits: HandlerLimits) {}
+
+  /** Counts a frame in; true when reading must pause now. */
+  admit(messages: number, bytes: number): boolean {
+    this.messages += messages;
+    this.bytes += bytes;
+    if (this.isPaused) return false;
+    this.isPaused =
+      this.messages >= this.limits.maxInflightPerProducer ||
+      this.bytes >= this.limits.maxInflightBytesPerProducer;
+    return this.isPaused;
+  }
+
+  /** Counts an answered frame out; true when reading may resume now. */
+  release(messages: number, bytes: number): boolean {
+    this.messages -= messages;
+    this.bytes -= bytes;
+    assert(this.messages >= 0 && this.bytes >= 0, 'released no more than was admitted');
+    if (
+      !this.isPaused ||
+      this.messages >= this.limits.maxInflightPerProducer / 2 ||
+      this.bytes >= this.limits.maxInflightBytesPerProducer / 2
+    )
+      return false;
+    this.isPaused = false;
+    return true;
+  }
+}
+
 /** Limits of one produce or consume stream. */
 export interface HandlerLimits {
-  /** Produce requests accepted but not yet answered before the server stops reading the stream. @default 1024 */
+  /** Produce requests accepted but not yet answered before the server stops reading the stream. @default 4096 */
   maxInflightPerProducer: number;
+  /** Payload bytes of those requests before the server stops reading the stream. @default 64 MiB */
+  maxInflightBytesPerProducer: number;
 }
 
 const toWire = (p: LogPosition): MessageID => ({
@@ -113,10 +156,9 @@ function serveProducer(
 ): void {
   let wal: ChannelWal | undefined;
   let counters: ChannelCounters | undefined;
-  let inflight = 0;
+  const produceWindow = new ProduceWindow(limits);
   let isClosing = false;
   let isEnded = false;
-  let isPaused = false;
   let pending = Promise.resolve();
   // The stream counts as connected from a successful open until it ends, whichever way.
   const disconnect = (): void => {
@@ -132,7 +174,7 @@ function serveProducer(
     call.end();
   };
   const maybeFinish = (): void => {
-    if (isClosing && inflight === 0) end();
+    if (isClosing && produceWindow.messages === 0) end();
   };
   call.on('data', (req: ProduceRequest) => {
     if (isEnded) return;
@@ -167,12 +209,10 @@ function serveProducer(
           const channel = telemetry.channel(target.name);
           const receivedAt = performance.now();
           telemetry.produceInflight.add(messages.length, channel.attrs);
-          inflight += messages.length;
-          if (inflight >= limits.maxInflightPerProducer && !isPaused) {
-            // Backpressure: stop reading the stream until answers catch up.
-            isPaused = true;
-            call.pause();
-          }
+          let frameBytes = 0;
+          for (const m of messages) frameBytes += m.message?.payload.byteLength ?? 0;
+          // Backpressure: stop reading the stream until answers catch up.
+          if (produceWindow.admit(messages.length, frameBytes)) call.pause();
           // Appends start now, in frame order (that is the log order); answers follow in order.
           const span = telemetry.tracer.startSpan(SPANS.nodeProduce.name, {
             kind: SpanKind.SERVER,
@@ -201,7 +241,7 @@ function serveProducer(
                 span.setStatus({ code: SpanStatusCode.ERROR, message: 'some messages failed' });
               span.end();
             }
-            inflight -= messages.length;
+            const resume = produceWindow.release(messages.length, frameBytes);
             if (!isEnded) {
               call.write(
                 r.$case === 'produce'
@@ -209,10 +249,7 @@ function serveProducer(
                   : { response: { $case: 'results', results: { results } } },
               );
             }
-            if (isPaused && inflight < limits.maxInflightPerProducer / 2) {
-              isPaused = false;
-              call.resume();
-            }
+            if (resume) call.resume();
             maybeFinish();
           });
           return;

@@ -8,6 +8,7 @@ import {
   type ConsumeResponse,
   type ProduceRequest,
   type ProduceResponse,
+  type ProduceResult,
 } from '@woodstream/proto';
 import { fromServiceError } from '@woodstream/streaming';
 import { makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
@@ -141,6 +142,63 @@ describe('streaming node', () => {
       });
     } finally {
       session.destroy();
+    }
+  });
+
+  it('a producer whose messages exceed its in-flight byte limit is paused and resumed frame by frame, losing nothing', async () => {
+    const limited = await StreamingNode.start(
+      {
+        timeTickIntervalMs: 50,
+        maxMessageBytes: 2 * 1024 * 1024,
+        maxInflightBytesPerProducer: 1024 * 1024,
+        flowControlWindowBytes: 64 * 1024,
+        drainTimeoutMs: 0,
+      },
+      { wal, metadata },
+    );
+    const limitedManager = new ManagerServiceClient(limited.address, credentials.createInsecure());
+    const limitedHandler = new HandlerServiceClient(limited.address, credentials.createInsecure());
+    try {
+      await new Promise<void>((resolve, reject) =>
+        limitedManager.assign({ pchannel: { name: 'wal-0009', term: 1n, accessMode: 1 } }, (err) =>
+          err ? reject(fromServiceError(err)) : resolve(),
+        ),
+      );
+      const call = limitedHandler.produce();
+      const state = collect<ProduceRequest, ProduceResponse>(call);
+      call.write({
+        request: {
+          $case: 'open',
+          open: { pchannel: { name: 'wal-0009', term: 1n, accessMode: 1 } },
+        },
+      });
+      // Each message is over the 1 MiB limit: every frame pauses the stream until answered.
+      const count = 6;
+      for (let i = 0; i < count; i++) {
+        call.write({
+          request: {
+            $case: 'produce',
+            produce: {
+              requestId: BigInt(i + 1),
+              vchannel: 'big',
+              message: { payload: Buffer.alloc(1536 * 1024, i), properties: {} },
+            },
+          },
+        });
+      }
+      const results = (): ProduceResult[] =>
+        state.frames.flatMap((f) => (f.response?.$case === 'result' ? [f.response.result] : []));
+      await waitFor(() => results().length === count, { timeoutMs: 20_000 });
+      expect(results().map((r) => [r.requestId, r.outcome?.$case])).toEqual(
+        Array.from({ length: count }, (_, i) => [BigInt(i + 1), 'success']),
+      );
+      call.end();
+      await waitFor(() => state.ended(), { timeoutMs: 10_000 });
+      expect(state.error()).toBeUndefined();
+    } finally {
+      limitedManager.close();
+      limitedHandler.close();
+      await limited.stop({ drain: false });
     }
   });
 

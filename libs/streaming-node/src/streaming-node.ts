@@ -41,8 +41,13 @@ export interface StreamingNodeOptions {
   maxMessageBytes: number;
   /** Interval of idle time ticks. @default 200 (10–10000) */
   timeTickIntervalMs: number;
-  /** Unanswered produce requests per stream before the node stops reading it. @default 1024 (1–65536) */
+  /** Unanswered produce requests per stream before the node stops reading it. @default 4096 (1–65536) */
   maxInflightPerProducer: number;
+  /**
+   * Payload bytes of a stream's unanswered produce requests before the node stops reading it.
+   * @default 64 MiB (1 MiB – 1 GiB)
+   */
+  maxInflightBytesPerProducer: number;
   /** On stop: how long to wait for the coordinator to move the channels away. @default 30000 (0–600000) */
   drainTimeoutMs: number;
   /**
@@ -65,6 +70,7 @@ const RANGES: Partial<Record<keyof StreamingNodeOptions, [number, number]>> = {
   maxMessageBytes: [1, 64 * 1024 * 1024],
   timeTickIntervalMs: [10, 10_000],
   maxInflightPerProducer: [1, 65_536],
+  maxInflightBytesPerProducer: [1024 * 1024, 1024 * 1024 * 1024],
   drainTimeoutMs: [0, 600_000],
   maxVChannelsPerPChannel: [1, MAX_VCHANNELS_PER_PCHANNEL],
   flowControlWindowBytes: [FLOW_CONTROL_WINDOW.min, FLOW_CONTROL_WINDOW.max],
@@ -79,7 +85,8 @@ export function nodeOptionsWithDefaults(
     sessionTtlMs: 10_000,
     maxMessageBytes: 4 * 1024 * 1024,
     timeTickIntervalMs: 200,
-    maxInflightPerProducer: 1024,
+    maxInflightPerProducer: 4096,
+    maxInflightBytesPerProducer: 64 * 1024 * 1024,
     drainTimeoutMs: 30_000,
     maxVChannelsPerPChannel: DEFAULT_MAX_VCHANNELS_PER_PCHANNEL,
     flowControlWindowBytes: FLOW_CONTROL_WINDOW.default,
@@ -174,7 +181,10 @@ export class StreamingNode {
     const handlers = createHandlerService(
       manager,
       serverId,
-      { maxInflightPerProducer: options.maxInflightPerProducer },
+      {
+        maxInflightPerProducer: options.maxInflightPerProducer,
+        maxInflightBytesPerProducer: options.maxInflightBytesPerProducer,
+      },
       telemetry,
     );
     server.addService(HandlerServiceService, handlers);
