@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { context, trace, type Span } from '@opentelemetry/api';
+import { context, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { assert } from '@woodstream/common';
 import type { WalLimits } from '../config.js';
 import type { WalError } from '../errors.js';
@@ -31,9 +31,35 @@ export interface AppendEntry {
   properties?: Record<string, string>;
 }
 
+/**
+ * The one promise of an `appendBatch`: settled when its last entry is acknowledged (with every
+ * position) or when any of its entries fails. Entries of a batch carry it instead of a promise
+ * each: a batch of 64 makes one promise, not 64.
+ */
+class BatchSettler {
+  private remaining: number;
+  readonly positions: LogPosition[];
+  constructor(
+    count: number,
+    private readonly resolve: (positions: LogPosition[]) => void,
+    readonly reject: (err: Error) => void,
+  ) {
+    this.remaining = count;
+    this.positions = new Array<LogPosition>(count);
+  }
+  settle(index: number, position: LogPosition): void {
+    this.positions[index] = position;
+    // Invariant: acks come in entry order, so the last one settles the batch.
+    if (--this.remaining === 0) this.resolve(this.positions);
+  }
+}
+
 /** One appended entry until it is acknowledged or failed. A class: it is made per append. */
 class PendingEntry {
   startedAt = 0;
+  /** Set for an entry of `appendBatch`: it settles through the batch, at `batchIndex`. */
+  batch: BatchSettler | undefined = undefined;
+  batchIndex = 0;
   /** The entry's span while tracing records it (flush spans link to it). */
   span: Span | undefined = undefined;
   resolve: (position: LogPosition) => void = noop;
@@ -50,6 +76,29 @@ class PendingEntry {
 }
 
 const noop = (): void => {};
+
+/** Throws unless `k` is a 1–65535 byte name and `v` a string. */
+function checkProperty(k: string, v: unknown): void {
+  if (
+    typeof v !== 'string' ||
+    k.length === 0 ||
+    // At most 3 UTF-8 bytes per UTF-16 unit: only long names need measuring.
+    (k.length > 0x5555 && Buffer.byteLength(k) > 0xffff)
+  ) {
+    throw new InvalidArgumentError(
+      `property ${JSON.stringify(k)} must have a 1-65535 byte name and a string value`,
+    );
+  }
+}
+
+/** Rejects an entry (a batch entry rejects its batch; the first rejection wins) and ends its span. */
+function failEntry(e: PendingEntry, err: WalError): void {
+  if (e.span !== undefined) {
+    e.span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    e.span.end();
+  }
+  e.reject(err);
+}
 
 interface InflightBlock {
   segmentId: number;
@@ -184,18 +233,37 @@ export class LogWriter {
     this.throwIfUnusable();
     const prepared = entries.map((e) => this.prepare(e.payload, e.properties));
     if (prepared.length === 0) return [];
-    const bytes = prepared.reduce((n, e) => n + e.sizeBytes, 0);
+    let bytes = 0;
+    for (const e of prepared) bytes += e.sizeBytes;
     const reserved = this.reserve(bytes, options.signal);
     if (reserved !== true) await reserved;
     this.throwIfUnusable();
-    return Promise.all(prepared.map((e) => this.push(e)));
+    return new Promise<LogPosition[]>((resolve, reject) => {
+      const batch = new BatchSettler(prepared.length, resolve, reject);
+      for (let i = 0; i < prepared.length; i++) {
+        const e = prepared[i] as PendingEntry;
+        e.batch = batch;
+        e.batchIndex = i;
+        e.reject = batch.reject;
+        this.enqueue(e);
+      }
+      this.scheduleFlush();
+    });
   }
 
   /** Validates and encodes an entry (copying the payload). Throws typed errors for bad input. */
-  private prepare(
-    payload: Uint8Array,
-    properties: Record<string, string> | undefined,
-  ): PendingEntry {
+  /**
+   * Throws the typed error `append` would reject this entry with for bad input (payload type
+   * or size, property names and values), without appending anything. Lets a caller that
+   * batches entries from several sources keep a bad one out of a batch.
+   */
+  checkEntry(payload: Uint8Array, properties?: Record<string, string>): void {
+    this.checkPayload(payload);
+    if (properties === undefined) return;
+    for (const k in properties) if (Object.hasOwn(properties, k)) checkProperty(k, properties[k]);
+  }
+
+  private checkPayload(payload: Uint8Array): void {
     if (!(payload instanceof Uint8Array))
       throw new InvalidArgumentError('payload must be a Uint8Array');
     if (payload.byteLength > this.ctx.limits.maxEntryBytes) {
@@ -203,6 +271,13 @@ export class LogWriter {
         `entry of ${payload.byteLength} bytes exceeds maxEntryBytes (${this.ctx.limits.maxEntryBytes})`,
       );
     }
+  }
+
+  private prepare(
+    payload: Uint8Array,
+    properties: Record<string, string> | undefined,
+  ): PendingEntry {
+    this.checkPayload(payload);
     let props: Record<string, string> | undefined;
     if (properties !== undefined) {
       // A private copy: readers of the tail cache see the properties as appended.
@@ -210,17 +285,8 @@ export class LogWriter {
       for (const k in properties) {
         if (!Object.hasOwn(properties, k)) continue;
         const v = properties[k];
-        if (
-          typeof v !== 'string' ||
-          k.length === 0 ||
-          // At most 3 UTF-8 bytes per UTF-16 unit: only long names need measuring.
-          (k.length > 0x5555 && Buffer.byteLength(k) > 0xffff)
-        ) {
-          throw new InvalidArgumentError(
-            `property ${JSON.stringify(k)} must have a 1-65535 byte name and a string value`,
-          );
-        }
-        props[k] = v;
+        checkProperty(k, v);
+        props[k] = v as string;
       }
     }
     const record = encodeRecord(props === undefined ? { payload } : { payload, properties: props });
@@ -240,16 +306,18 @@ export class LogWriter {
       entry.resolve = resolve;
       entry.reject = reject;
     });
-    entry.startedAt = performance.now();
-    const span = this.ctx.telemetry.startAppend(entry.sizeBytes);
-    if (span !== undefined) {
-      entry.span = span;
-      endSpanWith(span, promise);
-    }
-    this.buffer.push(entry);
-    this.bufferBytes += entry.sizeBytes;
+    this.enqueue(entry);
     this.scheduleFlush();
     return promise;
+  }
+
+  /** Puts an entry whose outcome is wired up at the end of the buffer. */
+  private enqueue(entry: PendingEntry): void {
+    entry.startedAt = performance.now();
+    // Ended by ackBlock or fail, with the entry.
+    entry.span = this.ctx.telemetry.startAppend(entry.sizeBytes);
+    this.buffer.push(entry);
+    this.bufferBytes += entry.sizeBytes;
   }
 
   private throwIfUnusable(): void {
@@ -562,7 +630,10 @@ export class LogWriter {
       released += e.sizeBytes;
       payloadBytes += e.data.payload.byteLength;
       telemetry.recordAppendLatency(now - e.startedAt);
-      e.resolve({ segmentId, entryId: info.firstEntryId + i });
+      const position = { segmentId, entryId: info.firstEntryId + i };
+      e.span?.end();
+      if (e.batch === undefined) e.resolve(position);
+      else e.batch.settle(e.batchIndex, position);
     }
     telemetry.recordAcked(entries.length, payloadBytes);
     this.lastAcked = { segmentId, entryId: info.firstEntryId + info.entryCount - 1 };
@@ -699,12 +770,12 @@ export class LogWriter {
     for (const b of failed) {
       for (const e of b.entries) {
         releasedBytes += e.sizeBytes;
-        e.reject(failure);
+        failEntry(e, failure);
       }
     }
     for (const e of this.buffer) {
       releasedBytes += e.sizeBytes;
-      e.reject(failure);
+      failEntry(e, failure);
     }
     this.buffer = [];
     this.bufferBytes = 0;

@@ -211,6 +211,53 @@ export function describeWalSuite(
       }
     });
 
+    it('settles each batch once with consecutive positions, interleaved with single appends in call order, across blocks', async () => {
+      const small = open({ maxBlockBytes: 4096 });
+      try {
+        const writer = await (await small.createLog('batches')).openWriter();
+        const calls: Promise<LogPosition | LogPosition[]>[] = [];
+        const expected: string[] = [];
+        for (let round = 0; round < 5; round++) {
+          calls.push(writer.append(enc.encode(`s${round}`)));
+          expected.push(`s${round}`);
+          const batch = Array.from({ length: 40 }, (_, i) => `b${round}.${i}`);
+          // 40 x ~100 bytes: every batch spans blocks of 4 KiB.
+          calls.push(
+            writer.appendBatch(batch.map((t) => ({ payload: enc.encode(t.padEnd(100, '.')) }))),
+          );
+          expected.push(...batch);
+        }
+        const settled = await Promise.all(calls);
+        const positions = settled.flat();
+        expect(positions.map((p) => p.entryId)).toEqual(positions.map((_, i) => i));
+        const reader = await small.openLog('batches').then((l) => l.openReader());
+        const read = await take(reader, expected.length);
+        expect(read.map((e) => text(e).replace(/\.+$/, ''))).toEqual(expected);
+        await reader.close();
+        // Bad input fails the whole batch and appends none of it; the writer goes on.
+        await expect(
+          writer.appendBatch([
+            { payload: enc.encode('ok') },
+            { payload: enc.encode('x'), properties: { '': 'empty name' } },
+          ]),
+        ).rejects.toMatchObject({ code: 'WAL_INVALID_ARGUMENT' });
+        await expect(writer.appendBatch([{ payload: enc.encode('next') }])).resolves.toEqual([
+          expect.objectContaining({ entryId: expected.length }),
+        ]);
+        // checkEntry tells the same without appending.
+        expect(() => writer.checkEntry(enc.encode('x'), { '': 'empty name' })).toThrow(
+          expect.objectContaining({ code: 'WAL_INVALID_ARGUMENT' }),
+        );
+        expect(() => writer.checkEntry(new Uint8Array(17 * 1024 * 1024))).toThrow(
+          expect.objectContaining({ code: 'WAL_ENTRY_TOO_LARGE' }),
+        );
+        expect(() => writer.checkEntry(enc.encode('fine'), { name: 'value' })).not.toThrow();
+        await writer.close();
+      } finally {
+        await small.close();
+      }
+    });
+
     it('rejects appends after close with WAL_CLOSED', async () => {
       const writer = await (await wp.createLog('closing')).openWriter();
       await writer.append(enc.encode('x'));
