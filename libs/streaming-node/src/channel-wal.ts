@@ -201,6 +201,33 @@ export class ChannelWal {
     });
   }
 
+  /**
+   * Stamps and appends the messages of one produce frame as one WAL batch (one promise for
+   * all), or returns undefined when the frame needs the one-by-one path of {@link append}:
+   * a vchannel not registered yet, appends waiting ahead, or a message that would be refused
+   * (that path answers each message on its own). Rejects with a StreamingError for the whole
+   * frame when the writer fails.
+   */
+  appendBatch(
+    messages: readonly {
+      vchannel: string;
+      payload: Uint8Array;
+      properties: Record<string, string>;
+    }[],
+  ): Promise<AppendResult[]> | undefined {
+    if (this.closed || this.waiting.length > 0) return undefined;
+    for (const m of messages) {
+      if (!this.vchannels.has(m.vchannel)) return undefined;
+      try {
+        this.validate(m.payload, m.properties);
+        this.writer.checkEntry(m.payload, m.properties);
+      } catch {
+        return undefined;
+      }
+    }
+    return this.writeBatch(messages);
+  }
+
   /** Throws what makes a message unacceptable here, before anything is registered or stamped. */
   private validate(payload: Uint8Array, properties: Record<string, string>): void {
     if (this.closed)
@@ -267,19 +294,60 @@ export class ChannelWal {
       this.advance(id);
       return { id, timeTick, lastConfirmedId: id };
     } catch (err) {
-      const se = toStreamingError(err);
-      // A fenced or failed writer never recovers: this WAL is done; its streams must re-route.
-      if (se.code === 'CHANNEL_FENCED' || (err as { code?: string }).code === 'WAL_WRITER_FAILED') {
-        void this.close(
-          new StreamingError(
-            'CHANNEL_FENCED',
-            `pchannel ${this.name} at term ${this.term}: ${se.message}`,
-          ),
-        );
-      }
-      throw se;
+      throw this.onWriteError(err);
     } finally {
       this.inflight -= 1;
+    }
+  }
+
+  /** The StreamingError for a failed append; closes this WAL when its writer is done for. */
+  private onWriteError(err: unknown): StreamingError {
+    const se = toStreamingError(err);
+    // A fenced or failed writer never recovers: this WAL is done; its streams must re-route.
+    if (se.code === 'CHANNEL_FENCED' || (err as { code?: string }).code === 'WAL_WRITER_FAILED') {
+      void this.close(
+        new StreamingError(
+          'CHANNEL_FENCED',
+          `pchannel ${this.name} at term ${this.term}: ${se.message}`,
+        ),
+      );
+    }
+    return se;
+  }
+
+  /** Like {@link write} for a whole frame: the part before the first await is synchronous. */
+  private async writeBatch(
+    messages: readonly {
+      vchannel: string;
+      payload: Uint8Array;
+      properties: Record<string, string>;
+    }[],
+  ): Promise<AppendResult[]> {
+    const ticks = new Array<bigint>(messages.length);
+    const entries = messages.map((m, i) => {
+      const timeTick = this.ticks.next();
+      ticks[i] = timeTick;
+      return {
+        payload: m.payload,
+        properties: {
+          ...m.properties,
+          [PROP.timeTick]: timeTick.toString(),
+          [PROP.vchannel]: m.vchannel,
+          [PROP.term]: this.termText,
+          [PROP.type]: 'data',
+        },
+      };
+    });
+    this.inflight += messages.length;
+    this.dataSinceTick = true;
+    try {
+      const ids = await this.writer.appendBatch(entries);
+      this.advance(ids[ids.length - 1] as LogPosition);
+      return ids.map((id, i) => ({ id, timeTick: ticks[i] as bigint, lastConfirmedId: id }));
+    } catch (err) {
+      throw this.onWriteError(err);
+    } finally {
+      this.inflight -= messages.length;
     }
   }
 

@@ -217,7 +217,7 @@ function serveProducer(
           const span = telemetry.tracer.startSpan(SPANS.nodeProduce.name, {
             kind: SpanKind.SERVER,
           });
-          let outcomes: Promise<ProduceResult>[];
+          let outcomes: Promise<ProduceResult[]>;
           if (span.isRecording()) {
             span.setAttributes({
               pchannel: target.name,
@@ -226,13 +226,13 @@ function serveProducer(
             span.addLinks(producerLinks(messages));
             // The WAL's append spans become children of this one.
             outcomes = context.with(trace.setSpan(context.active(), span), () =>
-              messages.map((m) => produceOne(target, m)),
+              produceFrame(target, messages),
             );
           } else {
-            outcomes = messages.map((m) => produceOne(target, m));
+            outcomes = produceFrame(target, messages);
           }
           pending = pending.then(async () => {
-            const results = await Promise.all(outcomes);
+            const results = await outcomes;
             countResults(channel, messages, results);
             telemetry.produceInflight.add(-messages.length, channel.attrs);
             telemetry.produceDuration.record(performance.now() - receivedAt, channel.attrs);
@@ -366,6 +366,58 @@ function startPosition(open: OpenConsumer, wal: ChannelWal): ReadFrom {
 /** The last vchannel name that passed validateChannelName (a pure check of the string). */
 let lastValidVchannel: string | undefined;
 
+const EMPTY_PAYLOAD = new Uint8Array(0);
+
+/**
+ * Appends the messages of one frame; resolves with one result each (success or typed error),
+ * never rejects. A frame of several messages goes to the WAL as one batch when every message
+ * is acceptable; otherwise, and for one message, each is appended and answered on its own.
+ */
+function produceFrame(
+  wal: ChannelWal,
+  messages: readonly ProduceMessage[],
+): Promise<ProduceResult[]> {
+  if (messages.length > 1) {
+    const batch = appendFrame(wal, messages);
+    if (batch !== undefined) {
+      return batch.then(
+        (oks) => oks.map((ok, i) => successResult((messages[i] as ProduceMessage).requestId, ok)),
+        (err: unknown) => messages.map((m) => failedResult(m.requestId, err)),
+      );
+    }
+  }
+  return Promise.all(messages.map((m) => produceOne(wal, m)));
+}
+
+/** The frame as one WAL batch, or undefined when some message needs the one-by-one path. */
+function appendFrame(
+  wal: ChannelWal,
+  messages: readonly ProduceMessage[],
+): Promise<AppendResult[]> | undefined {
+  const items = new Array<{
+    vchannel: string;
+    payload: Uint8Array;
+    properties: Record<string, string>;
+  }>(messages.length);
+  for (let i = 0; i < messages.length; i++) {
+    const { vchannel, message } = messages[i] as ProduceMessage;
+    if (vchannel !== lastValidVchannel) {
+      try {
+        validateChannelName(vchannel, 'vchannel');
+      } catch {
+        return undefined;
+      }
+      lastValidVchannel = vchannel;
+    }
+    items[i] = {
+      vchannel,
+      payload: message?.payload ?? EMPTY_PAYLOAD,
+      properties: message?.properties ?? {},
+    };
+  }
+  return wal.appendBatch(items);
+}
+
 /** Validates and appends one message; resolves with its result (success or typed error), never rejects. */
 function produceOne(wal: ChannelWal, m: ProduceMessage): Promise<ProduceResult> {
   const { requestId, vchannel, message } = m;
@@ -376,26 +428,24 @@ function produceOne(wal: ChannelWal, m: ProduceMessage): Promise<ProduceResult> 
       validateChannelName(vchannel, 'vchannel');
       lastValidVchannel = vchannel;
     }
-    appended = wal.append(
-      vchannel,
-      message?.payload ?? new Uint8Array(0),
-      message?.properties ?? {},
-    );
+    appended = wal.append(vchannel, message?.payload ?? EMPTY_PAYLOAD, message?.properties ?? {});
   } catch (err) {
     return Promise.resolve(failedResult(requestId, err));
   }
   return appended.then(
-    (ok): ProduceResult => {
-      const id = toWire(ok.id);
-      // A message's own position is its last-confirmed id (log order is tick order): one object.
-      const lastConfirmedId = ok.lastConfirmedId === ok.id ? id : toWire(ok.lastConfirmedId);
-      return {
-        requestId,
-        outcome: { $case: 'success', success: { id, timeTick: ok.timeTick, lastConfirmedId } },
-      };
-    },
+    (ok) => successResult(requestId, ok),
     (err: unknown) => failedResult(requestId, err),
   );
+}
+
+function successResult(requestId: bigint, ok: AppendResult): ProduceResult {
+  const id = toWire(ok.id);
+  // A message's own position is its last-confirmed id (log order is tick order): one object.
+  const lastConfirmedId = ok.lastConfirmedId === ok.id ? id : toWire(ok.lastConfirmedId);
+  return {
+    requestId,
+    outcome: { $case: 'success', success: { id, timeTick: ok.timeTick, lastConfirmedId } },
+  };
 }
 
 function failedResult(requestId: bigint, err: unknown): ProduceResult {

@@ -295,6 +295,47 @@ describe('streaming node', () => {
     p.call.end();
   });
 
+  it('appends a frame of acceptable messages of known vchannels as one batch: consecutive ids, rising ticks, delivered per vchannel', async () => {
+    await assign('wal-0006', 1);
+    const p = producer('wal-0006', 1);
+    const frame = (first: number, vchannels: string[]) =>
+      p.call.write({
+        request: {
+          $case: 'produceBatch',
+          produceBatch: {
+            messages: vchannels.map((vchannel, i) => ({
+              requestId: BigInt(first + i),
+              vchannel,
+              message: { payload: Buffer.from(`m${first + i}`), properties: { k: 'v' } },
+            })),
+          },
+        },
+      });
+    // The first frame registers x and y one by one; the second finds both known.
+    const resultFrames = () =>
+      p.frames.flatMap((f) =>
+        f.response?.$case === 'results' ? [f.response.results.results] : [],
+      );
+    frame(1, ['x', 'y']);
+    await waitFor(() => resultFrames().length === 1, { timeoutMs: 10_000 });
+    frame(3, ['x', 'y', 'x', 'y']);
+    await waitFor(() => resultFrames().length === 2, { timeoutMs: 10_000 });
+    const all = resultFrames().flat();
+    expect(all.map((r) => [r.requestId, r.outcome?.$case])).toEqual(
+      [1n, 2n, 3n, 4n, 5n, 6n].map((id) => [id, 'success']),
+    );
+    const ok = all.map((r) => (r.outcome?.$case === 'success' ? r.outcome.success : undefined));
+    const entryIds = ok.map((s) => Number(s?.id?.entryId));
+    expect(entryIds).toEqual(entryIds.map((_, i) => (entryIds[0] as number) + i));
+    const ticks = ok.map((s) => s?.timeTick ?? 0n);
+    for (let i = 1; i < ticks.length; i++) expect(ticks[i]).toBeGreaterThan(ticks[i - 1] as bigint);
+    const c = consumer('wal-0006', 1, 'y');
+    await waitFor(() => c.messages().length === 3, { timeoutMs: 10_000 });
+    expect(c.messages().map((m) => dec.decode(m.payload))).toEqual(['m2', 'm4', 'm6']);
+    expect(c.messages()[0]?.properties).toMatchObject({ k: 'v' });
+    p.call.end();
+  });
+
   it('tells a latest consumer where it starts, so a client can resume there without a gap', async () => {
     await assign('wal-0005', 1);
     const p = producer('wal-0005', 1);
