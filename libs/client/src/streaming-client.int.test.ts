@@ -393,7 +393,9 @@ describe('read', () => {
 
   it('keeps at most maxBufferedMessages buffered for a slow reader while the node backs up', async () => {
     const cluster = await startCluster(1);
-    const client = await connect(cluster);
+    // The smallest receive window, so the bound below is tight: the transport's share of it is
+    // the window (flowControlWindowBytes), not the client's buffer.
+    const client = await connect(cluster, { flowControlWindowBytes: 64 * 1024 });
     const v = vchannelOn('pc-0000');
     const total = 3000;
     const filler = 'x'.repeat(1024);
@@ -411,7 +413,7 @@ describe('read', () => {
       { timeoutMs: 10_000, description: 'the node to block on a paused stream' },
     );
     // What the node got rid of is the reader's 32, plus what the transport holds: grpc-js's
-    // 16-message stream buffers on each side and the HTTP/2 window (64 KiB, ~63 messages here).
+    // 16-message stream buffers on each side and the HTTP/2 window (64 KiB here, ~63 messages).
     expect(stream.written).toBeLessThan(32 + 16 + 16 + 100);
     expect(stream.written).toBeLessThan(total);
     let count = 1;
