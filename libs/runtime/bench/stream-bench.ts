@@ -7,7 +7,7 @@
 //     process, as a deployment runs it, and the echo server runs in a child process too.
 // The 64 KiB figure is also set against the disk: a raw writev + fdatasync of the whole window
 // (64 x 64 KiB) per round, on the WAL's disk, in the same rounds; the echo has no disk in its
-// path, fdatasync'd acks do. Options: --quick; --only=big|small|batch|latency (one phase with its
+// path, fdatasync'd acks do. Options: --quick; --only=big|small|batch|latency[,...] (those phases with their
 // raw ceiling); --topology=one|two (one topology); --profile=<dir> (a CPU profile of each
 // measured Woodstream run in this process, without start-up and the raw ceiling, written to <dir>).
 import { constants } from 'node:fs';
@@ -56,7 +56,7 @@ const flowWindow = Number(
 );
 const topology = process.argv.find((a) => a.startsWith('--topology='))?.slice('--topology='.length);
 const runs = (phase: 'big' | 'small' | 'batch' | 'latency'): boolean =>
-  only === undefined || only === phase;
+  only === undefined || only.split(',').includes(phase);
 const seconds = quick ? 2 : 4;
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -367,7 +367,7 @@ async function measure(name: string, target: Target, workDir: string): Promise<s
   const label = (s: string): string => `${s} [${name}]`;
   try {
     progress(`${name}: warm-up`);
-    await pipelined(client, only === undefined || only === 'big' ? 64 * KiB : KiB, 64, 1);
+    await pipelined(client, runs('big') ? 64 * KiB : KiB, 64, 1);
     let rawBig = { perSec: 0, mbps: 0 };
     let rawBigDisk = { mbps: 0 };
     let big = { perSec: 0, mbps: 0 };
