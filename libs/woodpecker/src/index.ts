@@ -25,7 +25,7 @@ export { LogHandle } from './log/log-handle.js';
 export { LogReader } from './log/log-reader.js';
 export type { LogEntry, ReadFrom } from './log/log-reader.js';
 export { LogWriter } from './log/log-writer.js';
-export type { AppendEntry } from './log/log-writer.js';
+export type { AppendEntry, AppendOptions } from './log/log-writer.js';
 export type { MaintenanceResult } from './log/maintenance.js';
 export type { SegmentMeta, SegmentState } from './log/metadata.js';
 export { MAX_LOG_NAME_LENGTH, validateLogName } from './log/names.js';

@@ -5,7 +5,10 @@ import {
   decodeBlock,
   decodeWholeBlock,
   encodeBlock,
+  encodeBlockHeader,
   encodeFenceBlock,
+  encodeRecord,
+  encodeRecordHead,
   isFence,
   recordSize,
   type EntryData,
@@ -55,6 +58,27 @@ describe('block codec (format v1)', () => {
   it('encodes the golden entries to exactly the fixture bytes', () => {
     const bytes = readFileSync(new URL('block-basic.bin', fixtureDir));
     expect(encodeBlock(BASIC_FIXTURE).equals(bytes)).toBe(true);
+  });
+
+  it('encodes a record head that, followed by the payload, is the whole record (so the golden bytes too)', () => {
+    const entries = [...BASIC_FIXTURE.entries, ...randomEntries(11, 50)];
+    for (const e of entries) {
+      const whole = encodeRecord(e);
+      const head = encodeRecordHead(e);
+      expect(Buffer.concat([head, e.payload]).equals(whole)).toBe(true);
+    }
+    const heads = BASIC_FIXTURE.entries.map(encodeRecordHead);
+    const recordsBytes = BASIC_FIXTURE.entries.reduce(
+      (n, e, i) => n + (heads[i] as Buffer).byteLength + e.payload.byteLength,
+      0,
+    );
+    const header = encodeBlockHeader({ ...BASIC_FIXTURE, records: heads, recordsBytes });
+    const parts = [
+      header,
+      ...BASIC_FIXTURE.entries.flatMap((e, i) => [heads[i] as Buffer, e.payload]),
+    ];
+    const bytes = readFileSync(new URL('block-basic.bin', fixtureDir));
+    expect(Buffer.concat(parts).equals(bytes)).toBe(true);
   });
 
   it('decodes the golden v1 fence fixture as a fence', () => {

@@ -83,19 +83,33 @@ function writeUtf8(buf: Buffer, off: number, s: string, bytes: number): void {
  * reuse its buffer at once.
  */
 export function encodeRecord(entry: EntryData): Buffer {
+  return writeRecord(entry, true);
+}
+
+/**
+ * Encodes the head of one record (everything before the payload, see {@link encodeRecord});
+ * the record's bytes are the head followed by `entry.payload`, which is not copied. The CRC in
+ * the head already covers the payload.
+ */
+export function encodeRecordHead(entry: EntryData): Buffer {
+  return writeRecord(entry, false);
+}
+
+function writeRecord(entry: EntryData, withPayload: boolean): Buffer {
   // Strings are measured and written in place, in one walk of the properties each: no
   // intermediate arrays or byte arrays per property (this runs once per appended entry).
   const properties = entry.properties;
-  let size = RECORD_HEADER_BYTES + entry.payload.byteLength;
+  const payloadBytes = entry.payload.byteLength;
+  let headBytes = RECORD_HEADER_BYTES;
   let count = 0;
   if (properties !== undefined) {
     for (const key in properties) {
       if (!Object.hasOwn(properties, key)) continue;
-      size += 6 + utf8Length(key) + utf8Length(properties[key] as string);
+      headBytes += 6 + utf8Length(key) + utf8Length(properties[key] as string);
       count++;
     }
   }
-  const buf = Buffer.allocUnsafe(size);
+  const buf = Buffer.allocUnsafe(withPayload ? headBytes + payloadBytes : headBytes);
   let off = 8;
   buf.writeUInt16LE(count, off);
   buf.writeUInt16LE(0, off + 2);
@@ -113,9 +127,13 @@ export function encodeRecord(entry: EntryData): Buffer {
       off += 6 + keyBytes + valueBytes;
     }
   }
-  buf.set(entry.payload, off);
-  buf.writeUInt32LE(size - 8, 0);
-  buf.writeUInt32LE(crc32(buf.subarray(8)), 4);
+  buf.writeUInt32LE(headBytes + payloadBytes - 8, 0);
+  if (withPayload) {
+    buf.set(entry.payload, off);
+    buf.writeUInt32LE(crc32(buf.subarray(8)), 4);
+  } else {
+    buf.writeUInt32LE(crc32(entry.payload, crc32(buf.subarray(8))), 4);
+  }
   return buf;
 }
 
@@ -130,12 +148,17 @@ function recordsChecksum(records: readonly Uint8Array[]): number {
   return crc;
 }
 
-/** The 48-byte header for a block made of already encoded `records`. */
+/**
+ * The 48-byte header for a block made of already encoded `records`: whole records, or record
+ * heads (see {@link encodeRecordHead}) together with `recordsBytes`, the size of the records
+ * with their payloads.
+ */
 export function encodeBlockHeader(options: {
   segmentId: number;
   firstEntryId: number;
   epoch: number;
-  records: readonly Buffer[];
+  records: readonly Uint8Array[];
+  recordsBytes?: number;
   flags?: number;
 }): Buffer {
   const { segmentId, firstEntryId, epoch, records, flags = 0 } = options;
@@ -148,8 +171,8 @@ export function encodeBlockHeader(options: {
     'firstEntryId is a non-negative safe integer',
   );
   assert(Number.isSafeInteger(epoch) && epoch >= 0, 'epoch is a non-negative safe integer');
-  let recordsBytes = 0;
-  for (const r of records) recordsBytes += r.byteLength;
+  let recordsBytes = options.recordsBytes ?? 0;
+  if (options.recordsBytes === undefined) for (const r of records) recordsBytes += r.byteLength;
   const header = Buffer.allocUnsafe(BLOCK_HEADER_BYTES);
   writeHeader(header, {
     version: FORMAT_VERSION,

@@ -258,6 +258,36 @@ export function describeWalSuite(
       }
     });
 
+    it('stores transferred payloads like copied ones; a copied payload may be reused at once', async () => {
+      const log = await wp.createLog('transfer');
+      const writer = await log.openWriter();
+      const big = Uint8Array.from({ length: 70_000 }, (_, i) => i % 251);
+      const reused = enc.encode('first');
+      const positions = [
+        await writer.append(reused),
+        await writer.append(big, { transfer: true, properties: { k: 'v' } }),
+        await writer.append(new Uint8Array(0), { transfer: true }),
+        ...(await writer.appendBatch(
+          [{ payload: enc.encode('b1') }, { payload: enc.encode('b2'), properties: { n: '2' } }],
+          { transfer: true },
+        )),
+      ];
+      reused.fill(0); // copied at append: the log keeps 'first'
+      expect(positions.map((p) => p.entryId)).toEqual([0, 1, 2, 3, 4]);
+      await writer.close();
+      // After close a reader gets everything from storage, where the records were written.
+      const reader = await log.openReader({ from: 'earliest' });
+      const read = await take(reader, 5);
+      expect(read.map((e) => Buffer.from(e.payload).toString('hex'))).toEqual(
+        [enc.encode('first'), big, new Uint8Array(0), enc.encode('b1'), enc.encode('b2')].map((p) =>
+          Buffer.from(p).toString('hex'),
+        ),
+      );
+      expect(read[1]?.properties).toEqual({ k: 'v' });
+      expect(read[4]?.properties).toEqual({ n: '2' });
+      await reader.close();
+    });
+
     it('rejects appends after close with WAL_CLOSED', async () => {
       const writer = await (await wp.createLog('closing')).openWriter();
       await writer.append(enc.encode('x'));

@@ -80,7 +80,7 @@ class LocalSegmentSink implements SegmentSink {
       // One vectored write for the whole group, durable when it returns (the file is opened
       // with O_DSYNC: write and fdatasync in one system call): this is the group commit.
       let total = 0;
-      const parts: Buffer[] = [];
+      const parts: Uint8Array[] = [];
       for (const b of blocks) {
         total += b.sizeBytes;
         parts.push(...b.parts);

@@ -13,7 +13,7 @@ export interface PendingBlock {
   firstEntryId: number;
   entryCount: number;
   /** The block's bytes in order: the 48-byte header, then the encoded records (not concatenated, to save a copy). */
-  parts: readonly Buffer[];
+  parts: readonly Uint8Array[];
   sizeBytes: number;
 }
 
