@@ -11,6 +11,7 @@ import type {
   ConsumeRequest,
   ConsumeResponse,
   HandlerServiceServer,
+  ProduceMessage,
   ProduceRequest,
   ProduceResponse,
 } from '@woodstream/proto';
@@ -200,6 +201,26 @@ function streamPair<Req, Res>(): { client: EventEmitter; server: EventEmitter } 
   return { client, server };
 }
 
+/** The request with a private copy of every payload it carries. */
+function copyPayloads(req: ProduceRequest): ProduceRequest {
+  const r = req.request;
+  if (r?.$case === 'produce')
+    return { request: { $case: 'produce', produce: copyMessage(r.produce) } };
+  if (r?.$case === 'produceBatch')
+    return {
+      request: {
+        $case: 'produceBatch',
+        produceBatch: { ...r.produceBatch, messages: r.produceBatch.messages.map(copyMessage) },
+      },
+    };
+  return req;
+}
+
+function copyMessage(m: ProduceMessage): ProduceMessage {
+  if (m.message === undefined) return m;
+  return { ...m, message: { ...m.message, payload: Buffer.from(m.message.payload) } };
+}
+
 /** A node client whose streams go straight to an in-process node's handlers. */
 export class InProcessNodeClient implements NodeHandlerClient {
   constructor(
@@ -208,7 +229,14 @@ export class InProcessNodeClient implements NodeHandlerClient {
   ) {}
 
   produce(): ClientDuplexStream<ProduceRequest, ProduceResponse> {
-    return this.open((call) => this.node.handlers.produce(call));
+    const call = this.open<ProduceRequest, ProduceResponse>((c) => this.node.handlers.produce(c));
+    // The node keeps produced payloads (its WAL takes them over and hands the same bytes to
+    // readers at the live end), while the SDK lets a caller reuse a payload once its append has
+    // settled: copy each one here, where encoding for the wire would have copied it.
+    const write = call.write.bind(call) as (req: ProduceRequest, ...rest: unknown[]) => boolean;
+    call.write = ((req: ProduceRequest, ...rest: unknown[]) =>
+      write(copyPayloads(req), ...rest)) as typeof call.write;
+    return call;
   }
 
   consume(): ClientDuplexStream<ConsumeRequest, ConsumeResponse> {

@@ -118,8 +118,23 @@ describe('in-process short-circuit in standalone', () => {
         expect(event.value.messageId).toEqual(ack.messageId);
       }
       await tail.close();
+
+      // A caller may reuse a payload once its append settled: the node (whose WAL keeps payloads
+      // as handed over) must not see the change, not even at the live end.
+      const watcher = local.read({ vchannel: 'reuse', from: 'latest' });
+      const watching = watcher[Symbol.asyncIterator]();
+      const firstEvent = watching.next();
+      const reused = text('original');
+      await local.append({ vchannel: 'reuse', payload: reused });
+      reused.fill(0x21);
+      let seen = await firstEvent;
+      while (seen.done !== true && seen.value.type !== 'message') seen = await watching.next();
+      expect(
+        seen.done !== true && seen.value.type === 'message' ? decode(seen.value.payload) : '',
+      ).toBe('original');
+      await watcher.close();
       // One producer stream per pchannel written, a consumer per read: none went over gRPC.
-      expect(local.stats().inProcessStreams).toBeGreaterThanOrEqual(2 + 3 + 1);
+      expect(local.stats().inProcessStreams).toBeGreaterThanOrEqual(2 + 3 + 1 + 1);
       expect(remote.stats().inProcessStreams).toBe(0);
     } finally {
       await local.close();

@@ -290,7 +290,9 @@ export class ChannelWal {
     this.inflight += 1;
     this.dataSinceTick = true;
     try {
-      const id = await this.writer.append(payload, { properties: stamped });
+      // transfer: payloads are views of received frames that nobody changes afterwards (the
+      // in-process client copies its callers' payloads), so the WAL keeps them as they are.
+      const id = await this.writer.append(payload, { properties: stamped, transfer: true });
       this.advance(id);
       return { id, timeTick, lastConfirmedId: id };
     } catch (err) {
@@ -341,7 +343,8 @@ export class ChannelWal {
     this.inflight += messages.length;
     this.dataSinceTick = true;
     try {
-      const ids = await this.writer.appendBatch(entries);
+      // transfer: see write.
+      const ids = await this.writer.appendBatch(entries, { transfer: true });
       this.advance(ids[ids.length - 1] as LogPosition);
       return ids.map((id, i) => ({ id, timeTick: ticks[i] as bigint, lastConfirmedId: id }));
     } catch (err) {
