@@ -33,9 +33,9 @@ import { endSpanWith, type WalTelemetry } from './telemetry.js';
 export interface AppendOptions {
   signal?: AbortSignal;
   /**
-   * Hand the payloads over instead of having them copied: the log keeps and writes the caller's
-   * bytes, and readers at the live end are given the same bytes. The caller must never change
-   * them afterwards. Saves an allocation and a copy per entry, which for large entries is much of
+   * Hand the payloads (and property objects) over instead of having them copied: the log keeps
+   * and writes the caller's bytes, and readers at the live end are given the same bytes and
+   * objects. The caller must never change them afterwards. Saves an allocation and a copy per entry, which for large entries is much of
    * the writer's CPU. @default false (the payload is copied; the caller may reuse it at once)
    */
   transfer?: boolean;
@@ -305,7 +305,11 @@ export class LogWriter {
   ): PendingEntry {
     this.checkPayload(payload);
     let props: Record<string, string> | undefined;
-    if (properties !== undefined) {
+    if (properties !== undefined && transfer) {
+      // Handed over with the payload: kept as given (readers at the live end see this object).
+      for (const k in properties) if (Object.hasOwn(properties, k)) checkProperty(k, properties[k]);
+      props = properties;
+    } else if (properties !== undefined) {
       // A private copy: readers of the tail cache see the properties as appended.
       props = {};
       for (const k in properties) {
