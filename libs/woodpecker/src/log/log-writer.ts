@@ -35,8 +35,9 @@ export interface AppendOptions {
   /**
    * Hand the payloads (and property objects) over instead of having them copied: the log keeps
    * and writes the caller's bytes, and readers at the live end are given the same bytes and
-   * objects. The caller must never change them afterwards. Saves an allocation and a copy per entry, which for large entries is much of
-   * the writer's CPU. @default false (the payload is copied; the caller may reuse it at once)
+   * objects. The caller must never change them afterwards. Saves an allocation and a copy per
+   * entry, which for large entries is much of the writer's CPU.
+   * @default false (the payload is copied; the caller may reuse it at once)
    */
   transfer?: boolean;
 }
@@ -276,7 +277,6 @@ export class LogWriter {
     });
   }
 
-  /** Validates and encodes an entry (copying the payload). Throws typed errors for bad input. */
   /**
    * Throws the typed error `append` would reject this entry with for bad input (payload type
    * or size, property names and values), without appending anything. Lets a caller that
@@ -298,6 +298,10 @@ export class LogWriter {
     }
   }
 
+  /**
+   * Validates and encodes an entry: the whole record with a copy of the payload, or, when
+   * transferred, the record's head only. Throws typed errors for bad input.
+   */
   private prepare(
     payload: Uint8Array,
     properties: Record<string, string> | undefined,
