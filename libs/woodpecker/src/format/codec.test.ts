@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { crc32 } from 'node:zlib';
 import {
   BLOCK_HEADER_BYTES,
+  crc32Prefix8,
   decodeBlock,
   decodeWholeBlock,
   encodeBlock,
@@ -79,6 +81,19 @@ describe('block codec (format v1)', () => {
     ];
     const bytes = readFileSync(new URL('block-basic.bin', fixtureDir));
     expect(Buffer.concat(parts).equals(bytes)).toBe(true);
+  });
+
+  it('computes the 8-byte CRC-32 step like zlib, at any offset and from any running value', () => {
+    let x = 7;
+    const next = (): number => (x = (x * 1103515245 + 12345) % 2 ** 31);
+    const buf = Uint8Array.from({ length: 4096 }, () => next() % 256);
+    let running = 0;
+    let viaZlib = 0;
+    for (let off = 0; off + 8 <= buf.length; off += 8 + (next() % 5)) {
+      running = crc32Prefix8(buf, off, running);
+      viaZlib = crc32(buf.subarray(off, off + 8), viaZlib);
+      expect(running).toBe(viaZlib);
+    }
   });
 
   it('decodes the golden v1 fence fixture as a fence', () => {

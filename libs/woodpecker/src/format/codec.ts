@@ -144,8 +144,30 @@ function writeRecord(entry: EntryData, withPayload: boolean): Buffer {
  */
 function recordsChecksum(records: readonly Uint8Array[]): number {
   let crc = 0;
-  for (const r of records) crc = crc32(r.subarray(0, 8), crc);
+  for (const r of records) crc = crc32Prefix8(r, 0, crc);
   return crc;
+}
+
+/** The CRC-32 (zlib's) table, one entry per byte value. */
+const CRC_TABLE = (() => {
+  const table = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
+
+/**
+ * `crc32(buf.subarray(off, off + 8), crc)` computed in JavaScript: for 8 bytes a table walk is
+ * cheaper than a view plus a native call, and this runs for every record written or read.
+ */
+export function crc32Prefix8(buf: Uint8Array, off: number, crc: number): number {
+  let c = ~crc;
+  for (let i = off; i < off + 8; i++)
+    c = (CRC_TABLE[(c ^ (buf[i] as number)) & 0xff] as number) ^ (c >>> 8);
+  return ~c >>> 0;
 }
 
 /**
@@ -289,7 +311,7 @@ export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
       const body = records.subarray(bodyStart, bodyEnd);
       if (crc32(body) !== crc)
         return { status: 'invalid', reason: `record ${i} checksum mismatch` };
-      sequenceCrc = crc32(records.subarray(off, off + 8), sequenceCrc);
+      sequenceCrc = crc32Prefix8(records, off, sequenceCrc);
       const propertyCount = body.readUInt16LE(0);
       let p = 4;
       let properties: Record<string, string> | undefined;
