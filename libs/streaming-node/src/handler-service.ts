@@ -1,6 +1,6 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { assert } from '@woodstream/common';
 import { context, SpanKind, SpanStatusCode, trace, type Link } from '@opentelemetry/api';
+import { assert } from '@woodstream/common';
 import { extractTraceContext, SPANS, TRACE_PROPERTIES } from '@woodstream/observability';
 import {
   MessageType,

@@ -145,7 +145,7 @@ describe('streaming node', () => {
     }
   });
 
-  it('a producer whose messages exceed its in-flight byte limit is paused and resumed frame by frame, losing nothing', async () => {
+  it('answers every message of a producer whose messages each exceed its in-flight byte limit, in order (the stream pauses and resumes without stalling)', async () => {
     const limited = await StreamingNode.start(
       {
         timeTickIntervalMs: 50,
@@ -295,7 +295,7 @@ describe('streaming node', () => {
     p.call.end();
   });
 
-  it('appends a frame of acceptable messages of known vchannels as one batch: consecutive ids, rising ticks, delivered per vchannel', async () => {
+  it('answers a frame of acceptable messages of known vchannels in order: consecutive ids, rising ticks, delivered per vchannel', async () => {
     await assign('wal-0006', 1);
     const p = producer('wal-0006', 1);
     const frame = (first: number, vchannels: string[]) =>
