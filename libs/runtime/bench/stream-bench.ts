@@ -9,7 +9,8 @@
 // (64 x 64 KiB) per round, on the WAL's disk, in the same rounds; the echo has no disk in its
 // path, fdatasync'd acks do. Options: --quick; --only=big|small|batch|latency[,...] (those phases with their
 // raw ceiling); --topology=one|two (one topology); --profile=<dir> (a CPU profile of each
-// measured Woodstream run in this process, without start-up and the raw ceiling, written to <dir>).
+// measured Woodstream run in this process, without start-up and the raw ceiling, written to <dir>;
+// in the two-process topology the standalone child writes its whole-life profile there too).
 import { constants } from 'node:fs';
 import { open, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
@@ -325,6 +326,7 @@ async function twoProcesses(dataDir: string): Promise<Target> {
       command: process.execPath,
       args: [
         ...nodeArgs,
+        ...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]),
         join(repoRoot, 'services/cli/src/main.ts'),
         'run',
         'standalone',
