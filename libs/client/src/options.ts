@@ -1,6 +1,10 @@
 import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { intOption } from '@woodstream/common';
-import { clientFlowControlOptions, FLOW_CONTROL_WINDOW } from '@woodstream/streaming';
+import {
+  CLIENT_MAX_RECEIVE_MESSAGE_BYTES,
+  clientFlowControlOptions,
+  FLOW_CONTROL_WINDOW,
+} from '@woodstream/streaming';
 import type { InProcessNode } from './in-process.js';
 
 /** Options of {@link StreamingClient.connect}. Every limit has a default and a hard maximum. */
@@ -75,8 +79,10 @@ export function withDefaults(options: StreamingClientOptions): ResolvedOptions {
   return {
     coordinator: options.coordinator,
     credentials: options.credentials ?? credentials.createInsecure(),
-    // An explicit channel option wins over the window setting.
+    // An explicit channel option wins over the window setting and the receive limit.
     channelOptions: {
+      // Whatever a node acknowledged must be readable back, up to the largest node limit.
+      'grpc.max_receive_message_length': CLIENT_MAX_RECEIVE_MESSAGE_BYTES,
       ...clientFlowControlOptions(
         intOption(
           'flowControlWindowBytes',

@@ -143,6 +143,34 @@ describe('in-process short-circuit in standalone', () => {
     }
   });
 
+  it('a message at the node size limit, above gRPC default 4 MiB, is acknowledged and read back over gRPC', async () => {
+    await using dir = await makeTempDir('big-message');
+    const limit = 6 * 1024 * 1024;
+    const app = await standalone(dir.path, { pchannelCount: 1, maxMessageBytes: limit });
+    const remote = await StreamingClient.connect({ coordinator: app.coordinatorAddress });
+    try {
+      const payload = Buffer.alloc(limit, 7);
+      payload.writeUInt32LE(0xfeedf00d, limit - 4);
+      const ack = await remote.append({ vchannel: 'big', payload, properties: { seq: 'big' } });
+      const events = remote.read({ vchannel: 'big', from: 'earliest' })[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          const r = await events.next();
+          if (r.done === true) throw new Error('the read ended before the message');
+          if (r.value.type !== 'message') continue;
+          expect(r.value.messageId).toEqual(ack.messageId);
+          expect(Buffer.from(r.value.payload).equals(payload)).toBe(true);
+          break;
+        }
+      } finally {
+        await events.return?.();
+      }
+    } finally {
+      await remote.close();
+      await app.stop();
+    }
+  });
+
   it('a read from latest whose first stream breaks before any message resumes where the node resolved latest (no gap)', async () => {
     await using dir = await makeTempDir('latest-gap');
     const app = await standalone(dir.path, { pchannelCount: 1 });

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { MESSAGE_BYTES } from '@woodstream/streaming';
 
 // One schema per service, built from shared parts. Every field has a default, a unit in its
 // name, a range, and a description; unknown keys are rejected.
@@ -137,9 +138,9 @@ const SharedNodeFields = {
     description: 'Idle time-tick interval',
   }),
   maxMessageBytes: Type.Integer({
-    default: 4 * MiB,
+    default: MESSAGE_BYTES.default,
     minimum: 1,
-    maximum: 64 * MiB,
+    maximum: MESSAGE_BYTES.max,
     description: 'Largest produced payload',
   }),
   maxVChannelsPerPChannel: Type.Integer({

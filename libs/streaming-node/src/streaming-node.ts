@@ -7,6 +7,7 @@ import {
 } from '@woodstream/proto';
 import {
   FLOW_CONTROL_WINDOW,
+  MESSAGE_BYTES,
   raiseServerFlowControlWindow,
   StreamingError,
   streamingKeys,
@@ -67,7 +68,7 @@ export interface StreamingNodeOptions {
 const RANGES: Partial<Record<keyof StreamingNodeOptions, [number, number]>> = {
   port: [0, 65535],
   sessionTtlMs: [1000, 300_000],
-  maxMessageBytes: [1, 64 * 1024 * 1024],
+  maxMessageBytes: [1, MESSAGE_BYTES.max],
   timeTickIntervalMs: [10, 10_000],
   maxInflightPerProducer: [1, 65_536],
   maxInflightBytesPerProducer: [1024 * 1024, 1024 * 1024 * 1024],
@@ -83,7 +84,7 @@ export function nodeOptionsWithDefaults(
     host: '127.0.0.1',
     port: 0,
     sessionTtlMs: 10_000,
-    maxMessageBytes: 4 * 1024 * 1024,
+    maxMessageBytes: MESSAGE_BYTES.default,
     timeTickIntervalMs: 200,
     maxInflightPerProducer: 4096,
     maxInflightBytesPerProducer: 64 * 1024 * 1024,
@@ -171,8 +172,8 @@ export class StreamingNode {
     );
     const telemetry = new NodeTelemetry(manager);
     const server = new Server({
-      'grpc.max_receive_message_length': options.maxMessageBytes + 1024 * 1024,
-      'grpc.max_send_message_length': options.maxMessageBytes + 1024 * 1024,
+      'grpc.max_receive_message_length': options.maxMessageBytes + MESSAGE_BYTES.frameOverhead,
+      'grpc.max_send_message_length': options.maxMessageBytes + MESSAGE_BYTES.frameOverhead,
     });
     const flowControl = raiseServerFlowControlWindow(server, options.flowControlWindowBytes);
     if (!flowControl.applied)

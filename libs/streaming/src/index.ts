@@ -17,6 +17,7 @@ export {
 export type { StreamingErrorCode } from './errors.js';
 export { streamingKeys } from './layout.js';
 export type { NodeSession, PChannelMeta, PChannelState } from './layout.js';
+export { CLIENT_MAX_RECEIVE_MESSAGE_BYTES, MESSAGE_BYTES } from './limits.js';
 export { PROP, RESERVED_PREFIX } from './properties.js';
 export { LOGICAL_BITS, makeTimeTick, physicalMs, TimeTickAllocator } from './time-tick.js';
 export {
