@@ -85,17 +85,17 @@ describe('resume requests', () => {
     expect(r.deliverFilters).toEqual([{ filter: { $case: 'timeTickGte', timeTickGte: 5n } }]);
   });
 
-  it('resume from the last confirmed id and skip every time tick already delivered', () => {
+  it('resume from the last confirmed id and skip up to the last delivered message tick', () => {
     const lc = { segmentId: 1n, entryId: 4n };
     const r = resumeRequest({ after: { segmentId: 0, entryId: 0 } }, [], lc, 42n);
     expect(r.deliverPolicy).toEqual({ policy: { $case: 'startFrom', startFrom: lc } });
     expect(r.deliverFilters).toEqual([{ filter: { $case: 'timeTickGt', timeTickGt: 42n } }]);
   });
 
-  it('keep the original start but add the watermark when only time ticks arrived', () => {
-    const r = resumeRequest('latest', [], undefined, 9n);
+  it('keep the original start and the caller filters while no message was delivered', () => {
+    const r = resumeRequest('latest', [{ timeTickGt: 3n }], undefined, undefined);
     expect(r.deliverPolicy.policy?.$case).toBe('latest');
-    expect(r.deliverFilters).toEqual([{ filter: { $case: 'timeTickGt', timeTickGt: 9n } }]);
+    expect(r.deliverFilters).toEqual([{ filter: { $case: 'timeTickGt', timeTickGt: 3n } }]);
   });
 
   it('reject positions and filters that cannot be sent', () => {

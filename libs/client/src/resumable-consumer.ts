@@ -102,17 +102,21 @@ export function toDeliverFilters(filters: readonly ReadFilter[]): DeliverFilter[
 
 /**
  * The resume point of a read: after a break it reopens with `startFrom(lastConfirmedId)` plus
- * `timeTickGt(watermark)`. The last confirmed id of the last delivered message is a position from
- * which every message with a larger time tick is visible, and the watermark (the largest time
- * tick delivered, by message or time-tick event) excludes what was already delivered, so the
- * resumed stream has no gap and no duplicate. Before the first message it keeps the original
- * start (plus the watermark filter once a time tick arrived).
+ * `timeTickGt(lastMessageTick)`. The last confirmed id of the last delivered message is a
+ * position from which every message with a larger time tick is visible, and the filter drops
+ * what was already delivered: the resumed stream has no gap and no duplicate.
+ *
+ * The filter is the last delivered message's tick, never a time-tick event's. Ticks are only
+ * ordered within the log: a new owner continues from the highest tick stored there, while idle
+ * ticks are not stored, so an old owner whose clock ran ahead may have announced ticks above
+ * the next stored message. Filtering by such a tick would drop that message.
+ * Before the first message it keeps the original start: nothing of the vchannel was delivered.
  */
 export function resumeRequest(
   from: ReadFrom,
   filters: readonly ReadFilter[],
   lastConfirmedId: MessageIdProto | undefined,
-  watermark: bigint | undefined,
+  lastMessageTick: bigint | undefined,
 ): { deliverPolicy: DeliverPolicy; deliverFilters: DeliverFilter[] } {
   const deliverPolicy: DeliverPolicy =
     lastConfirmedId === undefined
@@ -120,8 +124,8 @@ export function resumeRequest(
       : { policy: { $case: 'startFrom', startFrom: lastConfirmedId } };
   const deliverFilters = toDeliverFilters(filters);
   // Filters are ANDed on the node, so the caller's own time-tick filters can stay.
-  if (watermark !== undefined) {
-    deliverFilters.push({ filter: { $case: 'timeTickGt', timeTickGt: watermark } });
+  if (lastMessageTick !== undefined) {
+    deliverFilters.push({ filter: { $case: 'timeTickGt', timeTickGt: lastMessageTick } });
   }
   return { deliverPolicy, deliverFilters };
 }
@@ -141,8 +145,11 @@ export class ResumableConsumer implements Subscription {
   private buffer: ReadEvent[] = [];
   private head = 0;
   private lastConfirmedId: MessageIdProto | undefined;
-  // Invariant: every message of the vchannel with time tick <= watermark was received.
+  // The largest time tick delivered, by message or time-tick event: older ticks are not
+  // repeated to the caller. Not a resume bound (see resumeRequest).
   private watermark: bigint | undefined;
+  // The time tick of the last delivered message: the resume filter.
+  private lastMessageTick: bigint | undefined;
   private session: Session | undefined;
   private wake: Deferred<void> | undefined;
   private roomWaiter: Deferred<void> | undefined;
@@ -337,7 +344,7 @@ export class ResumableConsumer implements Subscription {
       this.spec.from,
       this.spec.filters,
       this.lastConfirmedId,
-      this.watermark,
+      this.lastMessageTick,
     );
     const call = this.pool.get(route.address).consume();
     const s: Session = {
@@ -360,7 +367,7 @@ export class ResumableConsumer implements Subscription {
     }, this.options.openTimeoutMs);
     call.on('data', (res: ConsumeResponse) => {
       // After the read ended, or once this stream failed, its events are stale: the next stream
-      // resumes from the watermark.
+      // resumes after the last delivered message.
       if (this.isDone || s.isEnded || s.reason !== undefined) return;
       const r = res.response;
       if (r === undefined) return;
@@ -442,6 +449,7 @@ export class ResumableConsumer implements Subscription {
       return;
     }
     this.lastConfirmedId = message.lastConfirmedId;
+    this.lastMessageTick = message.timeTick;
     if (this.watermark === undefined || message.timeTick > this.watermark) {
       this.watermark = message.timeTick;
     }

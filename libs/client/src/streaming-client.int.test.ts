@@ -375,6 +375,41 @@ describe('read', () => {
     expect(await sub.closed).toBeUndefined();
   });
 
+  it('after a move, delivers messages the new owner stamped below an idle time tick of the old owner (clocks apart)', async () => {
+    const cluster = await startCluster(2);
+    const client = await connect(cluster, { minBackoffMs: 10, maxBackoffMs: 50 });
+    const v = vchannelOn('pc-0001');
+    await client.append({ vchannel: v, payload: text('before') });
+    const sub = client.read({ vchannel: v, from: 'earliest' });
+    const it = sub[Symbol.asyncIterator]();
+    const deadline = AbortSignal.timeout(10_000);
+    const next = async (): Promise<ReadEvent> => {
+      const r = await Promise.race([
+        it.next(),
+        new Promise<never>((_, reject) =>
+          deadline.addEventListener('abort', () => reject(new Error('no event within 10 s')), {
+            once: true,
+          }),
+        ),
+      ]);
+      if (r.done === true) throw new Error('the read ended');
+      return r.value;
+    };
+    expect(await take(it, 1)).toEqual(['before']);
+    // The old owner's clock runs ahead: its idle tick (never persisted) is far above the log's.
+    const ahead = cluster.log('pc-0001').lastTick + 1_000_000n;
+    cluster.node(0).sendTimeTick('pc-0001', ahead);
+    for (let e = await next(); !(e.type === 'timeTick' && e.timeTick === ahead); e = await next());
+    // The new owner continues from the highest tick in the log, below the announced one.
+    cluster.assign('pc-0001', cluster.node(1));
+    await client.append({ vchannel: v, payload: text('after') });
+    let e = await next();
+    while (e.type !== 'message') e = await next();
+    expect(decode(e.payload)).toBe('after');
+    expect(e.timeTick).toBeLessThan(ahead);
+    await sub.close();
+  });
+
   it('reads from a given position, inclusive or exclusive', async () => {
     const cluster = await startCluster(1);
     const client = await connect(cluster);

@@ -231,6 +231,14 @@ export class FakeNode {
     }
   }
 
+  /** Sends a time-tick event to every consumer of `pchannel`, as an idle tick of this node's clock. */
+  sendTimeTick(pchannel: string, timeTick: bigint): void {
+    for (const c of this.consumers) {
+      if (c.pchannel === pchannel)
+        c.call.write({ response: { $case: 'timeTick', timeTick: { timeTick } } });
+    }
+  }
+
   /** Breaks every consumer stream of `pchannel` with a bare transport-like error. */
   breakConsumers(pchannel: string): void {
     for (const c of [...this.consumers]) {
