@@ -28,7 +28,10 @@ export interface AppendResult {
 /** A tick every consumer that has read up to `position` may announce: all earlier messages have smaller ticks. */
 export interface SafeTick {
   timeTick: bigint;
-  /** The position after the last message acknowledged when the tick was taken. */
+  /**
+   * A position every message before which is acknowledged and every message from which has a
+   * larger tick: after the last acknowledged message, or after the persisted tick entry.
+   */
   position: LogPosition;
 }
 
@@ -62,6 +65,7 @@ interface Waiter {
 export class ChannelWal {
   private readonly ticks: TimeTickAllocator;
   private inflight = 0;
+  private isTickInflight = false;
   private dataSinceTick = false;
   private lastAcked: LogPosition;
   private safe: SafeTick;
@@ -370,18 +374,22 @@ export class ChannelWal {
   }
 
   /**
-   * Advances the channel's watermark. A tick is only safe when nothing is in flight (every
-   * message with a smaller tick is acknowledged). It is persisted as a tick entry only when data
-   * was written since the last persisted one, so an idle channel writes nothing.
+   * Advances the channel's watermark, also under steady load. If data was written since the
+   * last persisted tick, the tick is appended as a log entry: the writer acknowledges in log
+   * order, so once it is acknowledged every message with a smaller tick is too, however many
+   * appends stay in flight after it. Otherwise the tick is only announced, and only when nothing
+   * is in flight; an idle channel writes nothing. One tick entry is in flight at a time.
    */
   private async tick(): Promise<void> {
-    if (this.closed || this.inflight > 0) return;
+    if (this.closed || this.isTickInflight) return;
     if (this.dataSinceTick) {
       this.dataSinceTick = false;
       const timeTick = this.ticks.next();
       this.inflight += 1;
+      this.isTickInflight = true;
+      let id: LogPosition;
       try {
-        const id = await this.writer.append(new Uint8Array(0), {
+        id = await this.writer.append(new Uint8Array(0), {
           properties: {
             [PROP.timeTick]: timeTick.toString(),
             [PROP.type]: 'tick',
@@ -394,10 +402,15 @@ export class ChannelWal {
         return;
       } finally {
         this.inflight -= 1;
+        this.isTickInflight = false;
       }
-      this.publish({ timeTick, position: this.lastAcked });
+      // Safe for a consumer that has read past the tick entry itself (appends that followed it
+      // have larger ticks, whether or not they are acknowledged yet).
+      if (!this.closed)
+        this.publish({ timeTick, position: { segmentId: id.segmentId, entryId: id.entryId + 1 } });
       return;
     }
+    if (this.inflight > 0) return;
     const timeTick = this.ticks.next();
     this.publish({ timeTick, position: this.lastAcked });
   }

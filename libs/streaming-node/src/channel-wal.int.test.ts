@@ -1,0 +1,146 @@
+import { join } from 'node:path';
+import { PROP } from '@woodstream/streaming';
+import { makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
+import {
+  comparePositions,
+  FileMetadataStore,
+  MemoryObjectStore,
+  Woodpecker,
+  type ObjectStore,
+} from '@woodstream/woodpecker';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ChannelWal, type SafeTick } from './channel-wal.js';
+
+/**
+ * The in-memory object store (which passes the storage contract suite) behind a gate: while
+ * closed, block uploads wait, so appends stay in flight for as long as a test needs.
+ */
+function gatedStore(): {
+  store: ObjectStore;
+  blockPuts: () => number;
+  close: () => void;
+  open: () => void;
+} {
+  const inner = new MemoryObjectStore();
+  let gate: Promise<void> | undefined;
+  let release: () => void = () => undefined;
+  let blockPuts = 0;
+  const store: ObjectStore = {
+    capabilities: inner.capabilities,
+    put: async (key, body, options) => {
+      if (key.endsWith('.blk')) {
+        blockPuts += 1;
+        if (gate !== undefined) await gate;
+      }
+      return inner.put(key, body, options);
+    },
+    get: (key, options) => inner.get(key, options),
+    head: (key, options) => inner.head(key, options),
+    list: (prefix, options) => inner.list(prefix, options),
+    deleteMany: (keys, options) => inner.deleteMany(keys, options),
+    close: () => inner.close(),
+  };
+  return {
+    store,
+    blockPuts: () => blockPuts,
+    close: () => {
+      gate ??= new Promise<void>((resolve) => (release = resolve));
+    },
+    open: () => {
+      gate = undefined;
+      release();
+    },
+  };
+}
+
+describe('time ticks of a channel WAL', () => {
+  let dir: TempDir;
+  let metadata: FileMetadataStore;
+  let wal: Woodpecker;
+  let gated: ReturnType<typeof gatedStore>;
+  let channel: ChannelWal;
+  const ticks: SafeTick[] = [];
+
+  beforeEach(async () => {
+    dir = await makeTempDir('channel-wal');
+    metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
+    gated = gatedStore();
+    wal = Woodpecker.open({
+      metadata,
+      storage: { mode: 'object', objectStore: gated.store },
+      limits: { flushAgeMs: 1 },
+    });
+    channel = await ChannelWal.open(wal, metadata, 'wal-0000', 1, {
+      maxMessageBytes: 1024,
+      timeTickIntervalMs: 20,
+      maxVChannelsPerPChannel: 16,
+    });
+    ticks.length = 0;
+    channel.onTick((t) => ticks.push(t));
+  });
+  afterEach(async () => {
+    gated.open();
+    await channel.close();
+    await wal.close();
+    await metadata.close();
+    await dir.remove();
+  });
+
+  it('persists and announces a tick while appends stay in flight, above every message before it', async () => {
+    const first = await channel.append('v', new Uint8Array([1]), {});
+    // Let the tick that persists `first` complete: one tick entry is in flight at a time.
+    await waitFor(() => ticks.some((t) => t.timeTick > first.timeTick), {
+      timeoutMs: 10_000,
+      description: 'the tick after the first message',
+    });
+    gated.close();
+    const held = channel.append('v', new Uint8Array([2]), {});
+    // Stamped synchronously: the allocator's last tick is the held message's.
+    const heldTick = channel.currentTick;
+    // The next tick is taken and appended behind the held message instead of waiting for a
+    // moment with nothing in flight.
+    await waitFor(() => channel.currentTick > heldTick, {
+      timeoutMs: 10_000,
+      description: 'a tick taken while a message is in flight',
+    });
+    // Nothing announced meanwhile is above the held, unacknowledged message.
+    for (const t of ticks) expect(t.timeTick).toBeLessThan(heldTick);
+    gated.open();
+    const second = await held;
+    await waitFor(() => ticks.some((t) => t.timeTick > second.timeTick), {
+      timeoutMs: 10_000,
+      description: 'a tick above the held message',
+    });
+    const tick = ticks.find((t) => t.timeTick > second.timeTick) as SafeTick;
+    // Its position is past both messages: a consumer announces it only after delivering them.
+    expect(comparePositions(tick.position, second.id)).toBeGreaterThan(0);
+    expect(comparePositions(tick.position, first.id)).toBeGreaterThan(0);
+
+    // The log holds the tick entry right after the held message.
+    const log = await wal.openLog('wal-0000');
+    const reader = await log.openReader({ from: second.id });
+    try {
+      expect((await reader.next())?.properties?.[PROP.type]).toBe('data');
+      const after = await reader.next();
+      expect(after?.properties?.[PROP.type]).toBe('tick');
+      expect(BigInt(after?.properties?.[PROP.timeTick] ?? '0')).toBeGreaterThan(second.timeTick);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it('writes no tick entry while idle, yet keeps announcing rising ticks', async () => {
+    await channel.append('v', new Uint8Array([1]), {});
+    // The tick after the message is persisted once.
+    await waitFor(() => ticks.length >= 1, { timeoutMs: 10_000, description: 'a first tick' });
+    const uploads = gated.blockPuts();
+    const announced = ticks.length;
+    await waitFor(() => ticks.length >= announced + 5, {
+      timeoutMs: 10_000,
+      description: 'five idle ticks',
+    });
+    expect(gated.blockPuts()).toBe(uploads);
+    const seen = ticks.map((t) => t.timeTick);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThan(seen[i - 1] as bigint);
+  });
+});
