@@ -12,6 +12,7 @@ describe('toHttpApiError', () => {
       ['RESOURCE_EXHAUSTED', 'BUSY', 503, true],
       ['INNER', 'INTERNAL', 500, false],
       ['UNRECOVERABLE', 'INTERNAL', 500, false],
+      ['UNAVAILABLE', 'UNAVAILABLE', 503, true],
     ];
     for (const [from, code, status, retryable] of cases) {
       const mapped = toHttpApiError(new StreamingError(from, 'why'));

@@ -94,6 +94,7 @@ const FROM_STREAMING: Readonly<Record<StreamingErrorCode, HttpErrorCode>> = {
   RESOURCE_EXHAUSTED: 'BUSY',
   INNER: 'INTERNAL',
   UNRECOVERABLE: 'INTERNAL',
+  UNAVAILABLE: 'UNAVAILABLE',
 };
 
 /**

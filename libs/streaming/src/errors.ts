@@ -12,7 +12,8 @@ export type StreamingErrorCode =
   | 'INNER'
   | 'INVALID_ARGUMENT'
   | 'RESOURCE_EXHAUSTED'
-  | 'UNRECOVERABLE';
+  | 'UNRECOVERABLE'
+  | 'UNAVAILABLE';
 
 interface CodeInfo {
   proto: StreamingCode;
@@ -66,6 +67,11 @@ export const STREAMING_CODES: Readonly<Record<StreamingErrorCode, CodeInfo>> = {
     retryable: false,
     grpc: GrpcStatus.DATA_LOSS,
   },
+  UNAVAILABLE: {
+    proto: StreamingCode.STREAMING_CODE_UNAVAILABLE,
+    retryable: true,
+    grpc: GrpcStatus.UNAVAILABLE,
+  },
 };
 
 const BY_PROTO = new Map<StreamingCode, StreamingErrorCode>(
@@ -114,21 +120,34 @@ export class StreamingError extends WoodstreamError {
 /** Trailer key that carries the encoded StreamingError next to the gRPC status. */
 export const STREAMING_ERROR_TRAILER = 'woodstream-streaming-error-bin';
 
-/** Turns any error into a StreamingError; unknown errors become INNER (not retryable). */
+/**
+ * Turns any error into a StreamingError; unknown errors become INNER (not retryable). WAL errors
+ * keep their retry semantics: a transient storage or metadata failure is UNAVAILABLE (back off,
+ * retry), a failed writer closes the channel's WAL at this term (CHANNEL_FENCED: re-route; the
+ * outcome of what was pending is unknown, as after a node loss).
+ */
 export function toStreamingError(err: unknown): StreamingError {
   if (err instanceof StreamingError) return err;
   if (err instanceof WoodstreamError) {
     switch (err.code) {
       case 'WAL_FENCED':
+      case 'WAL_WRITER_FAILED':
         return new StreamingError('CHANNEL_FENCED', err.message, { cause: err });
       case 'WAL_ENTRY_TOO_LARGE':
       case 'WAL_INVALID_ARGUMENT':
       case 'WAL_INVALID_NAME':
+      case 'WAL_TRUNCATED':
         return new StreamingError('INVALID_ARGUMENT', err.message, { cause: err });
       case 'WAL_CORRUPT':
         return new StreamingError('UNRECOVERABLE', err.message, { cause: err });
       case 'WAL_CLOSED':
         return new StreamingError('ON_SHUTDOWN', err.message, { cause: err });
+      case 'WAL_STORAGE_UNAVAILABLE':
+      case 'WAL_METADATA_UNAVAILABLE':
+      case 'WAL_CONFLICT':
+        return new StreamingError('UNAVAILABLE', err.message, { cause: err });
+      case 'WAL_DISK_FULL':
+        return new StreamingError('RESOURCE_EXHAUSTED', err.message, { cause: err });
       default:
         return new StreamingError('INNER', err.message, { cause: err });
     }

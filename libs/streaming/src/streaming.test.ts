@@ -1,5 +1,14 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { FencedError } from '@woodstream/woodpecker';
+import {
+  ConflictError,
+  CorruptDataError,
+  DiskFullError,
+  FencedError,
+  MetadataUnavailableError,
+  StorageUnavailableError,
+  TruncatedError,
+  WriterFailedError,
+} from '@woodstream/woodpecker';
 import { describe, expect, it } from 'vitest';
 import {
   fnv1a32,
@@ -36,6 +45,28 @@ describe('streaming error codes', () => {
       code: 'INNER',
       retryable: false,
     });
+  });
+
+  it('keeps the retry semantics of WAL errors: transient failures are retried, a failed writer re-routes', () => {
+    const cases: [Error, string, boolean, boolean][] = [
+      [new StorageUnavailableError('503 from storage'), 'UNAVAILABLE', true, false],
+      [new MetadataUnavailableError('etcd timed out'), 'UNAVAILABLE', true, false],
+      [new ConflictError('lost the compare-and-swap'), 'UNAVAILABLE', true, false],
+      [new DiskFullError('no space'), 'RESOURCE_EXHAUSTED', true, false],
+      [new WriterFailedError('writer stopped'), 'CHANNEL_FENCED', true, true],
+      [new TruncatedError('before the truncation point'), 'INVALID_ARGUMENT', false, false],
+      [new CorruptDataError('checksum mismatch'), 'UNRECOVERABLE', false, false],
+    ];
+    for (const [err, code, retryable, isWrongNode] of cases) {
+      const mapped = toStreamingError(err);
+      expect({
+        code: mapped.code,
+        retryable: mapped.retryable,
+        isWrongNode: mapped.isWrongNode,
+      }).toEqual({ code, retryable, isWrongNode });
+      // The wire keeps what the client needs to act on it.
+      expect(fromServiceError(toServiceError(mapped))).toMatchObject({ code, retryable });
+    }
   });
 
   it('treats a transport failure without our trailer as the node going away', () => {

@@ -37,6 +37,8 @@ export enum StreamingCode {
   STREAMING_CODE_RESOURCE_EXHAUSTED = 8,
   /** STREAMING_CODE_UNRECOVERABLE - The channel cannot make progress without an operator (for example data loss). */
   STREAMING_CODE_UNRECOVERABLE = 9,
+  /** STREAMING_CODE_UNAVAILABLE - A dependency (log storage, metadata store) failed transiently; back off and retry. */
+  STREAMING_CODE_UNAVAILABLE = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -72,6 +74,9 @@ export function streamingCodeFromJSON(object: any): StreamingCode {
     case 9:
     case "STREAMING_CODE_UNRECOVERABLE":
       return StreamingCode.STREAMING_CODE_UNRECOVERABLE;
+    case 10:
+    case "STREAMING_CODE_UNAVAILABLE":
+      return StreamingCode.STREAMING_CODE_UNAVAILABLE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -101,6 +106,8 @@ export function streamingCodeToJSON(object: StreamingCode): string {
       return "STREAMING_CODE_RESOURCE_EXHAUSTED";
     case StreamingCode.STREAMING_CODE_UNRECOVERABLE:
       return "STREAMING_CODE_UNRECOVERABLE";
+    case StreamingCode.STREAMING_CODE_UNAVAILABLE:
+      return "STREAMING_CODE_UNAVAILABLE";
     case StreamingCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
