@@ -23,6 +23,23 @@ export function spawnCli(
   });
 }
 
+/**
+ * Spawns the installed `woodstream` command (what `npx woodstream` runs after `npm ci`, as the
+ * README's quick start does). The caller stops it.
+ */
+export function spawnInstalledCli(
+  name: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): ManagedProcess {
+  return ManagedProcess.spawn({
+    name,
+    command: join(repoRoot, 'node_modules/.bin/woodstream'),
+    args,
+    ...options,
+  });
+}
+
 /** Waits for `proc` to exit; its JSON output lines, or the failure when the exit code is not 0. */
 export async function jsonLines(proc: ManagedProcess): Promise<string[]> {
   const exit = await proc.exited;

@@ -2,7 +2,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManagedProcess, makeTempDir } from '@woodstream/testing';
 import { describe, expect, it } from 'vitest';
-import { ANY_STANDALONE_PORTS, jsonLines, produceArgs, repoRoot, spawnCli, tsx } from './cli.js';
+import {
+  ANY_STANDALONE_PORTS,
+  jsonLines,
+  produceArgs,
+  repoRoot,
+  spawnInstalledCli,
+  tsx,
+} from './cli.js';
 
 /** The command `npm start` runs (package.json), with the paths made absolute for another cwd. */
 function startCommand(): string[] {
@@ -15,7 +22,7 @@ function startCommand(): string[] {
 }
 
 describe('standalone', () => {
-  it('npm start runs standalone; 1,000 messages produced with the CLI are consumed back, also after a SIGKILL and restart', async () => {
+  it('npm start runs standalone; 1,000 messages produced with the installed CLI (npx woodstream) are consumed back, also after a SIGKILL and restart', async () => {
     await using dir = await makeTempDir('standalone');
     const dataDir = join(dir.path, 'data');
     const start = (): ManagedProcess =>
@@ -34,7 +41,7 @@ describe('standalone', () => {
       await server.waitForOutput(/woodstream consume --vchannel demo/, { timeoutMs: 10_000 });
 
       const acks = await jsonLines(
-        spawnCli('produce', produceArgs('e2e', 1000, 32, coordinator), { cwd: dir.path }),
+        spawnInstalledCli('produce', produceArgs('e2e', 1000, 32, coordinator), { cwd: dir.path }),
       );
       expect(acks).toHaveLength(1000);
       const ackedIds = acks.map((l) => (JSON.parse(l) as { messageId: string }).messageId);
@@ -45,7 +52,7 @@ describe('standalone', () => {
       ): Promise<{ messageId: string; properties: { seq: string } }[]> =>
         (
           await jsonLines(
-            spawnCli(
+            spawnInstalledCli(
               'consume',
               ['consume', '--vchannel', 'e2e', '--from', 'earliest', '--coordinator', address],
               { cwd: dir.path },
