@@ -22,7 +22,7 @@ export default tseslint.config(
     languageOptions: {
       parserOptions: {
         projectService: {
-          allowDefaultProject: ['*.mjs', 'scripts/*.mjs', '*.ts'],
+          allowDefaultProject: ['*.mjs', 'scripts/*.mjs', 'services/*/bin/*.mjs', '*.ts'],
         },
         tsconfigRootDir: import.meta.dirname,
       },
