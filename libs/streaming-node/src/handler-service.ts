@@ -164,6 +164,7 @@ function serveProducer(
   const disconnect = (): void => {
     if (counters === undefined) return;
     telemetry.producersConnected.add(-1, counters.attrs);
+    counters.producers -= 1;
     counters = undefined;
   };
   const end = (closed?: StreamingError): void => {
@@ -190,6 +191,7 @@ function serveProducer(
           wal = manager.get(validateChannelName(info.name, 'pchannel'), Number(info.term));
           counters = telemetry.channel(wal.name);
           telemetry.producersConnected.add(1, counters.attrs);
+          counters.producers += 1;
           const opened = wal;
           opened.onClose((reason) => {
             // Answer what was accepted first (close flushed it), then tell the client why.
@@ -521,6 +523,7 @@ async function serveConsumer(
   });
   const counters = telemetry.channel(wal.name);
   telemetry.consumersConnected.add(1, counters.attrs);
+  counters.consumers += 1;
 
   try {
     for (;;) {
@@ -586,6 +589,7 @@ async function serveConsumer(
     if (!isEnded) finish(toStreamingError(err));
   } finally {
     telemetry.consumersConnected.add(-1, counters.attrs);
+    counters.consumers -= 1;
     offTick();
     offClose();
     await reader.close();

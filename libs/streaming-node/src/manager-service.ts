@@ -1,11 +1,13 @@
 import type { ManagerServiceServer } from '@woodstream/proto';
 import { StreamingError, toServiceError, validateChannelName } from '@woodstream/streaming';
+import type { NodeTelemetry } from './node-telemetry.js';
 import type { WalManager } from './wal-manager.js';
 
 /** `ManagerService`: the coordinator assigns and removes channels here. */
 export function createManagerService(
   manager: WalManager,
   isStopping: () => boolean,
+  telemetry: NodeTelemetry,
 ): ManagerServiceServer {
   return {
     assign(call, callback) {
@@ -34,12 +36,15 @@ export function createManagerService(
     collectStatus(_call, callback) {
       callback(null, {
         stopping: isStopping(),
-        channels: manager.openChannels().map((wal) => ({
-          pchannel: { name: wal.name, term: BigInt(wal.term), accessMode: 1 },
-          timeTick: wal.currentTick,
-          producers: 0,
-          consumers: 0,
-        })),
+        channels: manager.openChannels().map((wal) => {
+          const streams = telemetry.channel(wal.name);
+          return {
+            pchannel: { name: wal.name, term: BigInt(wal.term), accessMode: 1 },
+            timeTick: wal.currentTick,
+            producers: streams.producers,
+            consumers: streams.consumers,
+          };
+        }),
       });
     },
   };

@@ -33,6 +33,9 @@ export interface ChannelCounters {
   readonly produceErrors: Map<string, number>;
   consumed: number;
   consumedBytes: number;
+  /** Open producer and consumer streams of the pchannel on this node (for CollectStatus). */
+  producers: number;
+  consumers: number;
 }
 
 /**
@@ -105,6 +108,8 @@ export class NodeTelemetry {
         produceErrors: new Map(),
         consumed: 0,
         consumedBytes: 0,
+        producers: 0,
+        consumers: 0,
       };
       this.channels.set(pchannel, c);
     }

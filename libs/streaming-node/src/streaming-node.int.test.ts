@@ -4,6 +4,7 @@ import { credentials, makeGenericClientConstructor, type ClientDuplexStream } fr
 import {
   HandlerServiceClient,
   ManagerServiceClient,
+  type CollectStatusResponse,
   type ConsumeRequest,
   type ConsumeResponse,
   type ProduceRequest,
@@ -210,6 +211,37 @@ describe('streaming node', () => {
       stopping: false,
     });
     expect(kv?.leaseId).toBeDefined();
+  });
+
+  it('reports its open channels with their terms, ticks and open streams through CollectStatus', async () => {
+    const status = () =>
+      new Promise<CollectStatusResponse>((resolve, reject) =>
+        manager.collectStatus({}, (err, res) => (err ? reject(err) : resolve(res))),
+      );
+    await assign('wal-0000', 2);
+    const p = producer('wal-0000', 2);
+    const c = consumer('wal-0000', 2, 'v');
+    const isOpen = (frames: { response?: { $case: string } }[]) =>
+      frames.some((f) => f.response?.$case === 'opened');
+    await waitFor(() => isOpen(p.frames) && isOpen(c.frames), { timeoutMs: 10_000 });
+    const before = await status();
+    expect(before.stopping).toBe(false);
+    expect(before.channels).toHaveLength(1);
+    expect(before.channels[0]).toMatchObject({
+      pchannel: { name: 'wal-0000', term: 2n },
+      producers: 1,
+      consumers: 1,
+    });
+    expect(before.channels[0]?.timeTick).toBeGreaterThan(0n);
+    p.call.end();
+    c.call.write({ request: { $case: 'close', close: {} } });
+    await waitFor(
+      async () => {
+        const s = (await status()).channels[0];
+        return s?.producers === 0 && s.consumers === 0;
+      },
+      { timeoutMs: 10_000, description: 'both streams counted as closed' },
+    );
   });
 
   it('acknowledges produces in order with growing time ticks and delivers one vchannel in order with time ticks', async () => {

@@ -189,7 +189,7 @@ export class StreamingNode {
       telemetry,
     );
     server.addService(HandlerServiceService, handlers);
-    server.addService(ManagerServiceService, createManagerService(manager, stopping));
+    server.addService(ManagerServiceService, createManagerService(manager, stopping, telemetry));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(
         `${options.host}:${options.port}`,
