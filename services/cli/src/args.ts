@@ -34,6 +34,23 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * Rejects options `command` does not know and words it does not take: a misspelt option must not
+ * be ignored silently (a `--cout 5` would otherwise read forever).
+ */
+export function checkArgs(args: ParsedArgs, command: string, known: readonly string[]): void {
+  for (const name of args.options.keys()) {
+    if (!known.includes(name))
+      throw new UsageError(
+        `woodstream ${command}: unknown option --${name} (options: ${known.map((k) => `--${k}`).join(' ')})`,
+      );
+  }
+  if (args.positional.length > 0)
+    throw new UsageError(
+      `woodstream ${command}: unexpected argument '${args.positional.join(' ')}'`,
+    );
+}
+
 export function stringOption(args: ParsedArgs, name: string, fallback?: string): string {
   const v = args.options.get(name);
   if (v === undefined) {

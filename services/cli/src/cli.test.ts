@@ -45,6 +45,16 @@ describe('woodstream CLI', () => {
     );
   });
 
+  it('rejects unknown options and stray words before connecting, naming the known options', async () => {
+    const typo = await run('consume', '--vchannel', 'v', '--cout', '5');
+    expect(typo.code).toBe(ExitCode.usage);
+    expect(typo.err[0]).toMatch(/unknown option --cout \(options: .*--count/);
+    const stray = await run('produce', '--vchannel', 'v', 'extra');
+    expect(stray.code).toBe(ExitCode.usage);
+    expect(stray.err[0]).toMatch(/unexpected argument 'extra'/);
+    expect((await run('status', '--verbose')).err[0]).toMatch(/unknown option --verbose/);
+  });
+
   it('parses options and message ids', () => {
     expect(parseArgs(['--vchannel', 'v', '--follow', '--count=3'])).toEqual({
       positional: [],

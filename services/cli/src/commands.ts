@@ -2,6 +2,7 @@ import { createInterface } from 'node:readline';
 import { StreamingClient, type ReadFrom } from '@woodstream/client';
 import { makeTimeTick } from '@woodstream/streaming';
 import {
+  checkArgs,
   formatMessageId,
   intOption,
   parseMessageId,
@@ -12,6 +13,8 @@ import {
 import type { CliIo } from './cli.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:19530';
+/** Options every client command takes (see {@link connect}). */
+const CONNECT_OPTIONS = ['coordinator', 'connect-timeout-ms'] as const;
 
 /** Text payloads print as UTF-8; anything else as base64 with `"encoding":"base64"`. */
 function payloadJson(payload: Uint8Array): { payload: string; encoding?: 'base64' } {
@@ -42,6 +45,7 @@ export async function produce(
   io: CliIo & { stdin: NodeJS.ReadableStream; isTty: boolean },
   signal: AbortSignal,
 ): Promise<number> {
+  checkArgs(args, 'produce', [...CONNECT_OPTIONS, 'vchannel', 'count', 'size', 'inflight']);
   const vchannel = stringOption(args, 'vchannel');
   const count = args.options.has('count')
     ? intOption(args, 'count', 0, [1, 100_000_000])
@@ -96,9 +100,11 @@ export async function produce(
 
 /**
  * `consume`: prints one JSON line per message. Without --follow it stops once everything
- * appended before it started has been delivered (a time tick past its start), or after --count.
+ * appended before it started has been delivered (a time tick past its start); --count stops it
+ * earlier, and with --follow ends it.
  */
 export async function consume(args: ParsedArgs, io: CliIo, signal: AbortSignal): Promise<number> {
+  checkArgs(args, 'consume', [...CONNECT_OPTIONS, 'vchannel', 'from', 'count', 'follow']);
   const vchannel = stringOption(args, 'vchannel');
   const fromText = stringOption(args, 'from', 'earliest');
   const from: ReadFrom =
@@ -116,7 +122,7 @@ export async function consume(args: ParsedArgs, io: CliIo, signal: AbortSignal):
     const subscription = client.read({ vchannel, from, signal });
     for await (const event of subscription) {
       if (event.type === 'timeTick') {
-        if (!follow && count === undefined && event.timeTick >= startedTick) break;
+        if (!follow && event.timeTick >= startedTick) break;
         continue;
       }
       io.out(

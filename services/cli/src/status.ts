@@ -1,7 +1,7 @@
 import { credentials } from '@grpc/grpc-js';
 import { AssignmentServiceClient, type FullAssignment } from '@woodstream/proto';
 import { fromServiceError } from '@woodstream/streaming';
-import { stringOption, type ParsedArgs } from './args.js';
+import { checkArgs, stringOption, type ParsedArgs } from './args.js';
 import type { CliIo } from './cli.js';
 import { DEFAULT_COORDINATOR } from './commands.js';
 
@@ -31,6 +31,7 @@ export function fetchAssignment(coordinator: string, timeoutMs: number): Promise
 
 /** `status`: nodes and the channels they hold, as a table or (--json) as JSON. */
 export async function status(args: ParsedArgs, io: CliIo): Promise<number> {
+  checkArgs(args, 'status', ['coordinator', 'json']);
   const coordinator = stringOption(args, 'coordinator', DEFAULT_COORDINATOR);
   let snapshot: FullAssignment;
   try {
