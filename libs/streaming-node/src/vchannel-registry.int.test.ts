@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { StreamingError, streamingKeys } from '@woodstream/streaming';
-import { makeTempDir, type TempDir } from '@woodstream/testing';
+import { makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
 import {
   FileMetadataStore,
   MetadataUnavailableError,
@@ -18,13 +18,33 @@ function countingRegistryWrites(store: MetadataStore): {
   failWith: (error: Error | undefined) => void;
   /** While set, registry writes hang until their signal aborts (a stalled store). */
   hang: (isHanging: boolean) => void;
+  /** While set, registry loads hang until their signal aborts, or for ever without one. */
+  hangLoads: (isHanging: boolean) => void;
+  /** Registry loads that are hanging now. */
+  hangingLoads: () => number;
 } {
   const written: string[] = [];
   let failure: Error | undefined;
   let isHanging = false;
+  let isHangingLoads = false;
+  let hangingLoads = 0;
   const wrapped: MetadataStore = {
     get: (key, options) => store.get(key, options),
-    range: (prefix, options) => store.range(prefix, options),
+    range: (prefix, options) => {
+      if (!isHangingLoads || !prefix.startsWith(streamingKeys.vchannelPrefix))
+        return store.range(prefix, options);
+      hangingLoads += 1;
+      return new Promise((_, reject) => {
+        options?.signal?.addEventListener(
+          'abort',
+          () => {
+            hangingLoads -= 1;
+            reject(options.signal?.reason as Error);
+          },
+          { once: true },
+        );
+      });
+    },
     txn: (compares, onSuccess, options) => {
       for (const op of onSuccess) {
         if (!('key' in op) || !op.key.startsWith(streamingKeys.vchannelPrefix)) continue;
@@ -52,6 +72,10 @@ function countingRegistryWrites(store: MetadataStore): {
     hang: (value) => {
       isHanging = value;
     },
+    hangLoads: (value) => {
+      isHangingLoads = value;
+    },
+    hangingLoads: () => hangingLoads,
   };
 }
 
@@ -199,5 +223,23 @@ describe('vchannel registry on a streaming node', () => {
     await Promise.all(['x', 'y', 'z'].map((v) => wal.append(v, payload, {})));
     expect(counted.writes().slice(before)).toEqual([streamingKeys.vchannel('wal-0001', 'z')]);
     expect(await registered('wal-0001')).toEqual(['x', 'y', 'z']);
+  });
+
+  it('a newer Assign aborts an open that hangs on the metadata store instead of waiting behind it', async () => {
+    const node = await startNode();
+    counted.hangLoads(true);
+    const stuck = node.manager.assign('wal-0002', 1);
+    await waitFor(() => counted.hangingLoads() === 1, {
+      timeoutMs: 10_000,
+      description: 'the open waiting for the registry',
+    });
+    counted.hangLoads(false);
+    const superseded = expect(stuck).rejects.toMatchObject({ code: 'IGNORED_OPERATION' });
+    await node.manager.assign('wal-0002', 2);
+    await superseded;
+    expect(counted.hangingLoads()).toBe(0);
+    const wal = node.manager.get('wal-0002', 2);
+    await wal.append('after', payload, {});
+    expect(await registered('wal-0002')).toEqual(['after']);
   });
 });

@@ -31,6 +31,8 @@ interface Lifetime {
   error: StreamingError | undefined;
   /** Serialises transitions: at most one open/close runs per channel. */
   worker: Promise<void>;
+  /** Aborts the open in progress: a newer Assign/Remove superseded it, or the node stops. */
+  opening: AbortController | undefined;
   waiters: Set<() => void>;
 }
 
@@ -127,6 +129,8 @@ export class WalManager {
   /** Refuses new work and closes every WAL. */
   async stop(): Promise<void> {
     this.isStopping = true;
+    for (const l of this.channels.values())
+      l.opening?.abort(new StreamingError('ON_SHUTDOWN', 'the node is shutting down'));
     await Promise.allSettled(
       [...this.channels.entries()].map(async ([name, l]) => {
         await this.remove(name, Math.max(l.expected.term, l.current.term));
@@ -145,6 +149,7 @@ export class WalManager {
         wal: undefined,
         error: undefined,
         worker: Promise.resolve(),
+        opening: undefined,
         waiters: new Set(),
       };
       this.channels.set(name, lifetime);
@@ -170,6 +175,13 @@ export class WalManager {
       );
     }
     lifetime.expected = target;
+    // An open that hangs (storage or metadata not answering) must not hold up what supersedes it.
+    lifetime.opening?.abort(
+      new StreamingError(
+        'IGNORED_OPERATION',
+        `pchannel ${name}: superseded by term ${target.term}`,
+      ),
+    );
     const l = lifetime;
     lifetime.worker = lifetime.worker.then(() => this.drive(name, l));
     return lifetime;
@@ -193,6 +205,8 @@ export class WalManager {
         this.notify(l);
         continue;
       }
+      const opening = new AbortController();
+      l.opening = opening;
       try {
         const wal = await ChannelWal.open(
           this.wal,
@@ -200,6 +214,7 @@ export class WalManager {
           name,
           expected.term,
           this.options,
+          opening.signal,
         );
         if (isAfter(l.expected, expected)) {
           // Superseded while opening: do not expose it.
@@ -221,7 +236,7 @@ export class WalManager {
           });
         }
       } catch (err) {
-        l.error = toStreamingError(err);
+        l.error = toStreamingError(opening.signal.aborted ? opening.signal.reason : err);
         this.log.warn('pchannel WAL open failed', {
           pchannel: name,
           term: expected.term,
@@ -232,6 +247,8 @@ export class WalManager {
           // Give up on this term until the coordinator asks again (it will, with a new term).
           l.expected = l.current;
         }
+      } finally {
+        l.opening = undefined;
       }
       this.notify(l);
     }
