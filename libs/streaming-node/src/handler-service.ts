@@ -460,10 +460,14 @@ async function serveConsumer(
   serverId: number,
   telemetry: NodeTelemetry,
 ): Promise<void> {
+  // The first frame, or undefined when the stream ends (half-close, cancel, transport error)
+  // before one arrives; then there is nobody left to answer.
   const first = await new Promise<ConsumeRequest | undefined>((resolve) => {
     call.once('data', resolve);
-    call.once('end', () => resolve(undefined));
+    for (const event of ['end', 'cancelled', 'error', 'close'])
+      call.once(event, () => resolve(undefined));
   });
+  if (first === undefined && call.cancelled) return;
   const r = first?.request;
   if (r?.$case !== 'open')
     throw new StreamingError('INVALID_ARGUMENT', 'the first consume frame must be open');
