@@ -6,7 +6,7 @@ import type {
   ProduceResponse,
   ProduceResult,
 } from '@woodstream/proto';
-import { fromServiceError, StreamingError } from '@woodstream/streaming';
+import { fromServiceError, MESSAGE_BYTES, StreamingError } from '@woodstream/streaming';
 import type { Route } from './assignment-snapshot.js';
 import type { AssignmentWatcher } from './assignment-watcher.js';
 import { AbortFanout } from './abort-fanout.js';
@@ -136,6 +136,13 @@ export class ResumableProducer {
     for (const message of messages) {
       if (this.isClosing) throw clientClosed();
       signal?.throwIfAborted();
+      // No node takes more (its own limit may be lower and answers that message alone).
+      if (message.payload.byteLength > MESSAGE_BYTES.max) {
+        throw new StreamingError(
+          'INVALID_ARGUMENT',
+          `a message of ${message.payload.byteLength} bytes exceeds the largest a node accepts (${MESSAGE_BYTES.max})`,
+        );
+      }
       if (message.bytes > this.options.maxInflightBytes) {
         throw new StreamingError(
           'INVALID_ARGUMENT',

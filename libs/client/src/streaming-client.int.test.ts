@@ -177,6 +177,22 @@ describe('append', () => {
     });
   });
 
+  it('refuses a message larger than any node accepts before sending it, even with room in flight', async () => {
+    const cluster = await startCluster(1);
+    const client = await connect(cluster, { maxInflightBytes: 256 * 1024 * 1024 });
+    const v = vchannelOn('pc-0000');
+    const refused = await client
+      .append({ vchannel: v, payload: new Uint8Array(64 * 1024 * 1024 + 1) })
+      .then(
+        () => undefined,
+        (err: unknown) => err as StreamingError,
+      );
+    expect(refused?.code).toBe('INVALID_ARGUMENT');
+    expect(refused?.message).toMatch(/largest a node accepts/);
+    await expect(client.append({ vchannel: v, payload: text('ok') })).resolves.toBeDefined();
+    expect(cluster.log('pc-0000').payloads(v)).toEqual(['ok']);
+  });
+
   it('re-routes after a move mid-stream: nothing acknowledged is lost, unknown outcomes are retried and counted', async () => {
     const cluster = await startCluster(2);
     const client = await connect(cluster);

@@ -3,6 +3,7 @@ import { context, SpanKind, SpanStatusCode, trace, type Link } from '@openteleme
 import { assert } from '@woodstream/common';
 import { extractTraceContext, SPANS, TRACE_PROPERTIES } from '@woodstream/observability';
 import {
+  HandlerServiceService,
   MessageType,
   streamingCodeToJSON,
   type ConsumeRequest,
@@ -119,6 +120,44 @@ function userProperties(all: Record<string, string> | undefined): Record<string,
   }
   return out;
 }
+
+// Frames the server could not decode, with why. grpc-js would end such a stream with a bare
+// INTERNAL status; decoded as an empty frame instead, they reach the handlers, which answer with
+// a typed INVALID_ARGUMENT like any other bad frame.
+const malformedFrames = new WeakMap<object, string>();
+
+function tolerantDecoder<T extends object>(decode: (bytes: Buffer) => T): (bytes: Buffer) => T {
+  return (bytes) => {
+    try {
+      return decode(bytes);
+    } catch (err) {
+      const frame = {} as T;
+      malformedFrames.set(frame, err instanceof Error ? err.message : String(err));
+      return frame;
+    }
+  };
+}
+
+/** What a frame that is neither of the expected kinds was: malformed bytes, or empty/unknown. */
+function badFrame(frame: object, stream: 'produce' | 'consume'): string {
+  const why = malformedFrames.get(frame);
+  return why === undefined
+    ? `empty or unknown ${stream} frame`
+    : `malformed ${stream} frame (${why})`;
+}
+
+/** The HandlerService definition the node serves: undecodable frames get typed errors. */
+export const HANDLER_SERVICE_DEFINITION: typeof HandlerServiceService = {
+  ...HandlerServiceService,
+  produce: {
+    ...HandlerServiceService.produce,
+    requestDeserialize: tolerantDecoder(HandlerServiceService.produce.requestDeserialize),
+  },
+  consume: {
+    ...HandlerServiceService.consume,
+    requestDeserialize: tolerantDecoder(HandlerServiceService.consume.requestDeserialize),
+  },
+};
 
 /** Ends a stream with a typed error (gRPC status + StreamingError trailer). */
 function fail(call: ServerDuplexStream<unknown, unknown>, err: unknown): void {
@@ -261,7 +300,7 @@ function serveProducer(
           void pending.then(maybeFinish);
           return;
         case undefined:
-          throw new StreamingError('INVALID_ARGUMENT', 'empty or unknown produce frame');
+          throw new StreamingError('INVALID_ARGUMENT', badFrame(req, 'produce'));
       }
     } catch (err) {
       isEnded = true;
@@ -470,7 +509,12 @@ async function serveConsumer(
   if (first === undefined && call.cancelled) return;
   const r = first?.request;
   if (r?.$case !== 'open')
-    throw new StreamingError('INVALID_ARGUMENT', 'the first consume frame must be open');
+    throw new StreamingError(
+      'INVALID_ARGUMENT',
+      r === undefined && first !== undefined
+        ? `the first consume frame must be open: ${badFrame(first, 'consume')}`
+        : 'the first consume frame must be open',
+    );
   const info = r.open.pchannel;
   if (info === undefined) throw new StreamingError('INVALID_ARGUMENT', 'open needs a pchannel');
   const wal = manager.get(validateChannelName(info.name, 'pchannel'), Number(info.term));

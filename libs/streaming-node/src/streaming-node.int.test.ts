@@ -403,7 +403,7 @@ describe('streaming node', () => {
     p.call.end();
   });
 
-  it('answers bad input with typed errors and keeps serving', async () => {
+  it('answers bad input with typed errors, loses nothing and keeps serving', async () => {
     await assign('wal-0002', 1);
     const p = producer('wal-0002', 1);
     p.send('ok', 'fine');
@@ -411,11 +411,16 @@ describe('streaming node', () => {
     p.send('bad/name', 'x');
     p.send('ok', 'props', { _tt: '1' });
     p.send('ok', 'still fine');
-    await waitFor(() => p.results().length === 5, { timeoutMs: 10_000 });
+    // Far above this node's limit (1 KiB) and gRPC's default 4 MiB: refused alone.
+    p.send('ok', new Uint8Array(6 * 1024 * 1024));
+    p.send('ok', 'after big');
+    await waitFor(() => p.results().length === 7, { timeoutMs: 10_000 });
     expect(
       p.results().map((r) => (r.outcome?.$case === 'error' ? r.outcome.error.code : 'ok')),
-    ).toEqual(['ok', 7, 7, 7, 'ok']);
-    // A produce frame before open ends that stream only.
+    ).toEqual(['ok', 7, 7, 7, 'ok', 7, 'ok']);
+    const typed = (err: unknown) => fromServiceError(err);
+
+    // Frames in the wrong order end that stream only, with a typed error.
     const early = handler.produce();
     const state = collect(early);
     early.write({
@@ -429,35 +434,86 @@ describe('streaming node', () => {
       },
     });
     await waitFor(() => state.error() !== undefined, { timeoutMs: 5_000 });
-    expect(fromServiceError(state.error())).toMatchObject({ code: 'INVALID_ARGUMENT' });
-    // Garbage bytes on the wire.
-    const Raw = makeGenericClientConstructor(
-      {
-        produce: {
-          path: '/woodstream.streaming.v1.HandlerService/Produce',
-          requestStream: true,
-          responseStream: true,
-          requestSerialize: (b: Buffer) => b,
-          requestDeserialize: (b: Buffer) => b,
-          responseSerialize: (b: Buffer) => b,
-          responseDeserialize: (b: Buffer) => b,
+    expect(typed(state.error())).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const twice = producer('wal-0002', 1);
+    twice.call.write({
+      request: { $case: 'open', open: { pchannel: { name: 'wal-0002', term: 1n, accessMode: 1 } } },
+    });
+    await waitFor(() => twice.error() !== undefined, { timeoutMs: 5_000 });
+    expect(typed(twice.error()).code).toBe('INVALID_ARGUMENT');
+    expect(typed(twice.error()).message).toMatch(/already open/);
+    const c2 = consumer('wal-0002', 1, 'ok');
+    c2.call.write({
+      request: {
+        $case: 'open',
+        open: {
+          pchannel: { name: 'wal-0002', term: 1n, accessMode: 1 },
+          vchannel: 'ok',
+          deliverPolicy: { policy: { $case: 'all', all: {} } },
+          deliverFilters: [],
         },
       },
-      'Raw',
-    );
-    const raw = new Raw(node.address, credentials.createInsecure()) as unknown as {
-      produce(): ClientDuplexStream<Buffer, Buffer>;
-      close(): void;
+    });
+    await waitFor(() => c2.frames.some((f) => f.response?.$case === 'closed'), {
+      timeoutMs: 5_000,
+    });
+    const closed = c2.frames.find((f) => f.response?.$case === 'closed')?.response;
+    expect(closed?.$case === 'closed' && closed.closed.error?.code).toBe(7);
+
+    // Invalid and unknown channel names on open.
+    const badName = producer('wal/0002', 1);
+    await waitFor(() => badName.error() !== undefined, { timeoutMs: 5_000 });
+    expect(typed(badName.error())).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const unknown = producer('wal-0099', 1);
+    await waitFor(() => unknown.error() !== undefined, { timeoutMs: 5_000 });
+    expect(typed(unknown.error())).toMatchObject({ code: 'CHANNEL_NOT_EXIST' });
+
+    // Garbage bytes on the wire, on both streams: a typed error, not a bare INTERNAL.
+    const raw = (method: 'Produce' | 'Consume') => {
+      const Raw = makeGenericClientConstructor(
+        {
+          call: {
+            path: `/woodstream.streaming.v1.HandlerService/${method}`,
+            requestStream: true,
+            responseStream: true,
+            requestSerialize: (b: Buffer) => b,
+            requestDeserialize: (b: Buffer) => b,
+            responseSerialize: (b: Buffer) => b,
+            responseDeserialize: (b: Buffer) => b,
+          },
+        },
+        'Raw',
+      );
+      return new Raw(node.address, credentials.createInsecure()) as unknown as {
+        call(): ClientDuplexStream<Buffer, Buffer>;
+        close(): void;
+      };
     };
-    const garbage = raw.produce();
-    const g = collect(garbage);
-    garbage.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
-    await waitFor(() => g.error() !== undefined, { timeoutMs: 5_000 });
-    raw.close();
+    for (const method of ['Produce', 'Consume'] as const) {
+      const client = raw(method);
+      const garbage = client.call();
+      const g = collect(garbage);
+      garbage.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+      await waitFor(() => g.error() !== undefined, { timeoutMs: 5_000 });
+      expect(typed(g.error()).code).toBe('INVALID_ARGUMENT');
+      expect(typed(g.error()).message).toMatch(/malformed/);
+      client.close();
+    }
+
+    // The first producer kept going, and everything it was told is stored is there, in order.
     p.send('ok', 'after garbage');
-    await waitFor(() => p.results().length === 6, { timeoutMs: 10_000 });
-    expect(p.results()[5]?.outcome?.$case).toBe('success');
+    await waitFor(() => p.results().length === 8, { timeoutMs: 10_000 });
+    expect(p.results()[7]?.outcome?.$case).toBe('success');
+    const c = consumer('wal-0002', 1, 'ok');
+    await waitFor(() => c.messages().length === 4, { timeoutMs: 10_000 });
+    expect(c.messages().map((m) => dec.decode(m.payload))).toEqual([
+      'fine',
+      'still fine',
+      'after big',
+      'after garbage',
+    ]);
     p.call.end();
+    c.call.write({ request: { $case: 'close', close: {} } });
   });
 
   it('closes producers and consumers with CHANNEL_NOT_EXIST when the channel is removed, and ticks stay above old ones after reassignment', async () => {

@@ -1,10 +1,6 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { sleep } from '@woodstream/common';
-import {
-  HandlerServiceService,
-  ManagerServiceService,
-  type HandlerServiceServer,
-} from '@woodstream/proto';
+import { ManagerServiceService, type HandlerServiceServer } from '@woodstream/proto';
 import {
   FLOW_CONTROL_WINDOW,
   MESSAGE_BYTES,
@@ -14,7 +10,7 @@ import {
   type NodeSession,
 } from '@woodstream/streaming';
 import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
-import { createHandlerService } from './handler-service.js';
+import { createHandlerService, HANDLER_SERVICE_DEFINITION } from './handler-service.js';
 import { createManagerService } from './manager-service.js';
 import { NodeTelemetry } from './node-telemetry.js';
 import {
@@ -172,8 +168,10 @@ export class StreamingNode {
     );
     const telemetry = new NodeTelemetry(manager);
     const server = new Server({
-      'grpc.max_receive_message_length': options.maxMessageBytes + MESSAGE_BYTES.frameOverhead,
-      'grpc.max_send_message_length': options.maxMessageBytes + MESSAGE_BYTES.frameOverhead,
+      // The largest any node accepts, not this node's limit: a message above `maxMessageBytes`
+      // gets its own INVALID_ARGUMENT instead of gRPC ending the stream (and every append on it).
+      'grpc.max_receive_message_length': MESSAGE_BYTES.max + MESSAGE_BYTES.frameOverhead,
+      'grpc.max_send_message_length': MESSAGE_BYTES.max + MESSAGE_BYTES.frameOverhead,
     });
     const flowControl = raiseServerFlowControlWindow(server, options.flowControlWindowBytes);
     if (!flowControl.applied)
@@ -188,7 +186,7 @@ export class StreamingNode {
       },
       telemetry,
     );
-    server.addService(HandlerServiceService, handlers);
+    server.addService(HANDLER_SERVICE_DEFINITION, handlers);
     server.addService(ManagerServiceService, createManagerService(manager, stopping, telemetry));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(
