@@ -277,6 +277,10 @@ const wal = {
   maxSegmentAgeMs: 3600000,
   progressIntervalMs: 1000,
   maintenanceIntervalMs: 0,
+  maxSegmentBlocks: 10000,
+  readBatchBytes: 4 * MiB,
+  tailCacheBytes: 8 * MiB,
+  writerSessionTtlMs: 10000,
 };
 const service = {
   host: '127.0.0.1',

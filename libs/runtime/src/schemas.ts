@@ -85,10 +85,11 @@ export const WalSchema = Type.Object(
       description: 'Object mode: flush a partial block after this long',
     }),
     maxBlockBytes: Type.Integer({
-      default: 4 * MiB,
-      minimum: 4096,
+      default: 0,
+      minimum: 0,
       maximum: 64 * MiB,
-      description: 'Target block size',
+      description:
+        'Target block size (0: 4 MiB in object mode, 1 MiB in local mode; else at least 4096)',
     }),
     maxInflightBytes: Type.Integer({
       default: 64 * MiB,
@@ -117,6 +118,32 @@ export const WalSchema = Type.Object(
       maximum: 10000,
       description:
         'Under steady writes, publish WAL progress for readers in other processes at most this often',
+    }),
+    maxSegmentBlocks: Type.Integer({
+      default: 10000,
+      minimum: 1,
+      maximum: 1000000,
+      description: 'Roll a segment at this many blocks (bounds its in-memory block index)',
+    }),
+    readBatchBytes: Type.Integer({
+      default: 4 * MiB,
+      minimum: 4096,
+      maximum: 256 * MiB,
+      description: 'Bytes a reader (a consumer catching up) reads from storage per batch',
+    }),
+    tailCacheBytes: Type.Integer({
+      default: 8 * MiB,
+      minimum: 0,
+      maximum: 1024 * MiB,
+      description:
+        'Recently acknowledged bytes per WAL kept in memory for consumers at the live end',
+    }),
+    writerSessionTtlMs: Type.Integer({
+      default: 10000,
+      minimum: 1000,
+      maximum: 300000,
+      description:
+        "Lease of a WAL writer's session key: maintenance leaves a log alone while it lives",
     }),
     maintenanceIntervalMs: Type.Integer({
       default: 60000,

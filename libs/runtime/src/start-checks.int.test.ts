@@ -53,4 +53,44 @@ describe('start-time checks', () => {
       await metadata.close();
     }
   });
+
+  it('passes every WAL setting to the log, with the block size of the storage mode unless one is set', async () => {
+    await using dir = await makeTempDir('wal-settings');
+    const metadata = await FileMetadataStore.open({});
+    const storage = Value.Default(StorageSchema, {
+      mode: 'local',
+      localDir: join(dir.path, 'wal'),
+    }) as Static<typeof StorageSchema>;
+    const wal = (settings: Partial<Static<typeof WalSchema>>): Static<typeof WalSchema> =>
+      Value.Default(WalSchema, settings) as Static<typeof WalSchema>;
+    try {
+      await expect(openWal(storage, wal({ maxBlockBytes: 100 }), metadata)).rejects.toThrow(
+        /wal.maxBlockBytes: 0 \(the mode's default\) or at least 4096/,
+      );
+      const byDefault = await openWal(storage, wal({}), metadata);
+      expect(byDefault.wal.limits.maxBlockBytes).toBe(1024 * 1024);
+      await byDefault.wal.close();
+      const tuned = await openWal(
+        storage,
+        wal({
+          maxBlockBytes: 2 * 1024 * 1024,
+          tailCacheBytes: 32 * 1024 * 1024,
+          readBatchBytes: 65536,
+          writerSessionTtlMs: 5000,
+          maxSegmentBlocks: 500,
+        }),
+        metadata,
+      );
+      expect(tuned.wal.limits).toMatchObject({
+        maxBlockBytes: 2 * 1024 * 1024,
+        tailCacheBytes: 32 * 1024 * 1024,
+        readBatchBytes: 65536,
+        writerSessionTtlMs: 5000,
+        maxSegmentBlocks: 500,
+      });
+      await tuned.wal.close();
+    } finally {
+      await metadata.close();
+    }
+  });
 });

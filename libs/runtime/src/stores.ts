@@ -49,20 +49,20 @@ export async function openWal(
   metadata: MetadataStore,
   signal?: AbortSignal,
 ): Promise<{ wal: Woodpecker; objects?: ObjectStore }> {
-  const { maintenanceIntervalMs, ...walLimits } = wal;
-  if (maintenanceIntervalMs > 0 && maintenanceIntervalMs < 1000) {
-    throw new ConfigError([
+  const { maintenanceIntervalMs, maxBlockBytes, ...walLimits } = wal;
+  const problems: string[] = [];
+  if (maintenanceIntervalMs > 0 && maintenanceIntervalMs < 1000)
+    problems.push(
       `wal.maintenanceIntervalMs: 0 (off) or at least 1000, got ${maintenanceIntervalMs}`,
-    ]);
-  }
+    );
+  if (maxBlockBytes > 0 && maxBlockBytes < 4096)
+    problems.push(
+      `wal.maxBlockBytes: 0 (the mode's default) or at least 4096, got ${maxBlockBytes}`,
+    );
+  if (problems.length > 0) throw new ConfigError(problems);
   const maintenance =
     maintenanceIntervalMs > 0 ? { maintenance: { intervalMs: maintenanceIntervalMs } } : {};
-  const limits = {
-    ...walLimits,
-    ...(storage.mode === 'local'
-      ? { maxBlockBytes: Math.min(wal.maxBlockBytes, 1024 * 1024) }
-      : {}),
-  };
+  const limits = { ...walLimits, ...(maxBlockBytes > 0 ? { maxBlockBytes } : {}) };
   if (storage.mode === 'local') {
     await mkdir(storage.localDir, { recursive: true });
     return {
