@@ -40,13 +40,21 @@ describe('loadConfig', () => {
 
   it('reports every problem at once, naming the env variable a bad value came from', async () => {
     const err = await loadConfig(schema, {
-      env: { WOODSTREAM_NODE_SESSION_TTL_MS: '10' },
+      env: {
+        WOODSTREAM_NODE_SESSION_TTL_MS: '10',
+        WOODSTREAM_NODE_GRPC_PROT: '7100',
+        WOODSTREAM_NODE_CONFIG: '',
+        WOODSTREAM_COORDINATOR_GRPC_PORT: '1',
+      },
       envPrefix: 'WOODSTREAM_NODE',
       overrides: { 'grpc.port': 'seventy', 'grpc.colour': 'red' },
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     const problems = (err as ConfigError).problems.join('\n');
     expect(problems).toContain("unknown option 'grpc.colour'");
+    // A misspelt variable of this service is an error; other services' variables are not.
+    expect(problems).toContain('unknown environment variable WOODSTREAM_NODE_GRPC_PROT');
+    expect(problems).not.toMatch(/WOODSTREAM_NODE_CONFIG|WOODSTREAM_COORDINATOR/);
     expect(problems).toMatch(/grpc\.port: /);
     expect(problems).toMatch(/sessionTtlMs: .*\(from WOODSTREAM_NODE_SESSION_TTL_MS\)/);
   });

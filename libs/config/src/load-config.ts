@@ -132,9 +132,17 @@ export async function loadConfig<S extends TObject>(
     }
   }
   if (sources.env !== undefined && sources.envPrefix !== undefined) {
+    const names = new Set([`${sources.envPrefix}_CONFIG`]);
     for (const leaf of known.values()) {
-      const text = sources.env[envName(sources.envPrefix, leaf.path)];
+      const name = envName(sources.envPrefix, leaf.path);
+      names.add(name);
+      const text = sources.env[name];
       if (text !== undefined) setPath(merged, leaf.path, parseText(text, leaf.schema));
+    }
+    // A misspelt variable must not be ignored silently: the setting it meant would not apply.
+    for (const name of Object.keys(sources.env)) {
+      if (name.startsWith(`${sources.envPrefix}_`) && !names.has(name))
+        problems.push(`unknown environment variable ${name}`);
     }
   }
   for (const [path, value] of Object.entries(sources.overrides ?? {})) {

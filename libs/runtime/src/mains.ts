@@ -22,11 +22,18 @@ export async function configFromArgs<S extends TObject>(
   argv: readonly string[],
   env: Record<string, string | undefined>,
   envPrefix: string,
-): Promise<{ config: Static<S>; rest: string[] }> {
+): Promise<{ config: Static<S> }> {
   const { overrides, rest, configFile } = parseFlags(argv);
+  // Words the service does not take are mistakes (a stray value, a flag missing its value).
+  if (rest.length > 0)
+    throw new ConfigError(
+      rest.map((r) =>
+        r.startsWith('--') ? `option ${r} needs a value` : `unexpected argument '${r}'`,
+      ),
+    );
   const file = configFile ?? env[`${envPrefix}_CONFIG`];
   const config = await loadConfig(schema, { ...(file ? { file } : {}), env, envPrefix, overrides });
-  return { config, rest };
+  return { config };
 }
 
 /** Prints a config error the way a person can act on it, and returns the usage exit code. */

@@ -6,11 +6,28 @@ import { ConfigError } from '@woodstream/config';
 import { makeTempDir } from '@woodstream/testing';
 import { FileMetadataStore } from '@woodstream/woodpecker';
 import { describe, expect, it } from 'vitest';
+import { configFromArgs } from './mains.js';
 import { readAdminToken } from './process-http.js';
-import { StorageSchema, WalSchema } from './schemas.js';
+import { NodeSchema, StorageSchema, WalSchema } from './schemas.js';
 import { openWal } from './stores.js';
 
 describe('start-time checks', () => {
+  it('refuses stray words, flags without a value and unknown variables of its own prefix', async () => {
+    const problems = async (argv: string[], env: Record<string, string> = {}) =>
+      configFromArgs(NodeSchema, argv, env, 'WOODSTREAM_NODE').then(
+        () => [],
+        (err: unknown) => (err as ConfigError).problems,
+      );
+    expect(await problems(['standalone'])).toEqual(["unexpected argument 'standalone'"]);
+    expect(await problems(['--sessionTtlMs'])).toEqual(['option --sessionTtlMs needs a value']);
+    expect(await problems([], { WOODSTREAM_NODE_SESION_TTL_MS: '5000' })).toEqual([
+      'unknown environment variable WOODSTREAM_NODE_SESION_TTL_MS',
+    ]);
+    expect(
+      await problems(['--sessionTtlMs', '5000'], { WOODSTREAM_NODE_SESSION_TTL_MS: '6000' }),
+    ).toEqual([]);
+  });
+
   it('reads the admin token from its file, trimmed; no file means no token', async () => {
     await using dir = await makeTempDir('token');
     const path = join(dir.path, 'token');
@@ -64,6 +81,13 @@ describe('start-time checks', () => {
     const wal = (settings: Partial<Static<typeof WalSchema>>): Static<typeof WalSchema> =>
       Value.Default(WalSchema, settings) as Static<typeof WalSchema>;
     try {
+      const noBucket = Value.Default(StorageSchema, { mode: 'object' }) as Static<
+        typeof StorageSchema
+      >;
+      await expect(openWal(noBucket, wal({}), metadata)).rejects.toThrow(ConfigError);
+      await expect(openWal(noBucket, wal({}), metadata)).rejects.toThrow(
+        /storage.s3.bucket: required when storage.mode is object/,
+      );
       await expect(openWal(storage, wal({ maxBlockBytes: 100 }), metadata)).rejects.toThrow(
         /wal.maxBlockBytes: 0 \(the mode's default\) or at least 4096/,
       );

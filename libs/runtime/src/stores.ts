@@ -59,6 +59,8 @@ export async function openWal(
     problems.push(
       `wal.maxBlockBytes: 0 (the mode's default) or at least 4096, got ${maxBlockBytes}`,
     );
+  if (storage.mode === 'object' && storage.s3.bucket === '')
+    problems.push('storage.s3.bucket: required when storage.mode is object');
   if (problems.length > 0) throw new ConfigError(problems);
   const maintenance =
     maintenanceIntervalMs > 0 ? { maintenance: { intervalMs: maintenanceIntervalMs } } : {};
