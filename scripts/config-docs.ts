@@ -10,8 +10,9 @@ const text = `# Configuration
 Generated from the config schemas by \`npm run docs:config\`; CI fails when it is stale.
 
 Each process reads, highest precedence first: \`--a.b=value\` flags, environment variables, a JSON
-file given by \`--config FILE\` (or \`<PREFIX>_CONFIG\`), and the defaults below. Unknown keys and
-out-of-range values stop the process at start with every problem listed. Secrets are never logged.
+file given by \`--config FILE\` (or \`<PREFIX>_CONFIG\`), and the defaults below. Unknown keys (in
+the file, as flags, or as \`<PREFIX>_*\` variables), stray arguments and out-of-range values stop the
+process at start with every problem listed (exit code 2). Secrets are never logged.
 
 ## Standalone (\`woodstream run standalone\`, \`npm start\`)
 
