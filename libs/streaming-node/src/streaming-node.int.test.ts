@@ -4,7 +4,10 @@ import { credentials, makeGenericClientConstructor, type ClientDuplexStream } fr
 import {
   HandlerServiceClient,
   ManagerServiceClient,
+  MessageType,
   type CollectStatusResponse,
+  type MessageID,
+  type OpenConsumer,
   type ConsumeRequest,
   type ConsumeResponse,
   type ProduceRequest,
@@ -84,18 +87,21 @@ describe('streaming node', () => {
     };
   }
 
-  function consumer(name: string, term: number, vchannel: string) {
+  function consumer(
+    name: string,
+    term: number,
+    vchannel: string,
+    deliver: Pick<OpenConsumer, 'deliverPolicy' | 'deliverFilters'> = {
+      deliverPolicy: { policy: { $case: 'all', all: {} } },
+      deliverFilters: [],
+    },
+  ) {
     const call = handler.consume();
     const state = collect<ConsumeRequest, ConsumeResponse>(call);
     call.write({
       request: {
         $case: 'open',
-        open: {
-          pchannel: { name, term: BigInt(term), accessMode: 1 },
-          vchannel,
-          deliverPolicy: { policy: { $case: 'all', all: {} } },
-          deliverFilters: [],
-        },
+        open: { pchannel: { name, term: BigInt(term), accessMode: 1 }, vchannel, ...deliver },
       },
     });
     return {
@@ -365,6 +371,96 @@ describe('streaming node', () => {
     await waitFor(() => c.messages().length === 3, { timeoutMs: 10_000 });
     expect(c.messages().map((m) => dec.decode(m.payload))).toEqual(['m2', 'm4', 'm6']);
     expect(c.messages()[0]?.properties).toMatchObject({ k: 'v' });
+    p.call.end();
+  });
+
+  it('applies deliver policies and filters itself: start_from, start_after, latest, tick > and >=, message types', async () => {
+    await assign('wal-0001', 1);
+    const p = producer('wal-0001', 1);
+    for (let i = 0; i < 6; i++) p.send('f', `m${i}`);
+    await waitFor(() => p.results().length === 6, { timeoutMs: 10_000 });
+    const ok = p
+      .results()
+      .map((r) => (r.outcome?.$case === 'success' ? r.outcome.success : undefined));
+    const id = (i: number) => ok[i]?.id;
+    const tick = (i: number) => ok[i]?.timeTick ?? 0n;
+    const read = async (
+      deliver: Pick<OpenConsumer, 'deliverPolicy' | 'deliverFilters'>,
+      count: number,
+    ) => {
+      const c = consumer('wal-0001', 1, 'f', deliver);
+      await waitFor(() => c.messages().length >= count, { timeoutMs: 10_000 });
+      // Everything there is has been read once a time tick above the last message arrives.
+      await waitFor(() => c.ticks().some((t) => t > tick(5)), { timeoutMs: 10_000 });
+      c.call.write({ request: { $case: 'close', close: {} } });
+      return c.messages().map((m) => dec.decode(m.payload));
+    };
+    const all = { policy: { $case: 'all' as const, all: {} } };
+    expect(
+      await read(
+        {
+          deliverPolicy: { policy: { $case: 'startFrom', startFrom: id(2) as MessageID } },
+          deliverFilters: [],
+        },
+        4,
+      ),
+    ).toEqual(['m2', 'm3', 'm4', 'm5']);
+    expect(
+      await read(
+        {
+          deliverPolicy: { policy: { $case: 'startAfter', startAfter: id(2) as MessageID } },
+          deliverFilters: [],
+        },
+        3,
+      ),
+    ).toEqual(['m3', 'm4', 'm5']);
+    expect(
+      await read(
+        {
+          deliverPolicy: all,
+          deliverFilters: [{ filter: { $case: 'timeTickGt', timeTickGt: tick(3) } }],
+        },
+        2,
+      ),
+    ).toEqual(['m4', 'm5']);
+    expect(
+      await read(
+        {
+          deliverPolicy: all,
+          deliverFilters: [{ filter: { $case: 'timeTickGte', timeTickGte: tick(3) } }],
+        },
+        3,
+      ),
+    ).toEqual(['m3', 'm4', 'm5']);
+    // Only time ticks: no message at all, while ticks still come.
+    expect(
+      await read(
+        {
+          deliverPolicy: all,
+          deliverFilters: [
+            {
+              filter: {
+                $case: 'messageTypes',
+                messageTypes: { types: [MessageType.MESSAGE_TYPE_TIME_TICK] },
+              },
+            },
+          ],
+        },
+        0,
+      ),
+    ).toEqual([]);
+    // Latest: only what is appended after the open.
+    const latest = consumer('wal-0001', 1, 'f', {
+      deliverPolicy: { policy: { $case: 'latest', latest: {} } },
+      deliverFilters: [],
+    });
+    await waitFor(() => latest.frames.some((f) => f.response?.$case === 'opened'), {
+      timeoutMs: 5_000,
+    });
+    p.send('f', 'm6');
+    await waitFor(() => latest.messages().length === 1, { timeoutMs: 10_000 });
+    expect(dec.decode(latest.messages()[0]?.payload)).toBe('m6');
+    latest.call.write({ request: { $case: 'close', close: {} } });
     p.call.end();
   });
 
