@@ -1,8 +1,9 @@
 import { StreamingClient } from '@woodstream/client';
+import { pchannelForVChannel } from '@woodstream/streaming';
 import { createTestBucket, harness, waitFor, type ManagedProcess } from '@woodstream/testing';
 import { describe, expect, it } from 'vitest';
 import { adminCall, adminGet, httpAddressOf, startCluster } from './cluster.js';
-import { produceWhile, verifyAcked } from './traffic.js';
+import { produceWhile, VCHANNELS, verifyAcked } from './traffic.js';
 
 interface NodeJson {
   id: number;
@@ -146,35 +147,86 @@ describe('admin API on a real cluster (etcd + radosgw + coordinator + nodes, obj
     }
   });
 
-  it('a move operation reaches done with the channel on its target; with balancing suspended a new node gets no channels until resumed', async () => {
+  it('a move operation under traffic reaches done with the channel on its target, loses nothing, and a tailing reader sees each message once; with balancing suspended a new node gets no channels until resumed', async () => {
     await using bucket = await createTestBucket(harness().radosgw, 'move');
     await using cluster = await startCluster({ bucket, nodeCount: 2, pchannelCount: 4 });
     const admin = cluster.adminUrls[0] as string;
     const [a, b] = await nodes(admin);
     if (a === undefined || b === undefined) throw new Error('expected two nodes');
     const channel = a.channels[0] as string;
+    const pchannels = (
+      await adminGet<{ channels: ChannelJson[] }>(admin, '/api/v1/channels')
+    ).channels
+      .map((c) => c.name)
+      .sort();
+    const tailed = VCHANNELS.find((v) => pchannelForVChannel(v, pchannels) === channel);
+    if (tailed === undefined) throw new Error(`no test vchannel maps to ${channel}`);
 
-    const move = await adminCall(admin, 'POST', `/api/v1/channels/${channel}/move`, {
-      targetNodeId: b.id,
+    const client = await StreamingClient.connect({
+      coordinator: cluster.coordinator,
+      connectTimeoutMs: 30_000,
     });
-    expect(move.status).toBe(202);
-    const { operationId } = move.body as { operationId: string };
-    const done = await waitFor(
-      async () => {
-        const op = await adminGet<{ state: string; reason: string | null }>(
-          admin,
-          `/api/v1/operations/${operationId}`,
+    try {
+      // A reader tailing a vchannel of the moved channel from before the traffic to its end.
+      const tail = client.read({ vchannel: tailed, from: 'earliest' })[Symbol.asyncIterator]();
+      const delivered: string[] = [];
+      let stopTail = false;
+      const tailing = (async () => {
+        while (!stopTail) {
+          const r = await tail.next();
+          if (r.done === true) return;
+          if (r.value.type === 'message')
+            delivered.push(`${r.value.messageId.segmentId}:${r.value.messageId.entryId}`);
+        }
+      })();
+      // The move runs while the producers go on: its completion is awaited alongside them.
+      let moveDone: Promise<{ state: string }> | undefined;
+      let movedWhileProducing = false;
+      let isProducing = true;
+      const acked = await produceWhile(client, 3_000, async () => {
+        const move = await adminCall(admin, 'POST', `/api/v1/channels/${channel}/move`, {
+          targetNodeId: b.id,
+        });
+        expect(move.status).toBe(202);
+        const { operationId } = move.body as { operationId: string };
+        moveDone = waitFor(
+          async () => {
+            const op = await adminGet<{ state: string; reason: string | null }>(
+              admin,
+              `/api/v1/operations/${operationId}`,
+            );
+            if (op.state === 'failed') throw new Error(`move failed: ${op.reason ?? '?'}`);
+            if (op.state !== 'done') return undefined;
+            movedWhileProducing = isProducing;
+            return op;
+          },
+          { timeoutMs: 60_000, intervalMs: 10, description: 'the move operation is done' },
         );
-        if (op.state === 'failed') throw new Error(`move failed: ${op.reason ?? '?'}`);
-        return op.state === 'done' ? op : undefined;
-      },
-      { timeoutMs: 60_000, description: 'the move operation is done' },
-    );
-    expect(done.state).toBe('done');
-    expect(await adminGet<ChannelJson>(admin, `/api/v1/channels/${channel}`)).toMatchObject({
-      state: 'ASSIGNED',
-      nodeId: b.id,
-    });
+      });
+      isProducing = false;
+      const done = await (moveDone as Promise<{ state: string }>);
+      expect(movedWhileProducing).toBe(true);
+      expect(done.state).toBe('done');
+      expect(await adminGet<ChannelJson>(admin, `/api/v1/channels/${channel}`)).toMatchObject({
+        state: 'ASSIGNED',
+        nodeId: b.id,
+      });
+      expect(await verifyAcked(client, acked)).toBeLessThanOrEqual(client.stats().retries);
+      // The tailing reader, resumed across the move, got every acknowledged message of its
+      // vchannel in order and no message twice.
+      const want = (acked.get(tailed) ?? []).map((m) => m.id);
+      await waitFor(() => want.every((id) => delivered.includes(id)), {
+        timeoutMs: 30_000,
+        description: `the tailing reader has all ${want.length} acknowledged messages`,
+      });
+      expect(new Set(delivered).size).toBe(delivered.length);
+      expect(delivered.filter((id) => want.includes(id))).toEqual(want);
+      stopTail = true;
+      await tail.return?.();
+      await tailing;
+    } finally {
+      await client.close();
+    }
 
     // Suspended: a new node stays empty through balance rounds.
     expect(
