@@ -5,6 +5,8 @@ import { expect } from 'vitest';
 
 export const VCHANNELS = Array.from({ length: 8 }, (_, i) => `orders-${i}`);
 const MAX_IN_FLIGHT = 64;
+/** How long reading one vchannel back may take before the missing messages are reported. */
+const READ_BACK_TIMEOUT_MS = 60_000;
 
 export type Acked = Map<string, { id: string; seq: number }[]>;
 
@@ -50,15 +52,24 @@ export async function verifyAcked(client: StreamingClient, acked: Acked): Promis
     const wanted = new Set(want.map((a) => a.id));
     const seenIds: string[] = [];
     const seqCount = new Map<string, number>();
-    const sub = client.read({ vchannel, from: 'earliest' });
-    for await (const event of sub) {
-      if (event.type !== 'message') continue;
-      const id = `${event.messageId.segmentId}:${event.messageId.entryId}`;
-      const seq = event.properties.seq ?? '';
-      seqCount.set(seq, (seqCount.get(seq) ?? 0) + 1);
-      if (wanted.has(id)) seenIds.push(id);
-      if (seenIds.length === want.length) break;
+    // A gap would leave the read waiting for a message that never comes: bound it, and let
+    // the comparison below say which messages are missing.
+    const signal = AbortSignal.timeout(READ_BACK_TIMEOUT_MS);
+    const sub = client.read({ vchannel, from: 'earliest', signal });
+    try {
+      for await (const event of sub) {
+        if (event.type !== 'message') continue;
+        const id = `${event.messageId.segmentId}:${event.messageId.entryId}`;
+        const seq = event.properties.seq ?? '';
+        seqCount.set(seq, (seqCount.get(seq) ?? 0) + 1);
+        if (wanted.has(id)) seenIds.push(id);
+        if (seenIds.length === want.length) break;
+      }
+    } catch (err) {
+      if (!signal.aborted) throw err;
     }
+    const missing = want.filter((a) => !seenIds.includes(a.id)).map((a) => a.id);
+    expect(missing, `${vchannel}: acknowledged but not read back`).toEqual([]);
     expect(seenIds).toEqual(want.map((a) => a.id));
     duplicates += [...seqCount.values()].reduce((n, c) => n + c - 1, 0);
   }
