@@ -27,6 +27,11 @@ export type StorageOptions =
       mode: 'local';
       /** Directory for segment files (created if missing). */
       rootDir: string;
+      /**
+       * Write with direct I/O (past the page cache) where the file system supports it; segment
+       * writes are then padded to 4 KiB. @default true
+       */
+      directIo?: boolean;
     }
   | {
       mode: 'object';
@@ -80,7 +85,9 @@ export class Woodpecker {
     if (storage.mode === 'local') {
       if (typeof storage.rootDir !== 'string' || storage.rootDir === '')
         throw new InvalidArgumentError('storage.rootDir is required in local mode');
-      segments = new LocalSegmentStore(storage.rootDir);
+      segments = new LocalSegmentStore(storage.rootDir, {
+        ...(storage.directIo === undefined ? {} : { directIo: storage.directIo }),
+      });
     } else if (storage.mode === 'object') {
       segments = new ObjectSegmentStore(instrumentObjectStore(storage.objectStore), {
         ...(storage.keyPrefix === undefined ? {} : { keyPrefix: storage.keyPrefix }),

@@ -9,9 +9,12 @@ import {
   encodeBlock,
   encodeBlockHeader,
   encodeFenceBlock,
+  encodePaddingBlock,
   encodeRecord,
   encodeRecordHead,
   isFence,
+  isPadding,
+  parseBlockHeader,
   recordSize,
   type EntryData,
 } from './codec.js';
@@ -102,6 +105,48 @@ describe('block codec (format v1)', () => {
     expect(isFence(block.header)).toBe(true);
     expect(block.entries).toEqual([]);
     expect(encodeFenceBlock(2, 100, 9).equals(bytes)).toBe(true);
+  });
+
+  it('decodes the golden v2 padding fixture as padding with no entries, and skips its filler unchecked', () => {
+    const bytes = readFileSync(new URL('../../testdata/format-v2/padding.bin', import.meta.url));
+    const block = decodeWholeBlock(bytes, 'fixture');
+    expect(block.header).toMatchObject({
+      version: 2,
+      segmentId: 2,
+      firstEntryId: 100,
+      epoch: 9,
+      entryCount: 0,
+      recordsBytes: 200 - BLOCK_HEADER_BYTES,
+    });
+    expect(isPadding(block.header)).toBe(true);
+    expect(isFence(block.header)).toBe(false);
+    expect(block.sizeBytes).toBe(200);
+    expect(encodePaddingBlock(2, 100, 9, 200).equals(bytes)).toBe(true);
+    // The filler carries nothing: whatever a torn or reused sector left there is ignored.
+    const dirty = Buffer.from(bytes);
+    dirty[150] = 0x5a;
+    expect(decodeWholeBlock(dirty, 'dirty').entries).toEqual([]);
+  });
+
+  it('refuses a version that does not match the padding flag, and padding with entries', () => {
+    const header = (version: number, flags: number, entryCount: number): Buffer => {
+      const b = encodePaddingBlock(1, 0, 1, BLOCK_HEADER_BYTES);
+      b.writeUInt16LE(version, 4);
+      b.writeUInt16LE(flags, 6);
+      b.writeUInt32LE(entryCount, 24);
+      b.writeUInt32LE(crc32(b.subarray(0, 44)), 44);
+      return b;
+    };
+    expect(parseBlockHeader(header(2, 2, 0)).status).toBe('ok');
+    for (const [version, flags, count] of [
+      [1, 2, 0],
+      [2, 0, 0],
+      [2, 2, 1],
+      [3, 2, 0],
+    ] as const) {
+      expect(parseBlockHeader(header(version, flags, count)).status).toBe('invalid');
+    }
+    expect(() => encodePaddingBlock(1, 0, 1, BLOCK_HEADER_BYTES - 1)).toThrow();
   });
 
   it('round-trips random entries and predicts the encoded size', () => {

@@ -8,6 +8,8 @@ import { CorruptDataError } from '../errors.js';
 /** "WPBK" read as a little-endian u32. */
 export const BLOCK_MAGIC = 0x4b425057;
 export const FORMAT_VERSION = 1;
+/** The version of padding blocks (the only kind version 2 adds; data and fence blocks stay 1). */
+export const PADDING_FORMAT_VERSION = 2;
 export const BLOCK_HEADER_BYTES = 48;
 const RECORD_HEADER_BYTES = 12;
 
@@ -15,6 +17,11 @@ const RECORD_HEADER_BYTES = 12;
 export const BlockFlags = {
   /** An empty block that caps a segment: nothing at or after it belongs to the segment. */
   fence: 1 << 0,
+  /**
+   * Filler after a local group commit, so that the next write starts at an aligned offset (direct
+   * I/O). Holds no entries; readers skip it by its length.
+   */
+  padding: 1 << 1,
 } as const;
 
 /** One entry as stored: its payload and optional string properties. */
@@ -253,8 +260,16 @@ export function parseBlockHeader(buf: Uint8Array, offset = 0): HeaderParse {
   if (b.readUInt32LE(44) !== crc32(b.subarray(0, 44)))
     return { status: 'invalid', reason: 'header checksum mismatch' };
   const version = b.readUInt16LE(4);
-  if (version !== FORMAT_VERSION)
+  if (version !== FORMAT_VERSION && version !== PADDING_FORMAT_VERSION)
     return { status: 'invalid', reason: `unsupported format version ${version}` };
+  const flags = b.readUInt16LE(6);
+  // Version 2 is exactly the padding block, which has no entries.
+  const isPaddingBlock = (flags & BlockFlags.padding) !== 0;
+  if (
+    isPaddingBlock !== (version === PADDING_FORMAT_VERSION) ||
+    (isPaddingBlock && b.readUInt32LE(24) !== 0)
+  )
+    return { status: 'invalid', reason: 'malformed padding block' };
   const segmentId = Number(b.readBigUInt64LE(8));
   const firstEntryId = Number(b.readBigUInt64LE(16));
   const epoch = Number(b.readBigUInt64LE(28));
@@ -265,7 +280,7 @@ export function parseBlockHeader(buf: Uint8Array, offset = 0): HeaderParse {
     status: 'ok',
     header: {
       version,
-      flags: b.readUInt16LE(6),
+      flags,
       segmentId,
       firstEntryId,
       entryCount: b.readUInt32LE(24),
@@ -293,6 +308,9 @@ export function decodeBlock(buf: Uint8Array, offset = 0): BlockParse {
   const { header } = parsed;
   const end = offset + BLOCK_HEADER_BYTES + header.recordsBytes;
   if (buf.byteLength < end) return { status: 'short' };
+  // Filler: nothing in it is read or checked.
+  if (isPadding(header))
+    return { status: 'ok', block: { header, entries: [], sizeBytes: end - offset } };
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   const records = b.subarray(offset + BLOCK_HEADER_BYTES, end);
   const entries: EntryData[] = [];
@@ -367,4 +385,36 @@ export function encodeFenceBlock(segmentId: number, atEntryId: number, epoch: nu
 
 export function isFence(header: BlockHeader): boolean {
   return (header.flags & BlockFlags.fence) !== 0;
+}
+
+export function isPadding(header: BlockHeader): boolean {
+  return (header.flags & BlockFlags.padding) !== 0;
+}
+
+/**
+ * A padding block of exactly `totalBytes` (at least a header): header, then zeros. It carries
+ * `atEntryId`, the next entry id, so the entry ids around it stay gap-free.
+ */
+export function encodePaddingBlock(
+  segmentId: number,
+  atEntryId: number,
+  epoch: number,
+  totalBytes: number,
+): Buffer {
+  assert(
+    Number.isSafeInteger(totalBytes) && totalBytes >= BLOCK_HEADER_BYTES,
+    'a padding block holds at least its header',
+  );
+  const block = Buffer.alloc(totalBytes);
+  writeHeader(block, {
+    version: PADDING_FORMAT_VERSION,
+    flags: BlockFlags.padding,
+    segmentId,
+    firstEntryId: atEntryId,
+    entryCount: 0,
+    epoch,
+    recordsBytes: totalBytes - BLOCK_HEADER_BYTES,
+    recordsCrc: 0,
+  });
+  return block;
 }

@@ -11,7 +11,9 @@ import {
   WriterFailedError,
 } from '../errors.js';
 import {
+  BLOCK_HEADER_BYTES,
   encodeBlockHeader,
+  encodePaddingBlock,
   encodeRecord,
   encodeRecordHead,
   type EntryData,
@@ -561,6 +563,21 @@ export class LogWriter {
         parts,
         sizeBytes,
       });
+    }
+    // Direct I/O: the write ends at an aligned offset, so the next one starts at one.
+    const alignment = segment.sink.writeAlignment ?? 1;
+    const misaligned = segment.sizeBytes % alignment;
+    if (misaligned !== 0) {
+      let paddingBytes = alignment - misaligned;
+      if (paddingBytes < BLOCK_HEADER_BYTES) paddingBytes += alignment;
+      const last = pending.at(-1) as PendingBlock;
+      // The parts array was built just above, for this write only.
+      (last.parts as Uint8Array[]).push(
+        encodePaddingBlock(segment.segmentId, segment.nextEntryId, this.ctx.epoch, paddingBytes),
+      );
+      last.paddingBytes = paddingBytes;
+      segment.sizeBytes += paddingBytes;
+      writeBytes += paddingBytes;
     }
     this.writesInFlight += 1;
     const started = performance.now();

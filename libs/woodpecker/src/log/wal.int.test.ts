@@ -1,5 +1,6 @@
-import { appendFile, open, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants } from 'node:fs';
+import { appendFile, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { createTestBucket, harness, makeTempDir, uniqueName } from '@woodstream/testing';
 import { describe, expect, it } from 'vitest';
 import { EtcdMetadataStore } from '../storage/etcd-metadata-store.js';
@@ -26,7 +27,9 @@ describeWalSuite('local files + embedded metadata on disk', async () => {
   };
 });
 
-describeWalSuite('local files + etcd', async () => {
+// Page-cache writes (directIo off), as on file systems without direct I/O; the suite above
+// runs with direct I/O where the temp directory's file system has it.
+describeWalSuite('local files (page cache) + etcd', async () => {
   const dir = await makeTempDir('wal-local-etcd');
   const metadata = await EtcdMetadataStore.open({
     endpoints: [harness().etcdEndpoint],
@@ -34,7 +37,7 @@ describeWalSuite('local files + etcd', async () => {
   });
   return {
     metadata,
-    storage: { mode: 'local', rootDir: dir.path },
+    storage: { mode: 'local', rootDir: dir.path, directIo: false },
     cleanup: async () => {
       await metadata.close();
       await dir.remove();
@@ -72,12 +75,29 @@ for (const server of ['radosgw', 's3rver'] as const) {
   });
 }
 
+/** Whether `dir`'s file system accepts O_DIRECT (tmpfs before Linux 6.6 does not). */
+async function supportsDirectIo(dir: string): Promise<boolean> {
+  const path = join(dir, 'o-direct-check');
+  try {
+    await (await open(path, constants.O_CREAT | constants.O_WRONLY | constants.O_DIRECT)).close();
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+    throw err;
+  } finally {
+    await rm(path, { force: true });
+  }
+}
+
 describe('local segment files', () => {
-  async function setup() {
+  async function setup(directIo?: boolean) {
     const dir = await makeTempDir('wal-files');
     const metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
     const rootDir = join(dir.path, 'data');
-    const wp = Woodpecker.open({ metadata, storage: { mode: 'local', rootDir } });
+    const wp = Woodpecker.open({
+      metadata,
+      storage: { mode: 'local', rootDir, ...(directIo === undefined ? {} : { directIo }) },
+    });
     const segmentFile = async (segmentId: number): Promise<string> => {
       const [logDir] = await readdir(rootDir);
       return join(rootDir, logDir ?? '', `${String(segmentId).padStart(10, '0')}.wal`);
@@ -121,17 +141,64 @@ describe('local segment files', () => {
     await writer.append(enc.encode('first'));
     await writer.append(enc.encode('second'));
     await writer.close();
+    // Flip a byte of the second entry's payload (the file may end with padding after it).
     const file = await env.segmentFile(0);
-    const size = (await stat(file)).size;
+    const bytes = await readFile(file);
+    const at = bytes.lastIndexOf(Buffer.from('second')) + 5;
+    expect(at).toBeGreaterThan(5);
     const fh = await open(file, 'r+');
-    const last = Buffer.alloc(1);
-    await fh.read(last, 0, 1, size - 1);
-    last[0] = (last[0] as number) ^ 0x01;
-    await fh.write(last, 0, 1, size - 1);
+    await fh.write(Buffer.from([(bytes[at] as number) ^ 0x01]), 0, 1, at);
     await fh.close();
     const reader = await log.openReader();
     expect(dec.decode((await reader.next())?.payload)).toBe('first');
     await expect(reader.next()).rejects.toMatchObject({ code: 'WAL_CORRUPT' });
+  });
+
+  it('with direct I/O, pads every write to 4 KiB; the entries read back, and recovery keeps them', async () => {
+    await using env = await setup();
+    const log = await env.wp.createLog('aligned');
+    const writer = await log.openWriter();
+    const sizes = [1, 100, 4048, 4049, 70_000];
+    const payload = (i: number): Uint8Array => new Uint8Array(sizes[i] as number).fill(i + 1);
+    for (let i = 0; i < sizes.length; i++) await writer.append(payload(i));
+    const file = await env.segmentFile(0);
+    const size = (await stat(file)).size;
+    // On file systems without direct I/O the store falls back to page-cache writes (no padding).
+    const isDirect = await supportsDirectIo(dirname(file));
+    expect(size % 4096 === 0).toBe(isDirect);
+    if (isDirect) {
+      // Each one-at-a-time append was its own write, padded to the next 4 KiB.
+      const bytes = await readFile(file);
+      let paddings = 0;
+      for (let at = bytes.indexOf('WPBK'); at >= 0; at = bytes.indexOf('WPBK', at + 1))
+        if (bytes.readUInt16LE(at + 4) === 2) paddings++;
+      expect(paddings).toBeGreaterThanOrEqual(sizes.length - 1);
+    }
+    const read = async (): Promise<Uint8Array[]> =>
+      (await take(await log.openReader(), sizes.length)).map((e) => e.payload);
+    expect(await read()).toEqual(sizes.map((_, i) => payload(i)));
+    // A new writer recovers the segment (scan across the padding) and seals it whole.
+    await writer.close();
+    const next = await log.openWriter();
+    expect((await log.listSegments())[0]).toMatchObject({
+      state: 'completed',
+      lastEntryId: sizes.length - 1,
+      ...(isDirect ? { sizeBytes: size } : {}),
+    });
+    expect(await read()).toEqual(sizes.map((_, i) => payload(i)));
+    await next.close();
+  });
+
+  it('without direct I/O writes blocks back to back, unpadded', async () => {
+    await using env = await setup(false);
+    const log = await env.wp.createLog('unpadded');
+    const writer = await log.openWriter();
+    await writer.append(enc.encode('a'));
+    await writer.append(enc.encode('b'));
+    await writer.close();
+    const bytes = await readFile(await env.segmentFile(0));
+    // Two blocks of one 1-byte record each: 48-byte header + 12-byte record head + 1 byte.
+    expect(bytes.byteLength).toBe(2 * (48 + 12 + 1));
   });
 
   it('removes truncated segment files from disk', async () => {

@@ -15,6 +15,11 @@ export interface PendingBlock {
   /** The block's bytes in order: the 48-byte header, then the encoded records (not concatenated, to save a copy). */
   parts: readonly Uint8Array[];
   sizeBytes: number;
+  /**
+   * Bytes of a padding block at the end of `parts`, after the block itself (only on the last
+   * block of a write to a sink with a `writeAlignment`). Not part of `sizeBytes`.
+   */
+  paddingBytes?: number;
 }
 
 /** Where a segment's committed prefix ends, as found by recovery or by sealing. */
@@ -33,6 +38,11 @@ export interface SegmentExtent {
  */
 export interface SegmentSink {
   readonly maxConcurrentWrites: number;
+  /**
+   * When set (direct I/O), every write must start at a multiple of it and be a multiple of it
+   * long: the writer ends each write with a padding block up to the next multiple.
+   */
+  readonly writeAlignment?: number;
   writeBlocks(blocks: readonly PendingBlock[], options: { signal?: AbortSignal }): Promise<void>;
   /** Writes the segment's index/footer after the last block. Idempotent. */
   seal(
