@@ -44,6 +44,11 @@ export const StorageSchema = Type.Object(
       default: './data/wal',
       description: 'Directory of segment files (local mode)',
     }),
+    localDirectIo: Type.Boolean({
+      default: true,
+      description:
+        'Local mode: write segments with direct I/O where the file system supports it (else page-cache writes)',
+    }),
     s3: Type.Object(
       {
         endpoint: Type.String({ default: '', description: 'S3 endpoint URL; empty for AWS' }),
@@ -351,6 +356,11 @@ export type CoordinatorConfig = Static<typeof CoordinatorSchema>;
 export const StandaloneSchema = Type.Object(
   {
     dataDir: Type.String({ default: './data', description: 'Metadata and WAL files live here' }),
+    directIo: Type.Boolean({
+      default: true,
+      description:
+        'Write WAL segments with direct I/O where the file system supports it (else page-cache writes)',
+    }),
     host: Type.String({ default: '127.0.0.1', description: 'Interface both servers listen on' }),
     advertiseHost: Type.String({
       default: '',

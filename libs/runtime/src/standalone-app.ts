@@ -46,6 +46,7 @@ export async function startStandalone(
     Value.Default(StorageSchema, {
       mode: 'local',
       localDir: join(config.dataDir, 'wal'),
+      localDirectIo: config.directIo,
     }) as Static<typeof StorageSchema>,
     config.wal,
     metadata,

@@ -70,7 +70,7 @@ export async function openWal(
     return {
       wal: Woodpecker.open({
         metadata,
-        storage: { mode: 'local', rootDir: storage.localDir },
+        storage: { mode: 'local', rootDir: storage.localDir, directIo: storage.localDirectIo },
         limits,
         ...maintenance,
       }),
