@@ -18,8 +18,13 @@ import { fromProtoId, type AppendResult, type ClientStats } from './types.js';
 
 /** Most messages in one produce_batch frame. */
 const MAX_BATCH_MESSAGES = 512;
-/** A batch frame is closed once its payloads reach this size (it stays below gRPC's 4 MiB frame limit for small messages). */
-const MAX_BATCH_BYTES = 1024 * 1024;
+/**
+ * A batch frame is closed once its payloads reach this size. Small: the node can start on a frame
+ * only once all of it has arrived, and answers it as a whole, so large frames serialise transfer,
+ * group commit and acknowledgement (1 MiB frames held 64 KiB produces at about half the rate of
+ * one message per frame). 64 small messages still share a frame.
+ */
+const MAX_BATCH_BYTES = 64 * 1024;
 
 type ProduceCall = ClientDuplexStream<ProduceRequest, ProduceResponse>;
 
