@@ -63,6 +63,13 @@ export {
   messageTypeToJSON,
 } from './gen/streaming.js';
 export { HandlerServiceClient, HandlerServiceService } from './handler-service.js';
+export {
+  decodeRpcStatus,
+  encodeRpcStatus,
+  STATUS_DETAILS_TRAILER,
+  typeUrlOf,
+} from './status-details.js';
+export type { AnyMessage, RpcStatus } from './status-details.js';
 export type {
   AssignmentServiceServer,
   DeepPartial,

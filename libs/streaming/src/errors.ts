@@ -1,6 +1,13 @@
 import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { WoodstreamError } from '@woodstream/common';
-import { StreamingCode, StreamingError as StreamingErrorProto } from '@woodstream/proto';
+import {
+  decodeRpcStatus,
+  encodeRpcStatus,
+  STATUS_DETAILS_TRAILER,
+  StreamingCode,
+  StreamingError as StreamingErrorProto,
+  typeUrlOf,
+} from '@woodstream/proto';
 
 /** Stable names of the streaming codes, as documented in docs/errors.md. */
 export type StreamingErrorCode =
@@ -117,8 +124,14 @@ export class StreamingError extends WoodstreamError {
   }
 }
 
-/** Trailer key that carries the encoded StreamingError next to the gRPC status. */
+/**
+ * Trailer of older servers that carried the encoded StreamingError on its own; still read, so
+ * that clients understand them. Errors are sent as gRPC status details (STATUS_DETAILS_TRAILER).
+ */
 export const STREAMING_ERROR_TRAILER = 'woodstream-streaming-error-bin';
+
+/** The Any type URL of a StreamingError in the status details. */
+export const STREAMING_ERROR_TYPE_URL = typeUrlOf('woodstream.common.v1.StreamingError');
 
 /**
  * Turns any error into a StreamingError; unknown errors become INNER (not retryable). WAL errors
@@ -157,32 +170,61 @@ export function toStreamingError(err: unknown): StreamingError {
   });
 }
 
-/** A gRPC ServiceError carrying the StreamingError in a binary trailer, for `callback(err)` / `call.emit('error')`. */
+/**
+ * A gRPC ServiceError carrying the StreamingError in the gRPC status details (a google.rpc.Status
+ * in `grpc-status-details-bin` whose details hold the StreamingError), for `callback(err)` /
+ * `call.emit('error')`.
+ */
 export function toServiceError(err: unknown): Partial<ServiceError> {
   const se = toStreamingError(err);
+  const code = STREAMING_CODES[se.code].grpc;
+  const details = `${se.code}: ${se.message}`;
   const metadata = new Metadata();
   metadata.set(
-    STREAMING_ERROR_TRAILER,
-    Buffer.from(StreamingErrorProto.encode(se.toProto()).finish()),
+    STATUS_DETAILS_TRAILER,
+    Buffer.from(
+      encodeRpcStatus({
+        code,
+        message: details,
+        details: [
+          {
+            typeUrl: STREAMING_ERROR_TYPE_URL,
+            value: StreamingErrorProto.encode(se.toProto()).finish(),
+          },
+        ],
+      }),
+    ),
   );
-  return { code: STREAMING_CODES[se.code].grpc, details: `${se.code}: ${se.message}`, metadata };
+  return { code, details, metadata };
+}
+
+/** The StreamingError in a failure's status details (or the older trailer), if any. */
+function streamingErrorOf(se: Partial<ServiceError> | undefined): StreamingError | undefined {
+  try {
+    const status = se?.metadata?.get(STATUS_DETAILS_TRAILER)[0];
+    if (status instanceof Buffer) {
+      const any = decodeRpcStatus(status).details.find(
+        (d) => d.typeUrl === STREAMING_ERROR_TYPE_URL,
+      );
+      if (any !== undefined) return StreamingError.fromProto(StreamingErrorProto.decode(any.value));
+    }
+    const raw = se?.metadata?.get(STREAMING_ERROR_TRAILER)[0];
+    if (raw instanceof Buffer) return StreamingError.fromProto(StreamingErrorProto.decode(raw));
+  } catch {
+    // A damaged trailer is treated like none.
+  }
+  return undefined;
 }
 
 /**
- * Rebuilds the typed error from a gRPC failure. Without our trailer: UNAVAILABLE and
- * DEADLINE_EXCEEDED (the node went away) become ON_SHUTDOWN, so clients re-route; anything
- * else becomes INNER.
+ * Rebuilds the typed error from a gRPC failure. Without a StreamingError in the status details,
+ * UNAVAILABLE and DEADLINE_EXCEEDED (the node went away) become ON_SHUTDOWN, so clients
+ * re-route; anything else becomes INNER.
  */
 export function fromServiceError(err: unknown): StreamingError {
   const se = err as Partial<ServiceError> | undefined;
-  const raw = se?.metadata?.get(STREAMING_ERROR_TRAILER)[0];
-  if (raw instanceof Buffer) {
-    try {
-      return StreamingError.fromProto(StreamingErrorProto.decode(raw));
-    } catch {
-      // fall through: a damaged trailer is treated like none
-    }
-  }
+  const typed = streamingErrorOf(se);
+  if (typed !== undefined) return typed;
   if (se?.code === GrpcStatus.UNAVAILABLE || se?.code === GrpcStatus.DEADLINE_EXCEEDED) {
     return new StreamingError('ON_SHUTDOWN', se.details ?? 'the server is unavailable', {
       cause: err,

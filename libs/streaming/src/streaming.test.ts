@@ -1,4 +1,9 @@
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
+import {
+  decodeRpcStatus,
+  StreamingCode,
+  StreamingError as StreamingErrorProto,
+} from '@woodstream/proto';
 import {
   ConflictError,
   CorruptDataError,
@@ -16,6 +21,7 @@ import {
   makeTimeTick,
   pchannelForVChannel,
   physicalMs,
+  STREAMING_ERROR_TRAILER,
   StreamingError,
   TimeTickAllocator,
   toServiceError,
@@ -67,6 +73,30 @@ describe('streaming error codes', () => {
       // The wire keeps what the client needs to act on it.
       expect(fromServiceError(toServiceError(mapped))).toMatchObject({ code, retryable });
     }
+  });
+
+  it('travel as gRPC status details: a google.rpc.Status holding the StreamingError; the older trailer is still read', () => {
+    const original = new StreamingError('RESOURCE_EXHAUSTED', 'producer window full');
+    const sent = toServiceError(original);
+    const raw = sent.metadata?.get('grpc-status-details-bin')[0] as Buffer;
+    const status = decodeRpcStatus(raw);
+    expect(status.code).toBe(GrpcStatus.RESOURCE_EXHAUSTED);
+    expect(status.details.map((d) => d.typeUrl)).toEqual([
+      'type.googleapis.com/woodstream.common.v1.StreamingError',
+    ]);
+    expect(StreamingErrorProto.decode(status.details[0]?.value ?? new Uint8Array())).toMatchObject({
+      code: StreamingCode.STREAMING_CODE_RESOURCE_EXHAUSTED,
+      cause: 'producer window full',
+      retryable: true,
+    });
+    const older = new Metadata();
+    older.set(
+      STREAMING_ERROR_TRAILER,
+      Buffer.from(StreamingErrorProto.encode(original.toProto()).finish()),
+    );
+    expect(
+      fromServiceError({ code: GrpcStatus.RESOURCE_EXHAUSTED, details: 'x', metadata: older }),
+    ).toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: 'producer window full' });
   });
 
   it('treats a transport failure without our trailer as the node going away', () => {
