@@ -45,6 +45,11 @@ describe('loadConfig', () => {
         WOODSTREAM_NODE_GRPC_PROT: '7100',
         WOODSTREAM_NODE_CONFIG: '',
         WOODSTREAM_COORDINATOR_GRPC_PORT: '1',
+        // Kubernetes service links of a Service named woodstream-node.
+        WOODSTREAM_NODE_SERVICE_HOST: '10.0.0.1',
+        WOODSTREAM_NODE_SERVICE_PORT_GRPC: '19531',
+        WOODSTREAM_NODE_PORT: 'tcp://10.0.0.1:19531',
+        WOODSTREAM_NODE_PORT_19531_TCP_ADDR: '10.0.0.1',
       },
       envPrefix: 'WOODSTREAM_NODE',
       overrides: { 'grpc.port': 'seventy', 'grpc.colour': 'red' },
@@ -54,7 +59,9 @@ describe('loadConfig', () => {
     expect(problems).toContain("unknown option 'grpc.colour'");
     // A misspelt variable of this service is an error; other services' variables are not.
     expect(problems).toContain('unknown environment variable WOODSTREAM_NODE_GRPC_PROT');
-    expect(problems).not.toMatch(/WOODSTREAM_NODE_CONFIG|WOODSTREAM_COORDINATOR/);
+    expect(problems).not.toMatch(
+      /WOODSTREAM_NODE_CONFIG|WOODSTREAM_COORDINATOR|SERVICE_HOST|SERVICE_PORT|NODE_PORT/,
+    );
     expect(problems).toMatch(/grpc\.port: /);
     expect(problems).toMatch(/sessionTtlMs: .*\(from WOODSTREAM_NODE_SESSION_TTL_MS\)/);
   });

@@ -12,6 +12,13 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Names Kubernetes gives the service-link variables of a Service: `<NAME>_SERVICE_HOST`,
+ * `<NAME>_SERVICE_PORT[_<PORTNAME>]`, `<NAME>_PORT` and `<NAME>_PORT_<n>_<PROTO>[_ADDR|_PORT|_PROTO]`.
+ */
+const SERVICE_LINK =
+  /_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT|PORT_\d+_(TCP|UDP|SCTP)(_ADDR|_PORT|_PROTO)?)$/;
+
 /** Sources of configuration, highest precedence first: overrides (flags) > env > file > defaults. */
 export interface ConfigSources {
   /** Path of a JSON file, or undefined. */
@@ -140,8 +147,9 @@ export async function loadConfig<S extends TObject>(
       if (text !== undefined) setPath(merged, leaf.path, parseText(text, leaf.schema));
     }
     // A misspelt variable must not be ignored silently: the setting it meant would not apply.
+    // Kubernetes' service-link variables of a Service whose name matches the prefix are not ours.
     for (const name of Object.keys(sources.env)) {
-      if (name.startsWith(`${sources.envPrefix}_`) && !names.has(name))
+      if (name.startsWith(`${sources.envPrefix}_`) && !names.has(name) && !SERVICE_LINK.test(name))
         problems.push(`unknown environment variable ${name}`);
     }
   }
