@@ -125,8 +125,9 @@ export class StreamingError extends WoodstreamError {
 }
 
 /**
- * Trailer of older servers that carried the encoded StreamingError on its own; still read, so
- * that clients understand them. Errors are sent as gRPC status details (STATUS_DETAILS_TRAILER).
+ * Trailer that carried the encoded StreamingError on its own before errors went into the gRPC
+ * status details (STATUS_DETAILS_TRAILER). Still sent and read, so that versions on either side
+ * of that change understand each other during an upgrade.
  */
 export const STREAMING_ERROR_TRAILER = 'woodstream-streaming-error-bin';
 
@@ -194,6 +195,11 @@ export function toServiceError(err: unknown): Partial<ServiceError> {
         ],
       }),
     ),
+  );
+  // Also on its own, for clients and coordinators from before status details (one release).
+  metadata.set(
+    STREAMING_ERROR_TRAILER,
+    Buffer.from(StreamingErrorProto.encode(se.toProto()).finish()),
   );
   return { code, details, metadata };
 }

@@ -75,7 +75,7 @@ describe('streaming error codes', () => {
     }
   });
 
-  it('travel as gRPC status details: a google.rpc.Status holding the StreamingError; the older trailer is still read', () => {
+  it('travel as gRPC status details: a google.rpc.Status holding the StreamingError; the older trailer is still sent and read', () => {
     const original = new StreamingError('RESOURCE_EXHAUSTED', 'producer window full');
     const sent = toServiceError(original);
     const raw = sent.metadata?.get('grpc-status-details-bin')[0] as Buffer;
@@ -89,6 +89,10 @@ describe('streaming error codes', () => {
       cause: 'producer window full',
       retryable: true,
     });
+    // Sent on its own too, for versions from before status details.
+    expect(
+      StreamingErrorProto.decode(sent.metadata?.get(STREAMING_ERROR_TRAILER)[0] as Buffer),
+    ).toMatchObject({ code: StreamingCode.STREAMING_CODE_RESOURCE_EXHAUSTED });
     const older = new Metadata();
     older.set(
       STREAMING_ERROR_TRAILER,
