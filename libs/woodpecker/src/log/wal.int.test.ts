@@ -189,6 +189,32 @@ describe('local segment files', () => {
     await next.close();
   });
 
+  it('with direct I/O, stops recovery at padding torn by a crash, not past the end of the file', async () => {
+    await using env = await setup();
+    const file = async () => env.segmentFile(0);
+    const log = await env.wp.createLog('torn-padding');
+    const crashed = await log.openWriter();
+    await crashed.append(enc.encode('a'));
+    await crashed.append(enc.encode('b'));
+    if (!(await supportsDirectIo(dirname(await file())))) return;
+    // The second write: block 'b' (48 + 12 + 1 bytes) and its padding up to 8 KiB. A crash
+    // inside the padding leaves the block whole and the padding cut short.
+    const fh = await open(await file(), 'r+');
+    await fh.truncate(4096 + 200);
+    await fh.close();
+    const next = await log.openWriter();
+    expect((await log.listSegments())[0]).toMatchObject({
+      state: 'completed',
+      lastEntryId: 1,
+      sizeBytes: 4096 + 61,
+    });
+    expect((await take(await log.openReader(), 2)).map((e) => dec.decode(e.payload))).toEqual([
+      'a',
+      'b',
+    ]);
+    await next.close();
+  });
+
   it('without direct I/O writes blocks back to back, unpadded', async () => {
     await using env = await setup(false);
     const log = await env.wp.createLog('unpadded');

@@ -78,8 +78,8 @@ const MAX_IOVECS = 1024;
 export const DIRECT_IO_ALIGNMENT = 4096;
 /** Bytes per staging buffer; a larger write goes out in several writes of this size. */
 const STAGING_BYTES = 4 * 1024 * 1024;
-/** Idle staging buffers kept for reuse (one is in use per writing segment). */
-const MAX_IDLE_STAGING = 4;
+/** Idle staging buffers kept for reuse (one is in use per segment being written). */
+const MAX_IDLE_STAGING = 8;
 const PROBE_FILE = '.direct-io-probe';
 
 class DirectIo {
@@ -91,9 +91,9 @@ class DirectIo {
   static async open(rootDir: string): Promise<DirectIo | undefined> {
     const path = join(rootDir, `${PROBE_FILE}-${process.pid}-${Date.now()}`);
     await mkdir(rootDir, { recursive: true });
-    await writeFile(path, Buffer.alloc(DIRECT_IO_ALIGNMENT));
     let probe: FileHandle;
     try {
+      await writeFile(path, Buffer.alloc(DIRECT_IO_ALIGNMENT));
       probe = await open(path, constants.O_RDONLY | constants.O_DIRECT);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EINVAL') return undefined;
@@ -120,13 +120,21 @@ class DirectIo {
     if (this.idle.length < MAX_IDLE_STAGING) this.idle.push(staging);
   }
 
+  // The offset that worked for the last buffer: allocations of the same size usually start at
+  // the same place within a page, so it is tried first.
+  private lastOffset = 0;
+
   /** A staging buffer at an address direct I/O accepts. ArrayBuffers never move in memory. */
   private async allocate(): Promise<Buffer> {
     const raw = Buffer.allocUnsafeSlow(STAGING_BYTES + DIRECT_IO_ALIGNMENT);
     // Allocations are at least 16-byte aligned.
-    for (let offset = 0; offset < DIRECT_IO_ALIGNMENT; offset += 16) {
+    const offsets = [this.lastOffset];
+    for (let offset = 0; offset < DIRECT_IO_ALIGNMENT; offset += 16)
+      if (offset !== this.lastOffset) offsets.push(offset);
+    for (const offset of offsets) {
       try {
         await this.probe.read(raw, offset, DIRECT_IO_ALIGNMENT, 0);
+        this.lastOffset = offset;
         return raw.subarray(offset, offset + STAGING_BYTES);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
@@ -405,6 +413,8 @@ export class LocalSegmentStore implements SegmentStore {
       // Entry id the next block must start with; unknown when resuming mid-segment.
       let expectFirst: number | undefined = offset === 0 ? 0 : undefined;
       let bytes = 0;
+      // A lower bound of the file's size, refreshed when padding reaches past it.
+      let fileBytes = 0;
       const damaged = (reason: string): SegmentRead => {
         // Deliver what was valid before the damage first; the next call reports it.
         if (entries.length > 0)
@@ -436,7 +446,12 @@ export class LocalSegmentStore implements SegmentStore {
             return damaged(`block of segment ${header.segmentId}`);
           if (expectFirst !== undefined && header.firstEntryId !== expectFirst)
             return damaged(`padding at entry ${header.firstEntryId}, expected ${expectFirst}`);
-          offset += BLOCK_HEADER_BYTES + header.recordsBytes;
+          const end = offset + BLOCK_HEADER_BYTES + header.recordsBytes;
+          // Padding is skipped unread, so check that all of it reached the file: a write torn
+          // inside it would otherwise move the scan past the end of the file.
+          if (end > fileBytes) fileBytes = (await fh.stat()).size;
+          if (end > fileBytes) return damaged('torn padding');
+          offset = end;
           continue;
         }
         if (header.segmentId !== segmentId) return damaged(`block of segment ${header.segmentId}`);
