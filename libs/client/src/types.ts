@@ -57,7 +57,12 @@ export type ReadEvent =
       readonly properties: Readonly<Record<string, string>>;
       readonly lastConfirmedId: MessageId;
     }
-  /** Every message of the vchannel with a time tick <= `timeTick` has been delivered. */
+  /**
+   * Every message of the vchannel stored before this tick has been delivered: on this owner, no
+   * later message has a tick <= `timeTick`. Ticks are ordered within the log, not across node
+   * clocks: after a move to a node whose clock is behind, a message may carry a smaller tick than
+   * an earlier time-tick event (docs/design/streaming.md). Nothing is skipped either way.
+   */
   | { readonly type: 'timeTick'; readonly timeTick: bigint };
 
 /** Counters of the client's retry behaviour, for tests and metrics. */
