@@ -28,6 +28,7 @@ import {
 import {
   comparePositions,
   type LogEntry,
+  type LogReader,
   type LogPosition,
   type ReadFrom,
 } from '@woodstream/woodpecker';
@@ -521,10 +522,20 @@ async function serveConsumer(
   const vchannel = validateChannelName(r.open.vchannel, 'vchannel');
   const filters = compileFilters(r.open.deliverFilters);
   const abort = new AbortController();
-  const reader = await wal.log.openReader({
-    from: startPosition(r.open, wal),
-    signal: abort.signal,
-  });
+  // A cancel while the reader opens aborts the open; one just after it ends the stream here.
+  const onEarlyCancel = (): void =>
+    abort.abort(new StreamingError('ON_SHUTDOWN', 'cancelled by the client'));
+  call.once('cancelled', onEarlyCancel);
+  let reader: LogReader;
+  try {
+    reader = await wal.log.openReader({ from: startPosition(r.open, wal), signal: abort.signal });
+  } finally {
+    call.off('cancelled', onEarlyCancel);
+  }
+  if (call.cancelled || abort.signal.aborted) {
+    await reader.close();
+    return;
+  }
 
   let isEnded = false;
   let lastTick = 0n;
