@@ -6,65 +6,25 @@ import {
   FileMetadataStore,
   MemoryObjectStore,
   Woodpecker,
-  type ObjectStore,
 } from '@woodstream/woodpecker';
+import { gatedObjectStore, type GatedObjectStore } from '@woodstream/woodpecker/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ChannelWal, type SafeTick } from './channel-wal.js';
-
-/**
- * The in-memory object store (which passes the storage contract suite) behind a gate: while
- * closed, block uploads wait, so appends stay in flight for as long as a test needs.
- */
-function gatedStore(): {
-  store: ObjectStore;
-  blockPuts: () => number;
-  close: () => void;
-  open: () => void;
-} {
-  const inner = new MemoryObjectStore();
-  let gate: Promise<void> | undefined;
-  let release: () => void = () => undefined;
-  let blockPuts = 0;
-  const store: ObjectStore = {
-    capabilities: inner.capabilities,
-    put: async (key, body, options) => {
-      if (key.endsWith('.blk')) {
-        blockPuts += 1;
-        if (gate !== undefined) await gate;
-      }
-      return inner.put(key, body, options);
-    },
-    get: (key, options) => inner.get(key, options),
-    head: (key, options) => inner.head(key, options),
-    list: (prefix, options) => inner.list(prefix, options),
-    deleteMany: (keys, options) => inner.deleteMany(keys, options),
-    close: () => inner.close(),
-  };
-  return {
-    store,
-    blockPuts: () => blockPuts,
-    close: () => {
-      gate ??= new Promise<void>((resolve) => (release = resolve));
-    },
-    open: () => {
-      gate = undefined;
-      release();
-    },
-  };
-}
 
 describe('time ticks of a channel WAL', () => {
   let dir: TempDir;
   let metadata: FileMetadataStore;
   let wal: Woodpecker;
-  let gated: ReturnType<typeof gatedStore>;
+  let gated: GatedObjectStore;
   let channel: ChannelWal;
   const ticks: SafeTick[] = [];
 
   beforeEach(async () => {
     dir = await makeTempDir('channel-wal');
     metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
-    gated = gatedStore();
+    // The in-memory store (it passes the storage contract suite) behind a gate: while closed,
+    // uploads wait, so appends stay in flight for as long as a test needs.
+    gated = gatedObjectStore(new MemoryObjectStore());
     wal = Woodpecker.open({
       metadata,
       storage: { mode: 'object', objectStore: gated.store },
@@ -133,13 +93,13 @@ describe('time ticks of a channel WAL', () => {
     await channel.append('v', new Uint8Array([1]), {});
     // The tick after the message is persisted once.
     await waitFor(() => ticks.length >= 1, { timeoutMs: 10_000, description: 'a first tick' });
-    const uploads = gated.blockPuts();
+    const uploads = gated.puts();
     const announced = ticks.length;
     await waitFor(() => ticks.length >= announced + 5, {
       timeoutMs: 10_000,
       description: 'five idle ticks',
     });
-    expect(gated.blockPuts()).toBe(uploads);
+    expect(gated.puts()).toBe(uploads);
     const seen = ticks.map((t) => t.timeTick);
     for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThan(seen[i - 1] as bigint);
   });

@@ -3,9 +3,9 @@ import { StorageUnavailableError } from '../errors.js';
 import { encodeBlock } from '../format/codec.js';
 import { FileMetadataStore } from '../storage/file-metadata-store.js';
 import { MemoryObjectStore } from '../storage/memory-object-store.js';
-import type { ObjectStore } from '../storage/object-store.js';
 import { Woodpecker } from '../woodpecker.js';
 import { waitFor } from '@woodstream/testing';
+import { gatedObjectStore } from '../testing/gated-object-store.js';
 import { take } from './wal-suite.js';
 
 const enc = new TextEncoder();
@@ -31,42 +31,10 @@ async function setup(conditionalWrites = true) {
   };
 }
 
-/** Delegates to a memory store but holds every put until `open()` is called. */
-function gatedStore(inner: MemoryObjectStore): {
-  store: ObjectStore;
-  open: () => void;
-  heldPuts: () => number;
-} {
-  let release: () => void = () => {};
-  let gate = new Promise<void>((resolve) => (release = resolve));
-  let held = 0;
-  const store: ObjectStore = {
-    capabilities: inner.capabilities,
-    put: async (key, body, options) => {
-      held += 1;
-      await gate;
-      return inner.put(key, body, options);
-    },
-    get: (key, options) => inner.get(key, options),
-    head: (key, options) => inner.head(key, options),
-    list: (prefix, options) => inner.list(prefix, options),
-    deleteMany: (keys, options) => inner.deleteMany(keys, options),
-    close: () => inner.close(),
-  };
-  return {
-    store,
-    open: () => {
-      release();
-      gate = Promise.resolve();
-    },
-    heldPuts: () => held,
-  };
-}
-
 describe('WAL failure handling', () => {
   it('makes appends wait once maxInflightBytes are buffered or uploading, and an aborted wait adds nothing', async () => {
     const metadata = await FileMetadataStore.open({});
-    const gated = gatedStore(new MemoryObjectStore());
+    const gated = gatedObjectStore(new MemoryObjectStore(), { isClosed: true });
     const wp = Woodpecker.open({
       metadata,
       storage: { mode: 'object', objectStore: gated.store },
@@ -92,7 +60,7 @@ describe('WAL failure handling', () => {
         signal: controller.signal,
       });
       const queued = writer.append(new Uint8Array(64 * 1024).fill(101));
-      await waitFor(() => gated.heldPuts() > 0, { timeoutMs: 5_000 });
+      await waitFor(() => gated.puts() > 0, { timeoutMs: 5_000 });
       controller.abort(new Error('caller gave up'));
       await expect(waiting).rejects.toThrow('caller gave up');
       expect(settled.filter(Boolean)).toHaveLength(0);
