@@ -9,16 +9,15 @@ export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 export const tsx = createRequire(import.meta.url).resolve('tsx');
 const cliEntry = join(repoRoot, 'services/cli/src/main.ts');
 
-/** Spawns `woodstream <args>`. The caller stops it. */
-export function spawnCli(
-  name: string,
-  args: string[],
-  options: { cwd?: string; env?: Record<string, string> } = {},
-): ManagedProcess {
+type CliOptions = { cwd?: string; env?: Record<string, string> };
+
+/** Spawns `woodstream <args>` from source through tsx. The caller stops it. */
+export function spawnCli(name: string, args: string[], options: CliOptions = {}): ManagedProcess {
+  const command = ['--conditions=@woodstream/source', '--import', tsx, cliEntry];
   return ManagedProcess.spawn({
     name,
     command: process.execPath,
-    args: ['--conditions=@woodstream/source', '--import', tsx, cliEntry, ...args],
+    args: [...command, ...args],
     ...options,
   });
 }
@@ -30,14 +29,10 @@ export function spawnCli(
 export function spawnInstalledCli(
   name: string,
   args: string[],
-  options: { cwd?: string; env?: Record<string, string> } = {},
+  options: CliOptions = {},
 ): ManagedProcess {
-  return ManagedProcess.spawn({
-    name,
-    command: join(repoRoot, 'node_modules/.bin/woodstream'),
-    args,
-    ...options,
-  });
+  const command = join(repoRoot, 'node_modules/.bin/woodstream');
+  return ManagedProcess.spawn({ name, command, args, ...options });
 }
 
 /** Waits for `proc` to exit; its JSON output lines, or the failure when the exit code is not 0. */

@@ -11,6 +11,13 @@ import { readAdminToken } from './process-http.js';
 import { NodeSchema, StorageSchema, WalSchema } from './schemas.js';
 import { openWal } from './stores.js';
 
+/** Storage settings with the schema's defaults and `settings`. */
+const storageOf = (settings: Partial<Static<typeof StorageSchema>>): Static<typeof StorageSchema> =>
+  Value.Default(StorageSchema, settings) as Static<typeof StorageSchema>;
+/** WAL settings with the schema's defaults and `settings`. */
+const walOf = (settings: Partial<Static<typeof WalSchema>>): Static<typeof WalSchema> =>
+  Value.Default(WalSchema, settings) as Static<typeof WalSchema>;
+
 describe('start-time checks', () => {
   it('refuses stray words, flags without a value and unknown variables of its own prefix', async () => {
     const problems = async (argv: string[], env: Record<string, string> = {}) =>
@@ -52,12 +59,8 @@ describe('start-time checks', () => {
   it('accepts WAL maintenance off or at least a second apart, and refuses less', async () => {
     await using dir = await makeTempDir('maintenance');
     const metadata = await FileMetadataStore.open({});
-    const storage = Value.Default(StorageSchema, {
-      mode: 'local',
-      localDir: join(dir.path, 'wal'),
-    }) as Static<typeof StorageSchema>;
-    const wal = (maintenanceIntervalMs: number): Static<typeof WalSchema> =>
-      Value.Default(WalSchema, { maintenanceIntervalMs }) as Static<typeof WalSchema>;
+    const storage = storageOf({ mode: 'local', localDir: join(dir.path, 'wal') });
+    const wal = (maintenanceIntervalMs: number) => walOf({ maintenanceIntervalMs });
     try {
       await expect(openWal(storage, wal(500), metadata)).rejects.toThrow(
         /wal.maintenanceIntervalMs: 0 \(off\) or at least 1000/,
@@ -74,16 +77,10 @@ describe('start-time checks', () => {
   it('passes every WAL setting to the log, with the block size of the storage mode unless one is set', async () => {
     await using dir = await makeTempDir('wal-settings');
     const metadata = await FileMetadataStore.open({});
-    const storage = Value.Default(StorageSchema, {
-      mode: 'local',
-      localDir: join(dir.path, 'wal'),
-    }) as Static<typeof StorageSchema>;
-    const wal = (settings: Partial<Static<typeof WalSchema>>): Static<typeof WalSchema> =>
-      Value.Default(WalSchema, settings) as Static<typeof WalSchema>;
+    const storage = storageOf({ mode: 'local', localDir: join(dir.path, 'wal') });
+    const wal = walOf;
     try {
-      const noBucket = Value.Default(StorageSchema, { mode: 'object' }) as Static<
-        typeof StorageSchema
-      >;
+      const noBucket = storageOf({ mode: 'object' });
       await expect(openWal(noBucket, wal({}), metadata)).rejects.toThrow(ConfigError);
       await expect(openWal(noBucket, wal({}), metadata)).rejects.toThrow(
         /storage.s3.bucket: required when storage.mode is object/,
