@@ -6,6 +6,7 @@ export {
   createHistogram,
   createObservableCounter,
   createObservableGauge,
+  createObservableUpDownCounter,
   createUpDownCounter,
   METRICS,
   prometheusName,

@@ -4,6 +4,7 @@ import type {
   Meter,
   ObservableCounter,
   ObservableGauge,
+  ObservableUpDownCounter,
   UpDownCounter,
 } from '@opentelemetry/api';
 
@@ -256,6 +257,20 @@ export function createUpDownCounter(
   def: KindOf<MetricDefinition, 'updowncounter'>,
 ): UpDownCounter {
   return meter.createUpDownCounter(def.name, { unit: def.unit, description: def.description });
+}
+
+/**
+ * An observable up-down counter for an `updowncounter` entry of {@link METRICS}: the callback
+ * reports the current value at collection time, so a hot path only moves a plain number.
+ */
+export function createObservableUpDownCounter(
+  meter: Meter,
+  def: KindOf<MetricDefinition, 'updowncounter'>,
+): ObservableUpDownCounter {
+  return meter.createObservableUpDownCounter(def.name, {
+    unit: def.unit,
+    description: def.description,
+  });
 }
 
 /** A histogram for a `histogram` entry of {@link METRICS}, with its bucket boundaries. */

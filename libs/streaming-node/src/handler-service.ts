@@ -250,7 +250,7 @@ function serveProducer(
           const target = wal;
           const channel = telemetry.channel(target.name);
           const receivedAt = performance.now();
-          telemetry.produceInflight.add(messages.length, channel.attrs);
+          channel.produceInflight += messages.length;
           let frameBytes = 0;
           for (const m of messages) frameBytes += m.message?.payload.byteLength ?? 0;
           // Backpressure: stop reading the stream until answers catch up.
@@ -276,7 +276,7 @@ function serveProducer(
           pending = pending.then(async () => {
             const results = await outcomes;
             countResults(channel, messages, results);
-            telemetry.produceInflight.add(-messages.length, channel.attrs);
+            channel.produceInflight -= messages.length;
             telemetry.produceDuration.record(performance.now() - receivedAt, channel.attrs);
             if (span.isRecording()) {
               if (results.some((x) => x.outcome?.$case === 'error'))

@@ -13,6 +13,7 @@ import {
   createHistogram,
   createObservableCounter,
   createObservableGauge,
+  createObservableUpDownCounter,
   createUpDownCounter,
   METRICS,
   SCOPES,
@@ -29,6 +30,8 @@ export interface ChannelCounters {
   readonly attrs: Attributes;
   producedOk: number;
   producedBytes: number;
+  /** Messages received on produce streams and not answered yet. */
+  produceInflight: number;
   /** Failed produces by error code. */
   readonly produceErrors: Map<string, number>;
   consumed: number;
@@ -46,7 +49,6 @@ export interface ChannelCounters {
 export class NodeTelemetry {
   readonly tracer: Tracer;
   readonly produceDuration: Histogram;
-  readonly produceInflight: UpDownCounter;
   readonly producersConnected: UpDownCounter;
   readonly consumersConnected: UpDownCounter;
   // One entry per pchannel ever served here; bounded by the cluster's pchannel count.
@@ -59,11 +61,11 @@ export class NodeTelemetry {
     this.meter = metrics.getMeter(SCOPES.node);
     this.tracer = trace.getTracer(SCOPES.node);
     this.produceDuration = createHistogram(this.meter, METRICS.produceDuration);
-    this.produceInflight = createUpDownCounter(this.meter, METRICS.produceInflight);
     this.producersConnected = createUpDownCounter(this.meter, METRICS.producersConnected);
     this.consumersConnected = createUpDownCounter(this.meter, METRICS.consumersConnected);
     const produceMessages = createObservableCounter(this.meter, METRICS.produceMessages);
     const produceBytes = createObservableCounter(this.meter, METRICS.produceBytes);
+    const produceInflight = createObservableUpDownCounter(this.meter, METRICS.produceInflight);
     const consumeMessages = createObservableCounter(this.meter, METRICS.consumeMessages);
     const consumeBytes = createObservableCounter(this.meter, METRICS.consumeBytes);
     const timeTickLag = createObservableGauge(this.meter, METRICS.timeTickLag);
@@ -71,6 +73,7 @@ export class NodeTelemetry {
     this.observables = [
       produceMessages,
       produceBytes,
+      produceInflight,
       consumeMessages,
       consumeBytes,
       timeTickLag,
@@ -82,6 +85,7 @@ export class NodeTelemetry {
         for (const [outcome, n] of c.produceErrors)
           result.observe(produceMessages, n, { pchannel, outcome });
         result.observe(produceBytes, c.producedBytes, c.attrs);
+        result.observe(produceInflight, c.produceInflight, c.attrs);
         result.observe(consumeMessages, c.consumed, c.attrs);
         result.observe(consumeBytes, c.consumedBytes, c.attrs);
       }
@@ -105,6 +109,7 @@ export class NodeTelemetry {
         attrs: { pchannel },
         producedOk: 0,
         producedBytes: 0,
+        produceInflight: 0,
         produceErrors: new Map(),
         consumed: 0,
         consumedBytes: 0,
