@@ -108,6 +108,12 @@ const fromWire = (id: MessageID): LogPosition => {
 // Links per produce span: enough to follow the producers of a batch, bounded for large ones.
 const MAX_PRODUCE_LINKS = 32;
 
+/**
+ * The most results one response carries when answers of several frames are sent together
+ * (about 40 bytes each: far below any receive limit). The produce window bounds how many wait.
+ */
+const MAX_RESULTS_PER_RESPONSE = 1024;
+
 /** What a consumer gets: the producer's properties, including its trace context (`_tp`, `_ts`). */
 function userProperties(all: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
@@ -207,8 +213,39 @@ function serveProducer(
     counters.producers -= 1;
     counters = undefined;
   };
+  // Answers of frames that complete in the same turn go out as one `results` frame: the client
+  // matches results to requests by id, so one response may answer several produce frames. One
+  // response per group commit instead of one per frame saves both sides most of the per-message
+  // gRPC work when messages are large and frames small. Bounded by the produce window.
+  let unsent: ProduceResult[] = [];
+  let isAnswerQueued = false;
+  const sendAnswers = (): void => {
+    isAnswerQueued = false;
+    if (isEnded || unsent.length === 0) {
+      unsent = [];
+      return;
+    }
+    for (let i = 0; i < unsent.length; i += MAX_RESULTS_PER_RESPONSE) {
+      const results = unsent.slice(i, i + MAX_RESULTS_PER_RESPONSE);
+      call.write(
+        results.length === 1
+          ? { response: { $case: 'result', result: results[0] as ProduceResult } }
+          : { response: { $case: 'results', results: { results } } },
+      );
+    }
+    unsent = [];
+  };
+  const answer = (results: readonly ProduceResult[]): void => {
+    for (const result of results) unsent.push(result);
+    if (isAnswerQueued) return;
+    isAnswerQueued = true;
+    // After the microtasks of this turn: every frame whose outcome is known by then joins.
+    process.nextTick(sendAnswers);
+  };
   const end = (closed?: StreamingError): void => {
     if (isEnded) return;
+    // Results before `closed`: the client learns what was acknowledged first.
+    sendAnswers();
     isEnded = true;
     disconnect();
     call.write({ response: { $case: 'closed', closed: { error: closed?.toProto() } } });
@@ -284,13 +321,7 @@ function serveProducer(
               span.end();
             }
             const resume = produceWindow.release(messages.length, frameBytes);
-            if (!isEnded) {
-              call.write(
-                r.$case === 'produce'
-                  ? { response: { $case: 'result', result: results[0] as ProduceResult } }
-                  : { response: { $case: 'results', results: { results } } },
-              );
-            }
+            if (!isEnded) answer(results);
             if (resume) call.resume();
             maybeFinish();
           });
@@ -304,6 +335,7 @@ function serveProducer(
           throw new StreamingError('INVALID_ARGUMENT', badFrame(req, 'produce'));
       }
     } catch (err) {
+      sendAnswers();
       isEnded = true;
       disconnect();
       fail(call, err);

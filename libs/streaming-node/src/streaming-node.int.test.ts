@@ -23,6 +23,14 @@ import { StreamingNode } from './streaming-node.js';
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
+/** The produce results a response carries: one (`result`) or several (`results`). */
+function answers(frame: ProduceResponse): ProduceResult[] {
+  const r = frame.response;
+  if (r?.$case === 'result') return [r.result];
+  if (r?.$case === 'results') return r.results.results;
+  return [];
+}
+
 /** Collects the frames of a bidi call and the error that ended it. */
 function collect<Req, Res>(call: ClientDuplexStream<Req, Res>) {
   const frames: Res[] = [];
@@ -82,8 +90,8 @@ describe('streaming node', () => {
         });
         return requestId;
       },
-      results: () =>
-        state.frames.flatMap((f) => (f.response?.$case === 'result' ? [f.response.result] : [])),
+      // One response may answer several frames (`results`), a lone one comes as `result`.
+      results: () => state.frames.flatMap((f) => answers(f)),
     };
   }
 
@@ -193,8 +201,7 @@ describe('streaming node', () => {
           },
         });
       }
-      const results = (): ProduceResult[] =>
-        state.frames.flatMap((f) => (f.response?.$case === 'result' ? [f.response.result] : []));
+      const results = (): ProduceResult[] => state.frames.flatMap((f) => answers(f));
       await waitFor(() => results().length === count, { timeoutMs: 20_000 });
       expect(results().map((r) => [r.requestId, r.outcome?.$case])).toEqual(
         Array.from({ length: count }, (_, i) => [BigInt(i + 1), 'success']),
@@ -331,6 +338,33 @@ describe('streaming node', () => {
     await waitFor(() => c.messages().length === 2, { timeoutMs: 10_000 });
     expect(c.messages().map((m) => dec.decode(m.payload))).toEqual(['one', 'three']);
     p.call.end();
+  });
+
+  it('answers frames whose appends complete together with one response, in request order', async () => {
+    await assign('wal-0007', 1);
+    const p = producer('wal-0007', 1);
+    // Register the vchannel first, so the burst below goes through one group commit path.
+    p.send('burst', 'first');
+    await waitFor(() => p.results().length === 1, { timeoutMs: 10_000 });
+    const count = 50;
+    for (let i = 0; i < count; i++) p.send('burst', `m${i}`);
+    await waitFor(() => p.results().length === count + 1, { timeoutMs: 10_000 });
+    const results = p.results();
+    expect(results.map((r) => [r.requestId, r.outcome?.$case])).toEqual(
+      Array.from({ length: count + 1 }, (_, i) => [BigInt(i + 1), 'success']),
+    );
+    // One response per frame would be 50; frames appended in the same turn share one.
+    const responses = p.frames.filter((f) => answers(f).length > 0).length - 1;
+    expect(responses).toBeLessThan(count);
+    const c = consumer('wal-0007', 1, 'burst');
+    await waitFor(() => c.messages().length === count + 1, { timeoutMs: 10_000 });
+    expect(c.messages().map((m) => dec.decode(m.payload))).toEqual([
+      'first',
+      ...Array.from({ length: count }, (_, i) => `m${i}`),
+    ]);
+    p.call.end();
+    c.call.write({ request: { $case: 'close', close: {} } });
+    await waitFor(() => c.frames.some((f) => f.response?.$case === 'closed'), { timeoutMs: 5_000 });
   });
 
   it('answers a frame of acceptable messages of known vchannels in order: consecutive ids, rising ticks, delivered per vchannel', async () => {

@@ -203,7 +203,7 @@ export interface ProduceRequest {
     $case: "close";
     close: CloseProducer;
   } | //
-  /** Many messages in one frame; answered by one `results` frame, in the same order. */
+  /** Many messages in one frame; answered in the same order (see ProduceResponse). */
   { $case: "produceBatch"; produceBatch: ProduceBatch } | undefined;
 }
 
@@ -230,7 +230,10 @@ export interface ProduceResponse {
     $case: "closed";
     closed: ProducerClosed;
   } | //
-  /** The results of one `produce_batch`, in its order. */
+  /**
+   * Results in request order: of one `produce_batch`, or of several frames whose appends
+   * completed together (the node sends them in one response). Match them by request_id.
+   */
   { $case: "results"; results: ProduceResults } | undefined;
 }
 
