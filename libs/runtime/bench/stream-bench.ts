@@ -247,7 +247,7 @@ function childCpuSeconds(pid: number | undefined): number | undefined {
 async function withCpu<T extends { mbps: number; seconds: number }>(
   pid: number | undefined,
   work: () => Promise<T>,
-): Promise<T & { cpuMsPerMiB: number }> {
+): Promise<T & { cpuMsPerMiB: number; serverMsPerMiB: number }> {
   const child0 = childCpuSeconds(pid);
   const own0 = process.cpuUsage();
   const result = await work();
@@ -257,7 +257,11 @@ async function withCpu<T extends { mbps: number; seconds: number }>(
     pid === undefined ? 0 : child0 === undefined || child1 === undefined ? NaN : child1 - child0;
   const cpuSeconds = (own.user + own.system) / 1e6 + childSeconds;
   const mib = result.mbps * result.seconds;
-  return { ...result, cpuMsPerMiB: (cpuSeconds * 1000) / mib };
+  return {
+    ...result,
+    cpuMsPerMiB: (cpuSeconds * 1000) / mib,
+    serverMsPerMiB: (childSeconds * 1000) / mib,
+  };
 }
 
 // --- the streaming path ----------------------------------------------------------------------
@@ -472,9 +476,9 @@ async function measure(name: string, target: Target, workDir: string): Promise<s
   try {
     progress(`${name}: warm-up`);
     await pipelined(client, runs('big') ? 64 * KiB : KiB, 64, 1);
-    let rawBig = { perSec: 0, mbps: 0, cpuMsPerMiB: NaN };
+    let rawBig = { perSec: 0, mbps: 0, cpuMsPerMiB: NaN, serverMsPerMiB: NaN };
     let rawBigDisk = { mbps: 0 };
-    let big = { perSec: 0, mbps: 0, cpuMsPerMiB: NaN };
+    let big = { perSec: 0, mbps: 0, cpuMsPerMiB: NaN, serverMsPerMiB: NaN };
     let raw1k = { perSec: 0, mbps: 0 };
     let small = { perSec: 0, mbps: 0 };
     let batched = { perSec: 0, mbps: 0 };
@@ -524,8 +528,8 @@ async function measure(name: string, target: Target, workDir: string): Promise<s
       // Lower is better: the echo's figure over ours is the throughput ratio two busy cores allow.
       rows.push([
         label('CPU per MiB, client + server (ms)'),
-        fmt(big.cpuMsPerMiB, 2),
-        `${fmt(rawBig.cpuMsPerMiB, 2)} raw bidi echo`,
+        `${fmt(big.cpuMsPerMiB, 2)} (${fmt(big.serverMsPerMiB, 2)} server)`,
+        `${fmt(rawBig.cpuMsPerMiB, 2)} (${fmt(rawBig.serverMsPerMiB, 2)} server) echo`,
         fmt(rawBig.cpuMsPerMiB / big.cpuMsPerMiB, 2),
         '-',
       ]);
