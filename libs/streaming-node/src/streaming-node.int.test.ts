@@ -257,6 +257,37 @@ describe('streaming node', () => {
     );
   });
 
+  it('stops reporting a channel whose WAL was fenced by another writer, and refuses streams on it', async () => {
+    const status = () =>
+      new Promise<CollectStatusResponse>((resolve, reject) =>
+        manager.collectStatus({}, (err, res) => (err ? reject(err) : resolve(res))),
+      );
+    await assign('wal-0008', 1);
+    const p = producer('wal-0008', 1);
+    p.send('v', 'before');
+    await waitFor(() => p.results().length === 1, { timeoutMs: 10_000 });
+    expect((await status()).channels.map((c) => c.pchannel?.name)).toEqual(['wal-0008']);
+    // Another writer of the same log fences the node's: its next append fails and the WAL closes.
+    const log = await wal.openLog('wal-0008');
+    const other = await log.openWriter();
+    p.send('v', 'after');
+    await waitFor(() => p.results().length === 2, { timeoutMs: 10_000 });
+    expect(p.results()[1]?.outcome).toMatchObject({ $case: 'error' });
+    await waitFor(async () => (await status()).channels.length === 0, {
+      timeoutMs: 10_000,
+      description: 'the fenced channel no longer reported',
+    });
+    const late = producer('wal-0008', 1);
+    await waitFor(() => late.error() !== undefined, { timeoutMs: 5_000 });
+    expect(fromServiceError(late.error())).toMatchObject({ code: 'CHANNEL_NOT_EXIST' });
+    // The coordinator re-places it with a new term: the node opens it again.
+    await other.close();
+    await assign('wal-0008', 2);
+    expect((await status()).channels.map((c) => [c.pchannel?.name, c.pchannel?.term])).toEqual([
+      ['wal-0008', 2n],
+    ]);
+  });
+
   it('acknowledges produces in order with growing time ticks and delivers one vchannel in order with time ticks', async () => {
     await assign('wal-0000', 1);
     const p = producer('wal-0000', 1);

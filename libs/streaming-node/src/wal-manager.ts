@@ -226,13 +226,21 @@ export class WalManager {
           l.error = undefined;
           this.log.info('pchannel WAL opened', { pchannel: name, term: expected.term });
           wal.onClose((reason) => {
-            // Fenced by a newer owner (or the writer failed): the coordinator re-places it.
-            if (reason.code === 'CHANNEL_FENCED')
-              this.log.info('pchannel WAL fenced', {
-                pchannel: name,
-                term: expected.term,
-                reason: reason.message,
-              });
+            // Closed by drive (Remove, a newer term, stop): drive keeps the state itself.
+            if (l.wal !== wal) return;
+            // Closed by itself: fenced by a newer owner or its writer failed. The channel is no
+            // longer open here (CollectStatus stops listing it, streams get CHANNEL_NOT_EXIST),
+            // as after a failed open of this term; the coordinator re-places it with a new term.
+            this.log.info('pchannel WAL closed by itself', {
+              pchannel: name,
+              term: expected.term,
+              reason: reason.message,
+            });
+            l.wal = undefined;
+            l.current = { term: expected.term, available: false };
+            l.error = reason;
+            if (l.expected.term === expected.term && l.expected.available) l.expected = l.current;
+            this.notify(l);
           });
         }
       } catch (err) {
