@@ -167,6 +167,14 @@ export const METRICS = {
     attributes: [],
     description: 'pchannel moves (new terms) a balance round started',
   },
+  channelsNotHeld: {
+    name: 'woodstream.coordinator.channels.not_held',
+    unit: '{channel}',
+    kind: 'counter',
+    attributes: [],
+    description:
+      'ASSIGNED pchannels a node did not report holding (CollectStatus), marked UNAVAILABLE to be re-placed',
+  },
   // --- WAL (woodpecker) -----------------------------------------------------------------------
   walAppendDuration: {
     name: 'woodpecker.append.duration',

@@ -22,6 +22,8 @@ export interface CoordinatorView {
 export interface CoordinatorTelemetry {
   /** One balance round: how long planning and starting its tasks took, and how many moves. */
   recordBalanceRound(durationMs: number, moves: number): void;
+  /** A channel ASSIGNED to a node that did not report holding it. */
+  recordChannelNotHeld(): void;
   /** Detaches the gauges' callback (on stop). */
   close(): void;
 }
@@ -36,6 +38,7 @@ export function createCoordinatorTelemetry(view: CoordinatorView): CoordinatorTe
   const rounds = createCounter(meter, METRICS.balanceRounds);
   const duration = createHistogram(meter, METRICS.balanceDuration);
   const moves = createCounter(meter, METRICS.channelMoves);
+  const notHeld = createCounter(meter, METRICS.channelsNotHeld);
   const active = createObservableGauge(meter, METRICS.coordinatorActive);
   const version = createObservableGauge(meter, METRICS.assignmentVersion);
   const nodes = createObservableGauge(meter, METRICS.coordinatorNodes);
@@ -61,6 +64,9 @@ export function createCoordinatorTelemetry(view: CoordinatorView): CoordinatorTe
       rounds.add(1);
       duration.record(durationMs);
       if (moveCount > 0) moves.add(moveCount);
+    },
+    recordChannelNotHeld() {
+      notHeld.add(1);
     },
     close() {
       meter.removeBatchObservableCallback(callback, observables);

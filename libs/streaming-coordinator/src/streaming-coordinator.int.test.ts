@@ -174,6 +174,33 @@ describe('StreamingCoordinator', () => {
     expect(b.node.held.size).toBe(6);
   });
 
+  it('re-places a channel its node no longer holds (CollectStatus), leaving the others alone', async () => {
+    const store = await openStore();
+    const a = await addNode(store, 1);
+    const b = await addNode(store, 2);
+    const coordinator = await startCoordinator(store);
+    const before = await waitFor(() => allAssigned(coordinator), WAIT);
+    const lost = before.find((c) => c.nodeId === 1)!;
+    // The node's WAL of that channel failed: it stops reporting it, nobody told the coordinator.
+    a.node.held.delete(lost.name);
+    const after = await waitFor(
+      () => allAssigned(coordinator, (c) => c.name !== lost.name || c.term > lost.term),
+      WAIT,
+    );
+    const replaced = after.find((c) => c.name === lost.name)!;
+    expect(replaced.term).toBeGreaterThan(lost.term);
+    const owner = replaced.nodeId === 1 ? a.node : b.node;
+    expect(owner.held.get(lost.name)).toBe(replaced.term);
+    for (const channel of before) {
+      if (channel.name === lost.name) continue;
+      expect(after.find((c) => c.name === channel.name)).toMatchObject({
+        term: channel.term,
+        nodeId: channel.nodeId,
+      });
+    }
+    expect((await readMeta(store, lost.name)).term).toBe(replaced.term);
+  });
+
   it('drains a stopping node: Remove on it before Assign elsewhere', async () => {
     const store = await openStore();
     const a = await addNode(store, 1);

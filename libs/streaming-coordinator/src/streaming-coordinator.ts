@@ -23,6 +23,7 @@ import {
   type NodeCallOptions,
   type NodeManagerClient,
   type NodeManagerClientFactory,
+  type NodeStatus,
 } from './node-manager-client.js';
 import {
   beginAssign,
@@ -223,6 +224,7 @@ export class StreamingCoordinator {
   /** Explicit moves started here (bounded by `maxOperations`); not persisted. */
   private readonly operations: MoveOperationRegistry;
   private balanceScheduled = false;
+  private isAuditing = false;
   private tickTimer: NodeJS.Timeout | undefined;
   private campaigning = false;
   private campaignAgain = false;
@@ -898,8 +900,69 @@ export class StreamingCoordinator {
   // Leadership
 
   private tick(): void {
-    if (this.role === 'ACTIVE') this.balanceRound();
-    else if (this.role === 'STANDBY' && this.leaderKv === undefined) void this.campaign();
+    if (this.role === 'ACTIVE') {
+      this.balanceRound();
+      void this.auditNodes();
+    } else if (this.role === 'STANDBY' && this.leaderKv === undefined) void this.campaign();
+  }
+
+  /**
+   * Asks every live node which channels it holds (CollectStatus) and re-places each channel that
+   * is ASSIGNED to a node that does not hold it at that term: its WAL failed or was fenced, or
+   * the node restarted under the same id. Without this, such a channel waits until a client
+   * tries it and reports. Nodes are asked in parallel, each on its own: one that does not answer
+   * delays nothing (its session decides whether it is alive). One audit runs at a time.
+   */
+  private async auditNodes(): Promise<void> {
+    if (this.role !== 'ACTIVE' || this.isAuditing) return;
+    this.isAuditing = true;
+    const signal = this.activeSignal();
+    const timeoutMs = this.options.operationTimeoutMs;
+    try {
+      await Promise.all(
+        [...this.nodes].map(async ([nodeId, node]) => {
+          if (node.session.stopping) return; // being drained by the balance rounds
+          const askedAtMs = Date.now();
+          let status: NodeStatus;
+          try {
+            status = await this.clients.get(node.session.address).collectStatus({
+              signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+              deadline: askedAtMs + timeoutMs,
+            });
+          } catch (err) {
+            if (!signal.aborted)
+              this.log.debug('node status not collected', { nodeId, error: errorMessage(err) });
+            return;
+          }
+          const held = new Map(status.channels.map((c) => [c.name, c.term]));
+          for (const [name, { meta }] of this.metas) {
+            if (meta.state !== 'ASSIGNED' || meta.nodeId !== nodeId || this.tasks.has(name))
+              continue;
+            // Assigned since the question was asked: the answer may predate the assignment.
+            if (meta.lastAssignedAtMs === null || meta.lastAssignedAtMs >= askedAtMs) continue;
+            if (held.get(name) === meta.term) continue;
+            this.log.warn('node does not hold its channel; re-placing it', {
+              pchannel: name,
+              nodeId,
+              term: meta.term,
+              heldTerm: held.get(name) ?? null,
+            });
+            this.telemetry.recordChannelNotHeld();
+            try {
+              await this.reportChannelError(name, meta.term, { signal });
+            } catch (err) {
+              if (signal.aborted) return;
+              this.log.warn('could not mark the channel unavailable', {
+                pchannel: name,
+                error: errorMessage(err),
+              });
+            }
+          }
+        }),
+      );
+    } finally {
+      this.isAuditing = false;
+    }
   }
 
   /**
