@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { PROP } from '@woodstream/streaming';
+import { PROP, StreamingError } from '@woodstream/streaming';
 import { makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
 import {
   comparePositions,
@@ -86,6 +86,34 @@ describe('time ticks of a channel WAL', () => {
       expect(BigInt(after?.properties?.[PROP.timeTick] ?? '0')).toBeGreaterThan(second.timeTick);
     } finally {
       await reader.close();
+    }
+  });
+
+  it('gives up opening when its signal aborts while storage holds the first time tick', async () => {
+    const options = { maxMessageBytes: 1024, timeTickIntervalMs: 20, maxVChannelsPerPChannel: 16 };
+    gated.close();
+    const uploads = gated.puts();
+    const superseded = new AbortController();
+    const opening = ChannelWal.open(wal, metadata, 'wal-0001', 1, options, superseded.signal);
+    const outcome = opening.then(
+      () => 'opened',
+      (err: unknown) => err,
+    );
+    // The first tick's block upload is held at the gate: the open cannot finish on its own.
+    await waitFor(() => gated.puts() > uploads, {
+      timeoutMs: 10_000,
+      description: 'the first tick uploading',
+    });
+    superseded.abort(new StreamingError('IGNORED_OPERATION', 'superseded by term 2'));
+    expect(await outcome).toMatchObject({ code: 'IGNORED_OPERATION' });
+    // Storage answers again: the newer term opens, with a tick above everything before it.
+    gated.open();
+    const next = await ChannelWal.open(wal, metadata, 'wal-0001', 2, options);
+    try {
+      const before = next.currentTick;
+      expect((await next.append('v', new Uint8Array([1]), {})).timeTick).toBeGreaterThan(before);
+    } finally {
+      await next.close();
     }
   });
 

@@ -1,4 +1,4 @@
-import { assert } from '@woodstream/common';
+import { abortable, assert } from '@woodstream/common';
 import { isTraceProperty } from '@woodstream/observability';
 import {
   PROP,
@@ -136,17 +136,26 @@ export class ChannelWal {
       ]);
       const ticks = new TimeTickAllocator(floor);
       const tick = ticks.next();
-      const position = await writer.append(new Uint8Array(0), {
-        properties: {
-          [PROP.timeTick]: tick.toString(),
-          [PROP.type]: 'tick',
-          [PROP.term]: String(term),
-        },
-        ...(signal ? { signal } : {}),
-      });
+      // A writer cannot withdraw an entry it is writing: on storage that does not answer, this
+      // append never settles. An open that a newer Assign or Remove superseded must give way
+      // anyway, or the channel's transitions wait behind it for as long as storage hangs.
+      const position = await abortable(
+        writer.append(new Uint8Array(0), {
+          properties: {
+            [PROP.timeTick]: tick.toString(),
+            [PROP.type]: 'tick',
+            [PROP.term]: String(term),
+          },
+          ...(signal ? { signal } : {}),
+        }),
+        signal,
+      );
       return new ChannelWal(name, term, log, writer, vchannels, floor, { tick, position }, options);
     } catch (err) {
-      await writer.close().catch(() => undefined);
+      // Closing waits for what the writer is writing: after an abort, possibly forever. The
+      // writer is released in the background then; a newer owner's writer fences it anyway.
+      const closed = writer.close().catch(() => undefined);
+      if (signal?.aborted !== true) await closed;
       throw err;
     }
   }
