@@ -333,7 +333,8 @@ export class ResumableProducer {
   /**
    * Writes queued appends, in seq order, to the open stream: one `produce_batch` frame for
    * everything ready (bounded by MAX_BATCH_MESSAGES / MAX_BATCH_BYTES), which the node answers
-   * with one `results` frame — far fewer frames than one per message.
+   * in order, in `results` frames that may cover several produce frames — far fewer frames
+   * than one per message.
    */
   private flush(): void {
     const s = this.session;
