@@ -106,8 +106,7 @@ export class StreamingClient {
    * may still be stored when it was already sent).
    */
   async append(message: AppendMessage, options: CallOptions = {}): Promise<AppendResult> {
-    const [result] = await this.appendBatch([message], options);
-    return result as AppendResult;
+    return this.traced(1, (traceContext) => this.appendOne(message, options, traceContext));
   }
 
   /**
@@ -120,13 +119,24 @@ export class StreamingClient {
     messages: readonly AppendMessage[],
     options: CallOptions = {},
   ): Promise<AppendResult[]> {
-    // One producer span per call; its context goes into every message so that readers can link
-    // their processing to it.
+    return this.traced(messages.length, (traceContext) =>
+      this.appendTraced(messages, options, traceContext),
+    );
+  }
+
+  /**
+   * Runs `append` in one producer span per call (when tracing records); its context goes into
+   * every message so that readers can link their processing to it.
+   */
+  private async traced<T>(
+    messageCount: number,
+    append: (traceContext: Context | undefined) => Promise<T>,
+  ): Promise<T> {
     const span = tracer.startSpan(SPANS.clientProduce.name, { kind: SpanKind.PRODUCER });
-    if (!span.isRecording()) return this.appendTraced(messages, options, undefined);
-    span.setAttribute('messaging.batch.message_count', messages.length);
+    if (!span.isRecording()) return append(undefined);
+    span.setAttribute('messaging.batch.message_count', messageCount);
     try {
-      return await this.appendTraced(messages, options, trace.setSpan(context.active(), span));
+      return await append(trace.setSpan(context.active(), span));
     } catch (err) {
       span.setStatus({
         code: SpanStatusCode.ERROR,
@@ -136,6 +146,27 @@ export class StreamingClient {
     } finally {
       span.end();
     }
+  }
+
+  /** One message: {@link appendTraced} without the grouping by pchannel (the common call). */
+  private async appendOne(
+    message: AppendMessage,
+    options: CallOptions,
+    traceContext: Context | undefined,
+  ): Promise<AppendResult> {
+    if (this.isClosing) throw closedError();
+    options.signal?.throwIfAborted();
+    const snapshot = this.watcher.current;
+    if (snapshot === undefined) throw closedError(); // connect() guarantees one
+    const pchannel = snapshot.pchannelFor(
+      validateChannelName(message.vchannel, 'vchannel'),
+      message.pchannel,
+    );
+    const [result] = await this.producer(pchannel).append(
+      [toWire(message, traceContext)],
+      options.signal,
+    );
+    return result as Promise<AppendResult>;
   }
 
   private async appendTraced(
