@@ -298,7 +298,7 @@ const CoordinatorFields = {
     default: 5000,
     minimum: 100,
     maximum: 3600000,
-    description: 'Balance round timer',
+    description: 'Balance round timer; each tick also asks every node which channels it holds',
   }),
   moveCooldownMs: Type.Integer({
     default: 30000,
