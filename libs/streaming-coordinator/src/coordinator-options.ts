@@ -15,7 +15,7 @@ export interface CoordinatorOptions {
   pchannelPrefix?: string;
   /** TTL of this coordinator's leader lease: a crashed leader is replaced after about this long. @default 10000 (min 1000, max 300000) */
   sessionTtlMs?: number;
-  /** Period of the balance timer; node changes, reports and admin calls trigger rounds earlier. @default 5000 (min 10, max 3600000) */
+  /** Period of the balance timer; node changes, reports and admin calls trigger rounds earlier. Each tick also asks every node which channels it holds. @default 5000 (min 10, max 3600000) */
   balanceIntervalMs?: number;
   /** A channel moved within this long is not moved again by rebalancing (explicit moves ignore it). @default 30000 (min 0, max 86400000) */
   moveCooldownMs?: number;
