@@ -71,6 +71,7 @@ const progress = (msg: string): void => void process.stderr.write(`[bench:stream
 const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const fmt = (n: number, d = 1): string => n.toFixed(d);
+const serverShare = (ms: number): string => (Number.isNaN(ms) ? '' : ` (${fmt(ms, 2)} server)`);
 
 // --- raw ceiling: a bidi echo service with identity (de)serialisers ---------------------------
 const echoDef = {
@@ -260,7 +261,8 @@ async function withCpu<T extends { mbps: number; seconds: number }>(
   return {
     ...result,
     cpuMsPerMiB: (cpuSeconds * 1000) / mib,
-    serverMsPerMiB: (childSeconds * 1000) / mib,
+    // One process: the server's share is not separable.
+    serverMsPerMiB: pid === undefined ? NaN : (childSeconds * 1000) / mib,
   };
 }
 
@@ -528,8 +530,8 @@ async function measure(name: string, target: Target, workDir: string): Promise<s
       // Lower is better: the echo's figure over ours is the throughput ratio two busy cores allow.
       rows.push([
         label('CPU per MiB, client + server (ms)'),
-        `${fmt(big.cpuMsPerMiB, 2)} (${fmt(big.serverMsPerMiB, 2)} server)`,
-        `${fmt(rawBig.cpuMsPerMiB, 2)} (${fmt(rawBig.serverMsPerMiB, 2)} server) echo`,
+        `${fmt(big.cpuMsPerMiB, 2)}${serverShare(big.serverMsPerMiB)}`,
+        `${fmt(rawBig.cpuMsPerMiB, 2)}${serverShare(rawBig.serverMsPerMiB)} echo`,
         fmt(rawBig.cpuMsPerMiB / big.cpuMsPerMiB, 2),
         '-',
       ]);
