@@ -141,7 +141,7 @@ export const WalSchema = Type.Object(
       minimum: 0,
       maximum: 1024 * MiB,
       description:
-        'Recently acknowledged bytes per WAL kept in memory for consumers at the live end',
+        'Recently acknowledged bytes per WAL kept in memory for consumers at the live end (only while one reads that WAL)',
     }),
     writerSessionTtlMs: Type.Integer({
       default: 10000,

@@ -21,7 +21,7 @@ export interface WalLimits {
   maxSegmentBlocks: number;
   /** Bytes a reader reads from storage per batch. @default 4 MiB (4 KiB – 256 MiB) */
   readBatchBytes: number;
-  /** Recently acknowledged bytes kept in memory for tail readers. @default 8 MiB (0 – 1 GiB) */
+  /** Recently acknowledged bytes kept in memory for tail readers, while any reader of the log is open in the process. @default 8 MiB (0 – 1 GiB) */
   tailCacheBytes: number;
   /**
    * Least time between two progress publications of a writer (the metadata key that wakes

@@ -68,10 +68,16 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
     const { log, revision } = await readLogMetaAt(ctx, signal);
     // Watch from before anything else is read: a change made after that read always wakes us.
     const releaseWatch = ctx.runtime.remote?.retain(revision) ?? (() => {});
-    try {
-      return new LogReader(ctx, await startPosition(ctx, log, from, signal), signal, releaseWatch);
-    } catch (err) {
+    // Before the start position is read: blocks acknowledged from then on are cached for it.
+    const releaseReader = ctx.runtime.retainReader();
+    const release = (): void => {
       releaseWatch();
+      releaseReader();
+    };
+    try {
+      return new LogReader(ctx, await startPosition(ctx, log, from, signal), signal, release);
+    } catch (err) {
+      release();
       throw err;
     }
   }

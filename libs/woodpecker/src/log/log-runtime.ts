@@ -1,3 +1,4 @@
+import { assert } from '@woodstream/common';
 import type { EntryData } from '../format/codec.js';
 import type { LogPosition } from './position.js';
 
@@ -27,9 +28,15 @@ export class LogRuntime {
   private version = 0;
   private waiters = new Set<() => void>();
   // Invariant: cachedBytes == sum of sizeBytes in recent; cachedBytes <= maxCachedBytes
-  // unless recent holds a single block.
+  // unless recent holds a single block; recent is empty while openReaders == 0.
   private recent: CachedBlock[] = [];
   private cachedBytes = 0;
+  /**
+   * Readers of this log open in this process. The cache is kept only while there is one: in a
+   * process that only writes, it would keep every recent payload alive long enough to reach the
+   * garbage collector's old generation, whose buffers only full collections free.
+   */
+  private openReaders = 0;
 
   /** Wakes this runtime's readers on changes made by writers in other processes. */
   readonly remote: { retain(fromRevision: number): () => void } | undefined;
@@ -75,9 +82,29 @@ export class LogRuntime {
     });
   }
 
-  /** Records an acknowledged block for tail readers. */
+  /**
+   * Counts a reader of this log as open until the returned function is called (once; more calls
+   * do nothing). Blocks acknowledged before the first reader opened are not cached: it reads
+   * them from storage, then the live end from memory.
+   */
+  retainReader(): () => void {
+    this.openReaders += 1;
+    let isReleased = false;
+    return () => {
+      if (isReleased) return;
+      isReleased = true;
+      this.openReaders -= 1;
+      assert(this.openReaders >= 0, 'released no more readers than were retained');
+      if (this.openReaders === 0) {
+        this.recent = [];
+        this.cachedBytes = 0;
+      }
+    };
+  }
+
+  /** Records an acknowledged block for tail readers (while any is open). */
   cacheBlock(block: CachedBlock): void {
-    if (this.maxCachedBytes <= 0) return;
+    if (this.maxCachedBytes <= 0 || this.openReaders === 0) return;
     this.recent.push(block);
     this.cachedBytes += block.sizeBytes;
     while (this.recent.length > 1 && this.cachedBytes > this.maxCachedBytes) {
