@@ -51,6 +51,10 @@ describe('streaming node', () => {
   let manager: InstanceType<typeof ManagerServiceClient>;
   let handler: InstanceType<typeof HandlerServiceClient>;
 
+  const status = (): Promise<CollectStatusResponse> =>
+    new Promise((resolve, reject) =>
+      manager.collectStatus({}, (err, res) => (err ? reject(err) : resolve(res))),
+    );
   const assign = (name: string, term: number): Promise<void> =>
     new Promise((resolve, reject) =>
       manager.assign({ pchannel: { name, term: BigInt(term), accessMode: 1 } }, (err) =>
@@ -227,10 +231,6 @@ describe('streaming node', () => {
   });
 
   it('reports its open channels with their terms, ticks and open streams through CollectStatus', async () => {
-    const status = () =>
-      new Promise<CollectStatusResponse>((resolve, reject) =>
-        manager.collectStatus({}, (err, res) => (err ? reject(err) : resolve(res))),
-      );
     await assign('wal-0000', 2);
     const p = producer('wal-0000', 2);
     const c = consumer('wal-0000', 2, 'v');
@@ -258,10 +258,6 @@ describe('streaming node', () => {
   });
 
   it('stops reporting a channel whose WAL was fenced by another writer, and refuses streams on it', async () => {
-    const status = () =>
-      new Promise<CollectStatusResponse>((resolve, reject) =>
-        manager.collectStatus({}, (err, res) => (err ? reject(err) : resolve(res))),
-      );
     await assign('wal-0008', 1);
     const p = producer('wal-0008', 1);
     p.send('v', 'before');

@@ -54,7 +54,8 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
     private readonly ctx: ReaderContext,
     start: LogPosition,
     signal: AbortSignal | undefined,
-    private readonly releaseWatch: () => void,
+    /** Releases what the open retained: the remote watch and the runtime's reader count. */
+    private readonly release: () => void,
   ) {
     this.position = start;
     this.cursor = { entryId: start.entryId, block: -1 };
@@ -142,7 +143,7 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
     this.isClosed = true;
     this.batch = [];
     this.abort.abort(err ?? new ClosedError('the reader is closed'));
-    this.releaseWatch();
+    this.release();
     this.resolveClosed(err);
   }
 
