@@ -106,7 +106,8 @@ export class StreamingClient {
    * may still be stored when it was already sent).
    */
   async append(message: AppendMessage, options: CallOptions = {}): Promise<AppendResult> {
-    return this.traced(1, (traceContext) => this.appendOne(message, options, traceContext));
+    const [result] = await this.appendBatch([message], options);
+    return result as AppendResult;
   }
 
   /**
@@ -119,24 +120,13 @@ export class StreamingClient {
     messages: readonly AppendMessage[],
     options: CallOptions = {},
   ): Promise<AppendResult[]> {
-    return this.traced(messages.length, (traceContext) =>
-      this.appendTraced(messages, options, traceContext),
-    );
-  }
-
-  /**
-   * Runs `append` in one producer span per call (when tracing records); its context goes into
-   * every message so that readers can link their processing to it.
-   */
-  private async traced<T>(
-    messageCount: number,
-    append: (traceContext: Context | undefined) => Promise<T>,
-  ): Promise<T> {
+    // One producer span per call; its context goes into every message so that readers can link
+    // their processing to it.
     const span = tracer.startSpan(SPANS.clientProduce.name, { kind: SpanKind.PRODUCER });
-    if (!span.isRecording()) return append(undefined);
-    span.setAttribute('messaging.batch.message_count', messageCount);
+    if (!span.isRecording()) return this.appendTraced(messages, options, undefined);
+    span.setAttribute('messaging.batch.message_count', messages.length);
     try {
-      return await append(trace.setSpan(context.active(), span));
+      return await this.appendTraced(messages, options, trace.setSpan(context.active(), span));
     } catch (err) {
       span.setStatus({
         code: SpanStatusCode.ERROR,
@@ -148,27 +138,6 @@ export class StreamingClient {
     }
   }
 
-  /** One message: {@link appendTraced} without the grouping by pchannel (the common call). */
-  private async appendOne(
-    message: AppendMessage,
-    options: CallOptions,
-    traceContext: Context | undefined,
-  ): Promise<AppendResult> {
-    if (this.isClosing) throw closedError();
-    options.signal?.throwIfAborted();
-    const snapshot = this.watcher.current;
-    if (snapshot === undefined) throw closedError(); // connect() guarantees one
-    const pchannel = snapshot.pchannelFor(
-      validateChannelName(message.vchannel, 'vchannel'),
-      message.pchannel,
-    );
-    const [result] = await this.producer(pchannel).append(
-      [toWire(message, traceContext)],
-      options.signal,
-    );
-    return result as Promise<AppendResult>;
-  }
-
   private async appendTraced(
     messages: readonly AppendMessage[],
     options: CallOptions,
@@ -178,12 +147,20 @@ export class StreamingClient {
     options.signal?.throwIfAborted();
     const snapshot = this.watcher.current;
     if (snapshot === undefined) throw closedError(); // connect() guarantees one
+    const pchannelOf = (m: AppendMessage): string =>
+      snapshot.pchannelFor(validateChannelName(m.vchannel, 'vchannel'), m.pchannel);
+    if (messages.length === 1) {
+      // The common call (`append`): one producer, no grouping by pchannel.
+      const m = messages[0] as AppendMessage;
+      const [result] = await this.producer(pchannelOf(m)).append(
+        [toWire(m, traceContext)],
+        options.signal,
+      );
+      return [await (result as Promise<AppendResult>)];
+    }
     const byPChannel = new Map<string, { indexes: number[]; wire: WireMessage[] }>();
     messages.forEach((m, i) => {
-      const pchannel = snapshot.pchannelFor(
-        validateChannelName(m.vchannel, 'vchannel'),
-        m.pchannel,
-      );
+      const pchannel = pchannelOf(m);
       let group = byPChannel.get(pchannel);
       if (group === undefined) byPChannel.set(pchannel, (group = { indexes: [], wire: [] }));
       group.indexes.push(i);

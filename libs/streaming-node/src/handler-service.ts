@@ -221,19 +221,17 @@ function serveProducer(
   let isAnswerQueued = false;
   const sendAnswers = (): void => {
     isAnswerQueued = false;
-    if (isEnded || unsent.length === 0) {
-      unsent = [];
-      return;
-    }
-    for (let i = 0; i < unsent.length; i += MAX_RESULTS_PER_RESPONSE) {
-      const results = unsent.slice(i, i + MAX_RESULTS_PER_RESPONSE);
+    const all = unsent;
+    unsent = [];
+    if (isEnded) return;
+    for (let i = 0; i < all.length; i += MAX_RESULTS_PER_RESPONSE) {
+      const results = all.slice(i, i + MAX_RESULTS_PER_RESPONSE);
       call.write(
         results.length === 1
           ? { response: { $case: 'result', result: results[0] as ProduceResult } }
           : { response: { $case: 'results', results: { results } } },
       );
     }
-    unsent = [];
   };
   const answer = (results: readonly ProduceResult[]): void => {
     for (const result of results) unsent.push(result);
