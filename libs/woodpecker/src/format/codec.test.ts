@@ -86,6 +86,32 @@ describe('block codec (format v1)', () => {
     expect(Buffer.concat(parts).equals(bytes)).toBe(true);
   });
 
+  it('gives a record with an empty payload the same checksum whatever buffer the payload views', () => {
+    // An empty view of a zero-length buffer has no storage; zlib's CRC read it as 0.
+    const empties = [
+      new Uint8Array(0),
+      new Uint8Array(new ArrayBuffer(0)),
+      enc.encode(''),
+      new Uint8Array(0).subarray(0),
+      Buffer.alloc(8).subarray(3, 3),
+    ];
+    const whole = encodeRecord({ payload: new Uint8Array(0), properties: { k: 'v' } });
+    for (const payload of empties) {
+      expect(encodeRecordHead({ payload, properties: { k: 'v' } }).equals(whole)).toBe(true);
+      const block = encodeBlockHeader({
+        segmentId: 1,
+        firstEntryId: 0,
+        epoch: 1,
+        records: [encodeRecordHead({ payload })],
+        recordsBytes: encodeRecord({ payload }).byteLength,
+      });
+      const bytes = Buffer.concat([block, encodeRecordHead({ payload })]);
+      expect(decodeWholeBlock(bytes, 'empty payload').entries).toEqual([
+        { payload: new Uint8Array(0) },
+      ]);
+    }
+  });
+
   it('computes the 8-byte CRC-32 step like zlib, at any offset and from any running value', () => {
     let x = 7;
     const next = (): number => (x = (x * 1103515245 + 12345) % 2 ** 31);

@@ -1,6 +1,6 @@
-import { crc32 } from 'node:zlib';
 import { assert } from '@woodstream/common';
 import { CorruptDataError } from '../errors.js';
+import { crc32 } from './crc32.js';
 
 // Binary layout of blocks and entry records. FORMAT.md is the normative description; keep
 // the two in step and add golden fixtures for every new version.

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { abortable, assert } from '@woodstream/common';
 import {
   ClosedError,
@@ -11,6 +10,7 @@ import {
   MetadataUnavailableError,
   WalError,
 } from '../errors.js';
+import { crc32 } from '../format/crc32.js';
 import type {
   Compare,
   KeyValue,
