@@ -276,6 +276,10 @@ describe('streaming node', () => {
     const late = producer('wal-0008', 1);
     await waitFor(() => late.error() !== undefined, { timeoutMs: 5_000 });
     expect(fromServiceError(late.error())).toMatchObject({ code: 'CHANNEL_NOT_EXIST' });
+    // Once the coordinator removed that term, a late Assign of it does not reopen it (which
+    // would fence the writer that holds the log now).
+    await remove('wal-0008', 1);
+    await expect(assign('wal-0008', 1)).rejects.toMatchObject({ code: 'IGNORED_OPERATION' });
     // The coordinator re-places it with a new term: the node opens it again.
     await other.close();
     await assign('wal-0008', 2);

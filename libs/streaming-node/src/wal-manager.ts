@@ -159,6 +159,18 @@ export class WalManager {
       lifetime.error !== undefined &&
       lifetime.expected.term === target.term &&
       !lifetime.expected.available;
+    const isRemoveAfterFailedOpen =
+      !target.available &&
+      lifetime.error !== undefined &&
+      lifetime.expected.term === target.term &&
+      !lifetime.expected.available;
+    if (isRemoveAfterFailedOpen) {
+      // The coordinator is done with this term: a late Assign at it must not reopen it (and
+      // fence whoever holds the channel now), so it is no longer a failed open to retry.
+      lifetime.error = undefined;
+      this.notify(lifetime);
+      return lifetime;
+    }
     if (isRetryAfterFailedOpen) {
       lifetime.error = undefined;
       // Step back so the worker tries this term again.
