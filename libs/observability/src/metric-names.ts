@@ -175,6 +175,14 @@ export const METRICS = {
     description:
       'ASSIGNED pchannels a node did not report holding (CollectStatus), marked UNAVAILABLE to be re-placed',
   },
+  staleCopiesRemoved: {
+    name: 'woodstream.coordinator.stale_copies.removed',
+    unit: '{channel}',
+    kind: 'counter',
+    attributes: [],
+    description:
+      'pchannels a node reported holding (CollectStatus) that belong to another node or a later term, sent Remove',
+  },
   // --- WAL (woodpecker) -----------------------------------------------------------------------
   walAppendDuration: {
     name: 'woodpecker.append.duration',

@@ -24,6 +24,8 @@ export interface CoordinatorTelemetry {
   recordBalanceRound(durationMs: number, moves: number): void;
   /** A channel ASSIGNED to a node that did not report holding it. */
   recordChannelNotHeld(): void;
+  /** A node reported a channel that belongs to another node or a later term: sent Remove. */
+  recordStaleCopyRemoved(): void;
   /** Detaches the gauges' callback (on stop). */
   close(): void;
 }
@@ -39,6 +41,7 @@ export function createCoordinatorTelemetry(view: CoordinatorView): CoordinatorTe
   const duration = createHistogram(meter, METRICS.balanceDuration);
   const moves = createCounter(meter, METRICS.channelMoves);
   const notHeld = createCounter(meter, METRICS.channelsNotHeld);
+  const staleCopies = createCounter(meter, METRICS.staleCopiesRemoved);
   const active = createObservableGauge(meter, METRICS.coordinatorActive);
   const version = createObservableGauge(meter, METRICS.assignmentVersion);
   const nodes = createObservableGauge(meter, METRICS.coordinatorNodes);
@@ -67,6 +70,9 @@ export function createCoordinatorTelemetry(view: CoordinatorView): CoordinatorTe
     },
     recordChannelNotHeld() {
       notHeld.add(1);
+    },
+    recordStaleCopyRemoved() {
+      staleCopies.add(1);
     },
     close() {
       meter.removeBatchObservableCallback(callback, observables);

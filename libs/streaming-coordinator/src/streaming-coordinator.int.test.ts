@@ -201,6 +201,29 @@ describe('StreamingCoordinator', () => {
     expect((await readMeta(store, lost.name)).term).toBe(replaced.term);
   });
 
+  it('removes the old copy a node still holds of a channel placed elsewhere, leaving the owner alone', async () => {
+    const store = await openStore();
+    const a = await addNode(store, 1);
+    const b = await addNode(store, 2);
+    const coordinator = await startCoordinator(store);
+    const before = await waitFor(() => allAssigned(coordinator), WAIT);
+    const moved = before.find((c) => c.nodeId === 2)!;
+    // Node 1 still holds an older term of node 2's channel (it lost its session while the
+    // channel moved, say): nobody told it to close, and an idle WAL never learns of the fence.
+    a.node.held.set(moved.name, moved.term - 1);
+    await waitFor(() => !a.node.held.has(moved.name), {
+      ...WAIT,
+      description: 'the stale copy removed',
+    });
+    expect(a.node.calls.find((c) => c.op === 'remove' && c.pchannel === moved.name)?.term).toBe(
+      moved.term - 1,
+    );
+    // The owner and every assignment are untouched.
+    expect(b.node.held.get(moved.name)).toBe(moved.term);
+    expect(b.node.calls.filter((c) => c.op === 'remove')).toEqual([]);
+    expect(allAssigned(coordinator)).toEqual(before);
+  });
+
   it('drains a stopping node: Remove on it before Assign elsewhere', async () => {
     const store = await openStore();
     const a = await addNode(store, 1);

@@ -935,6 +935,7 @@ export class StreamingCoordinator {
             return;
           }
           const held = new Map(status.channels.map((c) => [c.name, c.term]));
+          await this.removeStaleCopies(nodeId, node.session.address, held, askedAtMs, signal);
           for (const [name, { meta }] of this.metas) {
             if (meta.state !== 'ASSIGNED' || meta.nodeId !== nodeId || this.tasks.has(name))
               continue;
@@ -962,6 +963,50 @@ export class StreamingCoordinator {
       );
     } finally {
       this.isAuditing = false;
+    }
+  }
+
+  /**
+   * Closes what a node holds that belongs elsewhere: a channel assigned to another node, or to
+   * this one at a later term. A node that lost its session is skipped by the move (its WAL is
+   * fenced by the new term), but an idle WAL does not write, so it would not learn of the fence
+   * and would keep its consumers waiting. Remove at the held term closes only that copy.
+   */
+  private async removeStaleCopies(
+    nodeId: number,
+    address: string,
+    held: ReadonlyMap<string, number>,
+    askedAtMs: number,
+    signal: AbortSignal,
+  ): Promise<void> {
+    for (const [name, term] of held) {
+      const meta = this.metas.get(name)?.meta;
+      if (meta === undefined || this.tasks.has(name)) continue;
+      // Assigned since the question was asked: the answer may predate the assignment.
+      if (meta.lastAssignedAtMs !== null && meta.lastAssignedAtMs >= askedAtMs) continue;
+      const isCurrent = meta.nodeId === nodeId && meta.term === term;
+      if (isCurrent || term > meta.term) continue;
+      this.log.warn('node holds a channel that belongs elsewhere; removing its copy', {
+        pchannel: name,
+        nodeId,
+        heldTerm: term,
+        term: meta.term,
+        ownerNodeId: meta.nodeId,
+      });
+      this.telemetry.recordStaleCopyRemoved();
+      try {
+        await this.clients.get(address).remove(name, term, {
+          signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.operationTimeoutMs)]),
+          deadline: Date.now() + this.options.operationTimeoutMs,
+        });
+      } catch (err) {
+        if (signal.aborted) return;
+        this.log.debug('stale copy not removed; the next round tries again', {
+          pchannel: name,
+          nodeId,
+          error: errorMessage(err),
+        });
+      }
     }
   }
 
