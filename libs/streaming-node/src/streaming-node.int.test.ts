@@ -16,7 +16,12 @@ import {
 } from '@woodstream/proto';
 import { fromServiceError } from '@woodstream/streaming';
 import { makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
-import { FileMetadataStore, Woodpecker } from '@woodstream/woodpecker';
+import {
+  FileMetadataStore,
+  Woodpecker,
+  type Lease,
+  type MetadataStore,
+} from '@woodstream/woodpecker';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StreamingNode } from './streaming-node.js';
 
@@ -50,6 +55,8 @@ describe('streaming node', () => {
   let node: StreamingNode;
   let manager: InstanceType<typeof ManagerServiceClient>;
   let handler: InstanceType<typeof HandlerServiceClient>;
+  /** Every lease the node was granted, latest last. */
+  let leases: Lease[];
 
   const status = (): Promise<CollectStatusResponse> =>
     new Promise((resolve, reject) =>
@@ -132,9 +139,24 @@ describe('streaming node', () => {
     dir = await makeTempDir('node');
     metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
     wal = Woodpecker.open({ metadata, storage: { mode: 'local', rootDir: join(dir.path, 'wal') } });
+    leases = [];
+    const store = metadata;
+    const tracked = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'grantLease') {
+          return async (...args: Parameters<MetadataStore['grantLease']>) => {
+            const lease = await store.grantLease(...args);
+            leases.push(lease);
+            return lease;
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+      },
+    });
     node = await StreamingNode.start(
       { timeTickIntervalMs: 50, maxMessageBytes: 1024, drainTimeoutMs: 0 },
-      { wal, metadata },
+      { wal, metadata: tracked },
     );
     manager = new ManagerServiceClient(node.address, credentials.createInsecure());
     handler = new HandlerServiceClient(node.address, credentials.createInsecure());
@@ -675,6 +697,38 @@ describe('streaming node', () => {
     ]);
     p.call.end();
     c.call.write({ request: { $case: 'close', close: {} } });
+  });
+
+  it('closes its channels when its session is lost, registers again and opens channels the coordinator assigns anew', async () => {
+    await assign('wal-0004', 1);
+    const p = producer('wal-0004', 1);
+    const c = consumer('wal-0004', 1, 'v');
+    p.send('v', 'before');
+    await waitFor(() => c.messages().length === 1, { timeoutMs: 10_000 });
+    // The lease is gone (etcd unreachable longer than the TTL, say): the coordinator counts the
+    // node as gone and places its channels elsewhere without telling it.
+    expect(leases).toHaveLength(1);
+    await leases[0]?.revoke();
+    for (const s of [p, c]) {
+      await waitFor(() => s.frames.some((f) => f.response?.$case === 'closed'), {
+        timeoutMs: 10_000,
+        description: 'the stream closed by the node',
+      });
+    }
+    await waitFor(
+      async () =>
+        leases.length === 2 &&
+        (await metadata.get(`session/node/${node.serverId}`))?.leaseId === leases[1]?.id,
+      { timeoutMs: 10_000, description: 'the session registered again under a new lease' },
+    );
+    expect((await status()).channels).toEqual([]);
+    // The old term stays closed; the next one opens, and the acked message is still there.
+    await expect(assign('wal-0004', 1)).rejects.toMatchObject({ code: 'IGNORED_OPERATION' });
+    await assign('wal-0004', 2);
+    const c2 = consumer('wal-0004', 2, 'v');
+    await waitFor(() => c2.messages().length === 1, { timeoutMs: 10_000 });
+    expect(dec.decode(c2.messages()[0]?.payload)).toBe('before');
+    c2.call.write({ request: { $case: 'close', close: {} } });
   });
 
   it('closes producers and consumers with CHANNEL_NOT_EXIST when the channel is removed, and ticks stay above old ones after reassignment', async () => {

@@ -262,7 +262,15 @@ export class StreamingNode {
         const reason = await lease.lost;
         if (this.abort.signal.aborted) return;
         this.isSessionLost = true;
-        this.log.warn('session lease lost; registering again', { reason: reason.message });
+        this.log.warn('session lease lost; closing its channels and registering again', {
+          reason: reason.message,
+        });
+        // Without a session the coordinator counts this node as gone and places its channels
+        // elsewhere with new terms, skipping Remove here. Close them now: an idle WAL would not
+        // learn of the fence, and its consumers would wait on time ticks with no messages.
+        void this.manager.closeAll().then((closed) => {
+          if (closed > 0) this.log.info('channels closed after the session was lost', { closed });
+        });
         for (let delay = 100; !this.abort.signal.aborted; delay = Math.min(delay * 2, 5_000)) {
           try {
             await this.register(this.abort.signal);

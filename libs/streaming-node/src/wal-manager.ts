@@ -126,6 +126,19 @@ export class WalManager {
     return out;
   }
 
+  /**
+   * Closes every channel asked to be open, at the term it was asked for, and keeps serving: a
+   * later Assign opens channels again. The requests are made before this returns its promise,
+   * so an Assign that arrives afterwards is ordered after them.
+   */
+  async closeAll(): Promise<number> {
+    const removals = [...this.channels.entries()]
+      .filter(([, l]) => l.expected.available)
+      .map(([name, l]) => this.remove(name, l.expected.term));
+    await Promise.allSettled(removals);
+    return removals.length;
+  }
+
   /** Refuses new work and closes every WAL. */
   async stop(): Promise<void> {
     this.isStopping = true;
