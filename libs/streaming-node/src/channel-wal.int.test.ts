@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { PROP, StreamingError } from '@woodstream/streaming';
+import { PROP, StreamingError, toStreamingError } from '@woodstream/streaming';
 import { makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
 import {
   comparePositions,
@@ -115,6 +115,18 @@ describe('time ticks of a channel WAL', () => {
     } finally {
       await next.close();
     }
+  });
+
+  it('refuses to open at a term older than the one that opened the log, and the owner keeps writing', async () => {
+    const options = { maxMessageBytes: 1024, timeTickIntervalMs: 20, maxVChannelsPerPChannel: 16 };
+    const stale = await ChannelWal.open(wal, metadata, 'wal-0000', 0, options).then(
+      () => 'opened',
+      (err: unknown) => toStreamingError(err),
+    );
+    expect(stale).toMatchObject({ code: 'CHANNEL_FENCED' });
+    // Term 1 was not fenced by the refused open.
+    const ack = await channel.append('v', new Uint8Array([7]), {});
+    expect(ack.timeTick).toBeGreaterThan(0n);
   });
 
   it('writes no tick entry while idle, yet keeps announcing rising ticks', async () => {

@@ -127,7 +127,8 @@ export class ChannelWal {
       if (!(err instanceof LogExistsError)) throw err;
       log = await wal.openLog(name, { signal });
     }
-    const writer = await log.openWriter({ signal });
+    // The term orders owners in the log itself: a superseded owner's late open is refused there.
+    const writer = await log.openWriter({ signal, ownerTerm: term });
     try {
       // After the writer fenced the previous owner; the two reads are independent.
       const [floor, vchannels] = await Promise.all([

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import type { WalLimits } from '../config.js';
-import { ConflictError, InvalidArgumentError, LogNotFoundError } from '../errors.js';
+import { ConflictError, FencedError, InvalidArgumentError, LogNotFoundError } from '../errors.js';
 import type { SegmentStore } from '../segment/segment-store.js';
 import type { MetadataStore } from '../storage/metadata-store.js';
 import { LogReader, type ReadFrom } from './log-reader.js';
@@ -50,12 +50,22 @@ export class LogHandle {
    * fences any earlier writer (in this or another process): that writer's next append fails
    * with FencedError. Segments the earlier writer left active are fenced in storage and
    * completed at their recovered end, which includes every entry the earlier writer acked.
+   *
+   * `ownerTerm` is the caller's own fencing order (a streaming node passes the channel's term):
+   * the log keeps the highest term presented, and an open with a lower one fails with
+   * FencedError without fencing anybody, so an owner whose assignment was superseded cannot
+   * take the log back from a newer one however late its open runs. An open without a term
+   * (tools, tests) is not checked and leaves the kept term as it is.
    */
-  async openWriter(options: { signal?: AbortSignal } = {}): Promise<LogWriter> {
-    const { signal } = options;
+  async openWriter(options: { signal?: AbortSignal; ownerTerm?: number } = {}): Promise<LogWriter> {
+    const { signal, ownerTerm } = options;
+    if (ownerTerm !== undefined && !(Number.isSafeInteger(ownerTerm) && ownerTerm >= 0))
+      throw new InvalidArgumentError(
+        `ownerTerm must be a non-negative safe integer, got ${ownerTerm}`,
+      );
     const { metadata, segments, runtime, limits, meta, sessions } = this.ctx;
     const name = meta.name;
-    const { epoch, writerRevision, openedAtMs } = await this.bumpEpoch(signal);
+    const { epoch, writerRevision, openedAtMs } = await this.bumpEpoch(ownerTerm, signal);
     // Complete what earlier writers left active. Every write is guarded by our writer
     // revision, so a newer writer that opens meanwhile wins and we fail with FencedError.
     let existing: Awaited<ReturnType<typeof listSegments>>;
@@ -103,6 +113,7 @@ export class LogHandle {
    * client's lease (see WriterSessions): from then on maintenance sees a live writer.
    */
   private async bumpEpoch(
+    ownerTerm: number | undefined,
     signal?: AbortSignal,
   ): Promise<{ epoch: number; writerRevision: number; openedAtMs: number }> {
     const { metadata, meta, sessions } = this.ctx;
@@ -115,9 +126,24 @@ export class LogHandle {
       if (logKv === undefined || decodeJson<LogMeta>(logKv).id !== meta.id) {
         throw new LogNotFoundError(`log ${meta.name} does not exist`);
       }
-      const epoch = (writerKv === undefined ? 0 : decodeJson<WriterMeta>(writerKv).epoch) + 1;
+      const previous = writerKv === undefined ? undefined : decodeJson<WriterMeta>(writerKv);
+      if (
+        ownerTerm !== undefined &&
+        previous?.ownerTerm !== undefined &&
+        ownerTerm < previous.ownerTerm
+      ) {
+        throw new FencedError(
+          `log ${meta.name}: writer open at owner term ${ownerTerm} refused: term ${previous.ownerTerm} already opened it`,
+        );
+      }
+      const epoch = (previous?.epoch ?? 0) + 1;
       const openedAtMs = Date.now();
-      const value: WriterMeta = { epoch, openedAtMs };
+      const keptTerm = Math.max(ownerTerm ?? -1, previous?.ownerTerm ?? -1);
+      const value: WriterMeta = {
+        epoch,
+        openedAtMs,
+        ...(keptTerm < 0 ? {} : { ownerTerm: keptTerm }),
+      };
       const result = await metadata.txn(
         [
           { key: keys.log(meta.name), modRevision: logKv.modRevision },

@@ -130,7 +130,12 @@ async function maintainLog(
   // Take the next epoch, but only if nothing changed since we looked: the log is the same, no
   // writer opened, and no session appeared (a writer re-registering after a lost lease).
   const epoch = (writer?.epoch ?? 0) + 1;
-  const value: WriterMeta = { epoch, openedAtMs: Date.now(), maintenance: true };
+  const value: WriterMeta = {
+    epoch,
+    openedAtMs: Date.now(),
+    maintenance: true,
+    ...(writer?.ownerTerm === undefined ? {} : { ownerTerm: writer.ownerTerm }),
+  };
   const taken = await metadata.txn(
     [
       { key: logKv.key, modRevision: logKv.modRevision },

@@ -39,6 +39,12 @@ export interface WriterMeta {
   openedAtMs: number;
   /** Set when maintenance, not a writer, took this epoch to seal segments of a dead writer. */
   maintenance?: true;
+  /**
+   * The highest owner term any writer open presented (see `openWriter`'s `ownerTerm`), kept by
+   * every later open and by maintenance. Invariant: never decreases; an open presenting a lower
+   * term is refused before it fences anyone.
+   */
+  ownerTerm?: number;
 }
 
 /**

@@ -354,6 +354,36 @@ export function describeWalSuite(
       await newer.close();
     });
 
+    it('refuses a writer open at a lower owner term without fencing the writer of the higher one', async () => {
+      const log = await wp.createLog('terms');
+      const owner = await log.openWriter({ ownerTerm: 5 });
+      await owner.append(enc.encode('t5-a'));
+      // A superseded owner's late open (term 3): refused before it bumps the epoch.
+      await expect((await wp.openLog('terms')).openWriter({ ownerTerm: 3 })).rejects.toMatchObject({
+        code: 'WAL_FENCED',
+        retryable: false,
+      });
+      await owner.append(enc.encode('t5-b'));
+      await expect(log.openWriter({ ownerTerm: -1 })).rejects.toMatchObject({
+        code: 'WAL_INVALID_ARGUMENT',
+      });
+      // An open without a term (a tool) is not checked and keeps the highest term.
+      const tool = await log.openWriter();
+      await expect(owner.append(enc.encode('t5-late'))).rejects.toMatchObject({
+        code: 'WAL_FENCED',
+      });
+      await tool.close();
+      await expect(log.openWriter({ ownerTerm: 4 })).rejects.toMatchObject({ code: 'WAL_FENCED' });
+      // The same or a higher term opens (a retried open of the current owner, or the next one).
+      const again = await log.openWriter({ ownerTerm: 5 });
+      await again.close();
+      const next = await log.openWriter({ ownerTerm: 6 });
+      await next.append(enc.encode('t6'));
+      await next.close();
+      expect((await take(await log.openReader(), 3)).map(text)).toEqual(['t5-a', 't5-b', 't6']);
+      await owner.close();
+    });
+
     it('wakes a tail reader promptly after an ack and makes no storage or metadata requests while idle', async () => {
       const { metadata, storage, requests } = countRequests(env);
       const counted = Woodpecker.open({
@@ -514,7 +544,7 @@ export function describeWalSuite(
 
     it('maintenance seals the segment of a writer whose session is gone: acked entries stay, that writer is fenced, the next one opens cleanly', async () => {
       const log = await wp.createLog('orphan');
-      const writer = await log.openWriter();
+      const writer = await log.openWriter({ ownerTerm: 7 });
       const acked = await Promise.all(
         [0, 1, 2, 3, 4].map((i) => writer.append(enc.encode(`o${i}`))),
       );
@@ -537,7 +567,11 @@ export function describeWalSuite(
           retryable: false,
         });
         expect(await maintainer.maintain()).toMatchObject({ sealedSegments: 0, failures: [] });
-        const next = await log.openWriter();
+        // Maintenance kept the owner term: an older owner still cannot open.
+        await expect(log.openWriter({ ownerTerm: 6 })).rejects.toMatchObject({
+          code: 'WAL_FENCED',
+        });
+        const next = await log.openWriter({ ownerTerm: 8 });
         expect(next.epoch).toBe(writer.epoch + 2);
         expect(await next.append(enc.encode('next'))).toEqual({ segmentId: 1, entryId: 0 });
         expect((await take(reader, 1)).map(text)).toEqual(['next']);
