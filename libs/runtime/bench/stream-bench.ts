@@ -393,6 +393,7 @@ const service = {
   flowControlWindowBytes: flowWindow,
   maxInflightPerProducer: 4096,
   maxInflightBytesPerProducer: 64 * MiB,
+  maxInflightBytesPerNode: 512 * MiB,
 };
 
 /** Where one topology's produce runs go and its echo ceiling is measured. */

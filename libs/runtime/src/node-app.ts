@@ -58,6 +58,7 @@ export async function startNodeApp(
       maxMessageBytes: config.maxMessageBytes,
       maxInflightPerProducer: config.maxInflightPerProducer,
       maxInflightBytesPerProducer: config.maxInflightBytesPerProducer,
+      maxInflightBytesPerNode: config.maxInflightBytesPerNode,
       maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
       flowControlWindowBytes: config.flowControlWindowBytes,
       drainTimeoutMs: config.drainTimeoutMs,

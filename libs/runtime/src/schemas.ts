@@ -193,6 +193,13 @@ const SharedNodeFields = {
     maximum: 1024 * MiB,
     description: 'Payload bytes of unanswered produces per stream before reading pauses',
   }),
+  maxInflightBytesPerNode: Type.Integer({
+    default: 512 * MiB,
+    minimum: MiB,
+    maximum: 64 * 1024 * MiB,
+    description:
+      'Payload bytes of unanswered produces over all streams of the node before streams that send more pause',
+  }),
   flowControlWindowBytes: Type.Integer({
     default: 4 * MiB,
     minimum: 64 * 1024,

@@ -64,6 +64,7 @@ export async function startStandalone(
         maxMessageBytes: config.maxMessageBytes,
         maxInflightPerProducer: config.maxInflightPerProducer,
         maxInflightBytesPerProducer: config.maxInflightBytesPerProducer,
+        maxInflightBytesPerNode: config.maxInflightBytesPerNode,
         maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
         flowControlWindowBytes: config.flowControlWindowBytes,
         drainTimeoutMs: 0,

@@ -37,47 +37,109 @@ import { NodeTelemetry, type ChannelCounters } from './node-telemetry.js';
 import type { WalManager } from './wal-manager.js';
 
 /**
+ * Payload bytes of unanswered produce requests over all streams of the node: what the per-stream
+ * limits cannot bound when many producers connect. A stream that admits a frame while the node is
+ * at its limit pauses as at its own; the paused streams are woken once the node is below half of
+ * it (each resumes if it is below half of its own limits too).
+ */
+export class NodeProduceBudget {
+  bytes = 0;
+  private waiting = new Set<() => void>();
+  constructor(readonly limitBytes: number) {
+    assert(Number.isSafeInteger(limitBytes) && limitBytes > 0, 'the node budget is positive');
+  }
+
+  get isFull(): boolean {
+    return this.bytes >= this.limitBytes;
+  }
+
+  get hasRoom(): boolean {
+    return this.bytes < this.limitBytes / 2;
+  }
+
+  add(bytes: number): void {
+    this.bytes += bytes;
+  }
+
+  remove(bytes: number): void {
+    this.bytes -= bytes;
+    assert(this.bytes >= 0, 'the node released no more than its streams admitted');
+    if (!this.hasRoom || this.waiting.size === 0) return;
+    const waiting = this.waiting;
+    this.waiting = new Set();
+    for (const wake of waiting) wake();
+  }
+
+  /** Calls `wake` once, the next time the node drops below half its limit. */
+  waitForRoom(wake: () => void): void {
+    this.waiting.add(wake);
+  }
+}
+
+/**
  * The unanswered produce requests of one stream and their payload bytes. Reading pauses when
- * either reaches its limit and resumes when both are below half of it, so a stream does not
- * flap between the two; while paused, HTTP/2 flow control holds the producer back. The frame
- * that crosses a limit is still admitted: a message larger than the byte limit gets through
- * alone.
+ * either reaches its limit, or the node's budget is full, and resumes (`onResume`) when the
+ * stream is below half of both its limits and the node below half of its budget, so a stream
+ * does not flap. While paused, HTTP/2 flow control holds the producer back. The frame that
+ * crosses a limit is still admitted: a message larger than the byte limit gets through alone.
  */
 export class ProduceWindow {
   messages = 0;
   bytes = 0;
   isPaused = false;
-  constructor(private readonly limits: HandlerLimits) {}
+  constructor(
+    private readonly limits: HandlerLimits,
+    private readonly budget: NodeProduceBudget | undefined,
+    private readonly onResume: () => void,
+  ) {}
 
   /** Counts a frame in; true when reading must pause now. */
   admit(messages: number, bytes: number): boolean {
     this.messages += messages;
     this.bytes += bytes;
+    this.budget?.add(bytes);
     if (this.isPaused) return false;
     this.isPaused =
       this.messages >= this.limits.maxInflightPerProducer ||
-      this.bytes >= this.limits.maxInflightBytesPerProducer;
+      this.bytes >= this.limits.maxInflightBytesPerProducer ||
+      this.budget?.isFull === true;
+    if (this.isPaused) this.budget?.waitForRoom(this.wake);
     return this.isPaused;
   }
 
-  /** Counts an answered frame out; true when reading may resume now. */
-  release(messages: number, bytes: number): boolean {
+  /** Counts an answered frame out; calls `onResume` if reading may resume now. */
+  release(messages: number, bytes: number): void {
     this.messages -= messages;
     this.bytes -= bytes;
     assert(this.messages >= 0 && this.bytes >= 0, 'released no more than was admitted');
+    this.budget?.remove(bytes); // may wake this window (and others)
+    this.wake();
+  }
+
+  private readonly wake = (): void => {
+    if (!this.isPaused) return;
+    // Still at or above half of its own limits: its own next release calls again.
     if (
-      !this.isPaused ||
       this.messages >= this.limits.maxInflightPerProducer / 2 ||
       this.bytes >= this.limits.maxInflightBytesPerProducer / 2
     )
-      return false;
+      return;
+    if (this.budget !== undefined && !this.budget.hasRoom) {
+      this.budget.waitForRoom(this.wake);
+      return;
+    }
     this.isPaused = false;
-    return true;
-  }
+    this.onResume();
+  };
 }
 
-/** Limits of one produce or consume stream. */
+/** Limits of produce and consume streams. */
 export interface HandlerLimits {
+  /**
+   * Payload bytes of unanswered produce requests over all streams of the node before streams
+   * that send more are paused. @default 512 MiB
+   */
+  maxInflightBytesPerNode: number;
   /** Produce requests accepted but not yet answered before the server stops reading the stream. @default 4096 */
   maxInflightPerProducer: number;
   /** Payload bytes of those requests before the server stops reading the stream. @default 64 MiB */
@@ -181,9 +243,10 @@ export function createHandlerService(
   limits: HandlerLimits,
   telemetry: NodeTelemetry = new NodeTelemetry(manager),
 ): HandlerServiceServer {
+  const budget = new NodeProduceBudget(limits.maxInflightBytesPerNode);
   return {
     produce(call) {
-      serveProducer(call, manager, serverId, limits, telemetry);
+      serveProducer(call, manager, serverId, limits, budget, telemetry);
     },
     consume(call) {
       void serveConsumer(call, manager, serverId, telemetry).catch((err: unknown) =>
@@ -198,11 +261,12 @@ function serveProducer(
   manager: WalManager,
   serverId: number,
   limits: HandlerLimits,
+  budget: NodeProduceBudget,
   telemetry: NodeTelemetry,
 ): void {
   let wal: ChannelWal | undefined;
   let counters: ChannelCounters | undefined;
-  const produceWindow = new ProduceWindow(limits);
+  const produceWindow = new ProduceWindow(limits, budget, () => call.resume());
   let isClosing = false;
   let isEnded = false;
   let pending = Promise.resolve();
@@ -318,9 +382,8 @@ function serveProducer(
                 span.setStatus({ code: SpanStatusCode.ERROR, message: 'some messages failed' });
               span.end();
             }
-            const resume = produceWindow.release(messages.length, frameBytes);
             if (!isEnded) answer(results);
-            if (resume) call.resume();
+            produceWindow.release(messages.length, frameBytes);
             maybeFinish();
           });
           return;

@@ -242,6 +242,69 @@ describe('streaming node', () => {
     }
   });
 
+  it('answers every message of many producers that together exceed the node budget, each in order (paused streams resume)', async () => {
+    const limited = await StreamingNode.start(
+      {
+        timeTickIntervalMs: 50,
+        maxMessageBytes: 2 * 1024 * 1024,
+        maxInflightBytesPerNode: 1024 * 1024,
+        flowControlWindowBytes: 64 * 1024,
+        drainTimeoutMs: 0,
+      },
+      { wal, metadata },
+    );
+    const limitedManager = new ManagerServiceClient(limited.address, credentials.createInsecure());
+    const limitedHandler = new HandlerServiceClient(limited.address, credentials.createInsecure());
+    try {
+      const channels = ['wal-0010', 'wal-0011'];
+      for (const name of channels) {
+        await new Promise<void>((resolve, reject) =>
+          limitedManager.assign({ pchannel: { name, term: 1n, accessMode: 1 } }, (err) =>
+            err ? reject(fromServiceError(err)) : resolve(),
+          ),
+        );
+      }
+      // Three producers over two channels, 8 x 512 KiB each: 12 MiB against a 1 MiB node budget.
+      const count = 8;
+      const producers = [0, 1, 2].map((p) => {
+        const call = limitedHandler.produce();
+        const state = collect<ProduceRequest, ProduceResponse>(call);
+        const pchannel = { name: channels[p % 2] as string, term: 1n, accessMode: 1 };
+        call.write({ request: { $case: 'open', open: { pchannel } } });
+        for (let i = 0; i < count; i++) {
+          call.write({
+            request: {
+              $case: 'produce',
+              produce: {
+                requestId: BigInt(i + 1),
+                vchannel: `p${p}`,
+                message: { payload: Buffer.alloc(512 * 1024, i), properties: {} },
+              },
+            },
+          });
+        }
+        return { call, state };
+      });
+      for (const { call, state } of producers) {
+        const results = (): ProduceResult[] => state.frames.flatMap((f) => answers(f));
+        await waitFor(() => results().length === count, {
+          timeoutMs: 30_000,
+          description: 'every message of every producer answered',
+        });
+        expect(results().map((r) => [r.requestId, r.outcome?.$case])).toEqual(
+          Array.from({ length: count }, (_, i) => [BigInt(i + 1), 'success']),
+        );
+        call.end();
+        await waitFor(() => state.ended(), { timeoutMs: 10_000 });
+        expect(state.error()).toBeUndefined();
+      }
+    } finally {
+      limitedManager.close();
+      limitedHandler.close();
+      await limited.stop({ drain: false });
+    }
+  });
+
   it('registers a lease-bound session with its address', async () => {
     const kv = await metadata.get(`session/node/${node.serverId}`);
     expect(JSON.parse(dec.decode(kv?.value))).toMatchObject({

@@ -45,6 +45,12 @@ export interface StreamingNodeOptions {
    * @default 64 MiB (1 MiB – 1 GiB)
    */
   maxInflightBytesPerProducer: number;
+  /**
+   * Payload bytes of unanswered produce requests over all of the node's streams before the node
+   * stops reading streams that send more: the bound the per-stream limits do not give when many
+   * producers connect. @default 512 MiB (1 MiB – 64 GiB)
+   */
+  maxInflightBytesPerNode: number;
   /** On stop: how long to wait for the coordinator to move the channels away. @default 30000 (0–600000) */
   drainTimeoutMs: number;
   /**
@@ -68,6 +74,7 @@ const RANGES: Partial<Record<keyof StreamingNodeOptions, [number, number]>> = {
   timeTickIntervalMs: [10, 10_000],
   maxInflightPerProducer: [1, 65_536],
   maxInflightBytesPerProducer: [1024 * 1024, 1024 * 1024 * 1024],
+  maxInflightBytesPerNode: [1024 * 1024, 64 * 1024 * 1024 * 1024],
   drainTimeoutMs: [0, 600_000],
   maxVChannelsPerPChannel: [1, MAX_VCHANNELS_PER_PCHANNEL],
   flowControlWindowBytes: [FLOW_CONTROL_WINDOW.min, FLOW_CONTROL_WINDOW.max],
@@ -84,6 +91,7 @@ export function nodeOptionsWithDefaults(
     timeTickIntervalMs: 200,
     maxInflightPerProducer: 4096,
     maxInflightBytesPerProducer: 64 * 1024 * 1024,
+    maxInflightBytesPerNode: 512 * 1024 * 1024,
     drainTimeoutMs: 30_000,
     maxVChannelsPerPChannel: DEFAULT_MAX_VCHANNELS_PER_PCHANNEL,
     flowControlWindowBytes: FLOW_CONTROL_WINDOW.default,
@@ -183,6 +191,7 @@ export class StreamingNode {
       {
         maxInflightPerProducer: options.maxInflightPerProducer,
         maxInflightBytesPerProducer: options.maxInflightBytesPerProducer,
+        maxInflightBytesPerNode: options.maxInflightBytesPerNode,
       },
       telemetry,
     );
