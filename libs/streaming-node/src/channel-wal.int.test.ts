@@ -129,6 +129,31 @@ describe('time ticks of a channel WAL', () => {
     expect(ack.timeTick).toBeGreaterThan(0n);
   });
 
+  it('starts the next owner above every tick the previous one announced, even with its clock behind', async () => {
+    const base = { maxMessageBytes: 1024, timeTickIntervalMs: 20, maxVChannelsPerPChannel: 16 };
+    const ahead = await ChannelWal.open(wal, metadata, 'wal-0002', 1, {
+      ...base,
+      nowMs: () => Date.now() + 60_000,
+    });
+    await ahead.append('v', new Uint8Array([1]), {});
+    const announced: bigint[] = [];
+    ahead.onTick((t) => announced.push(t.timeTick));
+    // Idle ticks after the stored one: announced, not written.
+    await waitFor(() => announced.length >= 4, { timeoutMs: 10_000, description: 'idle ticks' });
+    const highest = announced.at(-1) as bigint;
+    await ahead.close();
+    const behind = await ChannelWal.open(wal, metadata, 'wal-0002', 2, {
+      ...base,
+      nowMs: () => Date.now() - 60_000,
+    });
+    try {
+      expect(behind.currentTick).toBeGreaterThan(highest);
+      expect((await behind.append('v', new Uint8Array([2]), {})).timeTick).toBeGreaterThan(highest);
+    } finally {
+      await behind.close();
+    }
+  });
+
   it('writes no tick entry while idle, yet keeps announcing rising ticks', async () => {
     await channel.append('v', new Uint8Array([1]), {});
     // The tick after the message is persisted once.

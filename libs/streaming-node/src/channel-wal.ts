@@ -42,6 +42,8 @@ export interface ChannelWalOptions {
   timeTickIntervalMs: number;
   /** Vchannels one pchannel may carry; see {@link VChannelRegistry}. */
   maxVChannelsPerPChannel: number;
+  /** The wall clock time ticks follow, in ms. @default Date.now (tests set a skewed one) */
+  nowMs?: () => number;
 }
 
 type Listener = (tick: SafeTick) => void;
@@ -67,6 +69,12 @@ export class ChannelWal {
   private inflight = 0;
   private isTickInflight = false;
   private dataSinceTick = false;
+  /**
+   * True when the last tick handed out was only announced (idle), not stored. Such ticks are
+   * above everything in the log, so a new owner, which starts above the log's highest tick,
+   * could hand out smaller ones if its clock is behind: close stores one more tick first.
+   */
+  private announcedAboveLog = false;
   private lastAcked: LogPosition;
   private safe: SafeTick;
   private readonly listeners = new Set<Listener>();
@@ -96,7 +104,7 @@ export class ChannelWal {
     assert(firstTick.tick > floor, 'the first tick is above every earlier one');
     this.termText = String(term);
     // Seeded with the first tick, so it is never handed out again.
-    this.ticks = new TimeTickAllocator(firstTick.tick);
+    this.ticks = new TimeTickAllocator(firstTick.tick, options.nowMs);
     this.lastAcked = {
       segmentId: firstTick.position.segmentId,
       entryId: firstTick.position.entryId + 1,
@@ -135,7 +143,7 @@ export class ChannelWal {
         lastTimeTick(log, signal),
         VChannelRegistry.load(metadata, name, options, signal),
       ]);
-      const ticks = new TimeTickAllocator(floor);
+      const ticks = new TimeTickAllocator(floor, options.nowMs);
       const tick = ticks.next();
       // A writer cannot withdraw an entry it is writing: on storage that does not answer, this
       // append never settles. An open that a newer Assign or Remove superseded must give way
@@ -294,6 +302,7 @@ export class ChannelWal {
       );
     // Allocate and hand over in one synchronous step: log order == time-tick order.
     const timeTick = this.ticks.next();
+    this.announcedAboveLog = false;
     const stamped = {
       ...properties,
       [PROP.timeTick]: timeTick.toString(),
@@ -340,6 +349,7 @@ export class ChannelWal {
     }[],
   ): Promise<AppendResult[]> {
     const ticks = new Array<bigint>(messages.length);
+    this.announcedAboveLog = false;
     const entries = messages.map((m, i) => {
       const timeTick = this.ticks.next();
       ticks[i] = timeTick;
@@ -395,6 +405,7 @@ export class ChannelWal {
     if (this.dataSinceTick) {
       this.dataSinceTick = false;
       const timeTick = this.ticks.next();
+      this.announcedAboveLog = false;
       this.inflight += 1;
       this.isTickInflight = true;
       let id: LogPosition;
@@ -422,6 +433,7 @@ export class ChannelWal {
     }
     if (this.inflight > 0) return;
     const timeTick = this.ticks.next();
+    this.announcedAboveLog = true;
     this.publish({ timeTick, position: this.lastAcked });
   }
 
@@ -455,6 +467,21 @@ export class ChannelWal {
     );
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     this.listeners.clear();
+    if (this.announcedAboveLog) {
+      // Store a tick above every announced one, so the next owner starts above them too and
+      // consumers' watermarks never step back across a move, whatever the owners' clocks say.
+      // A fenced or failed writer refuses it; then the move was not planned, and what remains
+      // is the skew between the clocks against the time the move took.
+      await this.writer
+        .append(new Uint8Array(0), {
+          properties: {
+            [PROP.timeTick]: this.ticks.next().toString(),
+            [PROP.type]: 'tick',
+            [PROP.term]: this.termText,
+          },
+        })
+        .catch(() => undefined);
+    }
     await this.writer.close().catch(() => undefined);
     const why =
       reason ??
