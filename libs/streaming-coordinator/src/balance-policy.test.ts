@@ -126,6 +126,23 @@ describe('planBalance', () => {
     expect(layout.get(2)).toEqual({ pchannels: 2, vchannels: 40 });
   });
 
+  it('places a channel elsewhere than its avoided node when it can, and there when it is the only one', () => {
+    const stuck: PolicyChannel = {
+      name: 'a',
+      nodeId: null,
+      isMovable: true,
+      lastAssignedAtMs: null,
+      avoidNodeId: 1,
+    };
+    // Node 1 would win the tie (lowest id) without the hint.
+    expect(planBalance(input({ channels: [stuck], allowRebalance: false }))).toEqual([
+      { channel: 'a', nodeId: 2, reason: 'place' },
+    ]);
+    expect(
+      planBalance(input({ channels: [stuck], healthyNodeIds: [1], allowRebalance: false })),
+    ).toEqual([{ channel: 'a', nodeId: 1, reason: 'place' }]);
+  });
+
   it('moves a heavy channel off a node holding every vchannel, then an empty one back', () => {
     const chs: PolicyChannel[] = [
       ...channels({ h1: 1, h2: 1 }, { vchannelCount: 20 }),

@@ -18,6 +18,11 @@ export interface PolicyChannel {
    * being a pchannel. Non-negative integer. @default 0
    */
   vchannelCount?: number;
+  /**
+   * A node where the channel's assignment keeps failing (its WAL will not open there): placed on
+   * another healthy node when there is one.
+   */
+  avoidNodeId?: number;
 }
 
 /** Input of {@link planBalance}. */
@@ -101,7 +106,8 @@ export function layoutCost(
  *
  * 1. Keeps every channel that has a healthy owner where it is.
  * 2. Places each movable channel without a healthy owner (most vchannels first, then by name) on
- *    the node where it raises the cost least (ties: lowest node id).
+ *    the node where it raises the cost least (ties: lowest node id), other than its
+ *    `avoidNodeId` when there is a choice.
  * 3. If `allowRebalance`, makes at most `maxMovesPerRound` single moves, each the one that
  *    lowers the cost most, and only while one lowers it by a worthwhile amount (`minGain`): a
  *    balanced layout never moves, and since every move strictly lowers the cost, rounds cannot
@@ -150,6 +156,7 @@ export function planBalance(input: PolicyInput): PolicyMove[] {
   for (const channel of unplaced) {
     let best: { nodeId: number; delta: number } | undefined;
     for (const nodeId of nodes) {
+      if (nodeId === channel.avoidNodeId && nodes.length > 1) continue;
       const delta = costDelta(load, means, channel, undefined, nodeId);
       // Strictly better only: ties keep the lowest node id (nodes are sorted).
       if (best === undefined || delta < best.delta - MIN_IMPROVEMENT) best = { nodeId, delta };

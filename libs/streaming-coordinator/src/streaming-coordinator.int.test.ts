@@ -157,6 +157,25 @@ describe('StreamingCoordinator', () => {
     expect(channels.find((c) => c.name === 'wal-0001')?.term).toBe(1);
   });
 
+  it('places a channel whose WAL keeps failing to open on one node on another, with a new term', async () => {
+    const store = await openStore();
+    const a = await addNode(store, 1);
+    const b = await addNode(store, 2);
+    // wal-0000 is placed first, on node 1 (lowest id), where its open always fails.
+    a.node.failAssign('wal-0000', new StreamingError('RESOURCE_EXHAUSTED', 'disk full'));
+    const coordinator = await startCoordinator(store, { moveCooldownMs: 60_000 });
+    const channels = await waitFor(
+      () => allAssigned(coordinator, (c) => c.name !== 'wal-0000' || c.nodeId === 2),
+      WAIT,
+    );
+    const attemptsOnA = a.node.calls.filter((c) => c.op === 'assign' && c.pchannel === 'wal-0000');
+    expect(attemptsOnA.length).toBeGreaterThanOrEqual(3);
+    // Retries on node 1 kept the term; node 2 got the next one.
+    expect(new Set(attemptsOnA.map((c) => c.term))).toEqual(new Set([1]));
+    expect(channels.find((c) => c.name === 'wal-0000')?.term).toBe(2);
+    expect(b.node.held.get('wal-0000')).toBe(2);
+  });
+
   it('moves the channels of a node whose session disappears, skipping Remove to it', async () => {
     const store = await openStore();
     const a = await addNode(store, 1);

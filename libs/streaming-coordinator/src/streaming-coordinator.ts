@@ -159,6 +159,13 @@ interface ChannelRetry {
   lastError: string;
 }
 
+/**
+ * Failed attempts to open a channel on one node before it is placed on another (with a new
+ * term), when another healthy node exists. Earlier retries keep the term: a passing failure
+ * does not move the channel.
+ */
+const ATTEMPTS_BEFORE_ANOTHER_NODE = 3;
+
 /** Abort reason of a task whose node went away: re-plan at once, without backoff. */
 class NodeLostError extends Error {
   constructor(nodeId: number) {
@@ -1154,12 +1161,21 @@ export class StreamingCoordinator {
       const task = this.tasks.get(name);
       const retry = this.retries.get(name);
       const isBusy = task !== undefined || (retry !== undefined && retry.notBeforeMs > now);
+      // Its WAL keeps failing to open on that node (storage or disk trouble there, say) while
+      // another node could take it: place it again, elsewhere, with a new term.
+      const isStuck =
+        task === undefined &&
+        meta.state === 'ASSIGNING' &&
+        meta.nodeId !== null &&
+        (retry?.failedAttempts ?? 0) >= ATTEMPTS_BEFORE_ANOTHER_NODE &&
+        healthy.some((id) => id !== meta.nodeId);
       let nodeId: number | null = null;
       if (task !== undefined) {
         nodeId = healthySet.has(task.targetNodeId) ? task.targetNodeId : null;
       } else if (
         (meta.state === 'ASSIGNED' || meta.state === 'ASSIGNING') &&
-        meta.nodeId !== null
+        meta.nodeId !== null &&
+        !isStuck
       ) {
         nodeId = healthySet.has(meta.nodeId) ? meta.nodeId : null;
       }
@@ -1169,6 +1185,7 @@ export class StreamingCoordinator {
         isMovable: !isBusy,
         lastAssignedAtMs: meta.lastAssignedAtMs,
         vchannelCount: this.vchannelCountOf(name),
+        ...(isStuck && meta.nodeId !== null ? { avoidNodeId: meta.nodeId } : {}),
       };
     });
     const moves = planBalance({
