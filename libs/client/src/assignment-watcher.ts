@@ -71,6 +71,11 @@ export class AssignmentWatcher {
     return this.snapshot;
   }
 
+  /** True once the watcher is closing: it installs no more snapshots. */
+  get isClosed(): boolean {
+    return this.closing;
+  }
+
   /**
    * Resolves once a snapshot arrived. Rejects with `signal.reason` on abort and with ON_SHUTDOWN
    * when `timeoutMs` passes first or the watcher closes.

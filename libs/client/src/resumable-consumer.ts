@@ -27,6 +27,9 @@ import {
 
 type ConsumeCall = ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
 
+/** A stream re-reads the assignment at least this often, besides on every change. */
+const MOVE_CHECK_INTERVAL_MS = 60_000;
+
 /**
  * A live read of one vchannel. Iterate it once with `for await`; leaving the loop (`break`,
  * `return`, an exception), `close()`, `await using` and aborting the read's `signal` all end it
@@ -312,15 +315,19 @@ export class ResumableConsumer implements Subscription {
         if (this.opens++ > 0) this.stats.reopens++;
         let reason: StreamingError | undefined;
         let s: Session | undefined;
+        let stopWatching: (() => void) | undefined;
         try {
           s = this.openSession(route);
           this.session = s;
+          stopWatching = this.endWhenMoved(route, s);
           await s.opened.promise;
           backoff.reset();
           reason = await s.ended.promise;
         } catch (err) {
           if (s !== undefined) await s.ended.promise;
           reason = err instanceof StreamingError ? err : new StreamingError('INNER', String(err));
+        } finally {
+          stopWatching?.();
         }
         this.session = undefined;
         if (this.isDone) break;
@@ -337,6 +344,35 @@ export class ResumableConsumer implements Subscription {
     } catch {
       // Only the lifetime signal rejects above: the read is done.
     }
+  }
+
+  /**
+   * Ends session `s` when the assignment names a newer term of the pchannel than `route`'s: the
+   * stream's node may not know it lost the channel (it lost its session, say, and nobody could
+   * tell it), and an idle old owner would keep sending time ticks with no messages. The next
+   * stream resumes after the last delivered message on the new owner. Returns the stop.
+   */
+  private endWhenMoved(route: Route, s: Session): () => void {
+    const stop = new AbortController();
+    const signal = AbortSignal.any([stop.signal, this.lifetime.signal]);
+    void (async () => {
+      let version = route.version;
+      while (!signal.aborted && !s.isEnded && !this.watcher.isClosed) {
+        await this.watcher.waitForNewer(version, MOVE_CHECK_INTERVAL_MS, signal);
+        const snapshot = this.watcher.current;
+        if (snapshot === undefined) continue;
+        version = snapshot.version;
+        const next = this.watcher.route(this.spec.pchannel, 'read');
+        if (next === undefined || next.term <= route.term || s.isEnded) continue;
+        s.reason ??= new StreamingError(
+          'ON_SHUTDOWN',
+          `${route.pchannel} moved from term ${route.term} to ${next.term}`,
+        );
+        s.call.cancel();
+        return;
+      }
+    })().catch(() => undefined); // only the signal rejects: the session ended or the read did
+    return () => stop.abort();
   }
 
   private openSession(route: Route): Session {

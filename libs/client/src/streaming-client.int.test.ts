@@ -391,6 +391,26 @@ describe('read', () => {
     expect(await sub.closed).toBeUndefined();
   });
 
+  it('moves a read to the newer term of its pchannel even when the old node keeps serving it', async () => {
+    const cluster = await startCluster(2);
+    const client = await connect(cluster, { minBackoffMs: 10, maxBackoffMs: 50 });
+    const v = vchannelOn('pc-0001');
+    await client.append({ vchannel: v, payload: text('m0') });
+    const sub = client.read({ vchannel: v, from: 'earliest' });
+    const it = sub[Symbol.asyncIterator]();
+    expect(await take(it, 1)).toEqual(['m0']);
+    expect(cluster.node(0).consumers.size).toBe(1);
+    // The old owner is not told (it has no session, say) and keeps its stream open.
+    cluster.assign('pc-0001', cluster.node(1), true, false);
+    await waitFor(
+      () => cluster.node(1).consumers.size === 1 && cluster.node(0).consumers.size === 0,
+      { timeoutMs: 10_000, description: 'the read reopened on the new owner' },
+    );
+    await client.append({ vchannel: v, payload: text('m1') });
+    expect(await take(it, 1)).toEqual(['m1']);
+    await sub.close();
+  });
+
   it('after a move, delivers messages the new owner stamped below an idle time tick of the old owner (clocks apart)', async () => {
     const cluster = await startCluster(2);
     const client = await connect(cluster, { minBackoffMs: 10, maxBackoffMs: 50 });

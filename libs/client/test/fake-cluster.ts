@@ -544,11 +544,14 @@ export class FakeCluster {
     return this.logs.get(pchannel) as FakeLog;
   }
 
-  /** Assigns `pchannel` to `node` at the next term, the coordinator's way: remove, assign, publish. */
-  assign(pchannel: string, node: FakeNode, publish = true): bigint {
+  /**
+   * Assigns `pchannel` to `node` at the next term, the coordinator's way: remove, assign,
+   * publish. `tellOldOwner: false` skips the remove, as for an old owner without a session.
+   */
+  assign(pchannel: string, node: FakeNode, publish = true, tellOldOwner = true): bigint {
     const previous = this.coordinator.owners.get(pchannel);
     const term = (previous?.term ?? 0n) + 1n;
-    previous?.node.remove(pchannel);
+    if (tellOldOwner) previous?.node.remove(pchannel);
     this.log(pchannel).newSegment();
     node.owned.set(pchannel, term);
     this.coordinator.owners.set(pchannel, { node, term });
