@@ -375,6 +375,7 @@ const wal = {
   readBatchBytes: 4 * MiB,
   tailCacheBytes: 8 * MiB,
   writerSessionTtlMs: 10000,
+  retentionMs: 0,
 };
 const service = {
   directIo,

@@ -150,6 +150,13 @@ export const WalSchema = Type.Object(
       description:
         "Lease of a WAL writer's session key: maintenance leaves a log alone while it lives",
     }),
+    retentionMs: Type.Integer({
+      default: 0,
+      minimum: 0,
+      maximum: 10 * 365 * 24 * 3600_000,
+      description:
+        'Truncate WAL segments completed at least this long ago, keeping the newest completed one per WAL (applied by maintenance; 0: keep everything)',
+    }),
     maintenanceIntervalMs: Type.Integer({
       default: 60000,
       minimum: 0,

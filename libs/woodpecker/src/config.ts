@@ -37,6 +37,12 @@ export interface WalLimits {
    * every third of it). @default 10000 (1000 – 300000)
    */
   writerSessionTtlMs: number;
+  /**
+   * Retention: `Woodpecker.maintain` truncates the completed segments of every log that were
+   * completed at least this long ago, oldest first, always keeping the newest completed one (it
+   * holds the log's last time-ordered entries). 0 keeps everything. @default 0 (0 – 10 years)
+   */
+  retentionMs: number;
 }
 
 const KiB = 1024;
@@ -55,6 +61,7 @@ const RANGES: Record<keyof WalLimits, [number, number]> = {
   tailCacheBytes: [0, 1 * GiB],
   progressIntervalMs: [1, 10_000],
   writerSessionTtlMs: [1_000, 300_000],
+  retentionMs: [0, 10 * 365 * 24 * 3600_000],
 };
 
 /** Applies defaults for `mode` and validates every field; throws InvalidArgumentError listing all problems. */
@@ -74,6 +81,7 @@ export function withDefaults(
     tailCacheBytes: 8 * MiB,
     progressIntervalMs: 100,
     writerSessionTtlMs: 10_000,
+    retentionMs: 0,
     ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   };
   const problems: string[] = [];

@@ -114,8 +114,9 @@ export class Woodpecker {
    * `writerSessionTtlMs`) once the segment has been idle for `maxSegmentAgeMs`. It fences the
    * segment exactly as a new writer's recovery does, so every acknowledged entry stays readable
    * and a writer that was in fact still running fails its next append with WAL_FENCED. Logs
-   * with a live writer are left to that writer (it rolls by age itself). Safe to run from any
-   * number of clients at once.
+   * with a live writer are left to that writer (it rolls by age itself). With `retentionMs`,
+   * also truncates every log's completed segments older than that (keeping the newest
+   * completed one). Safe to run from any number of clients at once.
    */
   async maintain(options: { signal?: AbortSignal } = {}): Promise<MaintenanceResult> {
     this.throwIfClosed();
@@ -125,6 +126,10 @@ export class Woodpecker {
         segments: this.segments,
         limits: this.limits,
         onSealed: (name) => this.runtimes.get(name)?.notify(),
+        truncate: async (name, position, signal) => {
+          const log = await this.openLog(name, signal === undefined ? {} : { signal });
+          await log.truncate(position, signal === undefined ? {} : { signal });
+        },
       },
       options,
     );

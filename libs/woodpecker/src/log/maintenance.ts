@@ -13,6 +13,7 @@ import {
   type WriterMeta,
   type WriterSession,
 } from './metadata.js';
+import type { LogPosition } from './position.js';
 import { completeActiveSegments } from './recovery.js';
 
 /** What one maintenance pass did. */
@@ -23,6 +24,8 @@ export interface MaintenanceResult {
   sealedSegments: number;
   /** Logs skipped because a live writer holds them. */
   liveWriters: number;
+  /** Segments truncated because they outlived `retentionMs`. */
+  truncatedSegments: number;
   /** Logs whose maintenance failed (the next pass tries again). */
   failures: { log: string; error: Error }[];
 }
@@ -33,12 +36,14 @@ export interface MaintenanceContext {
   limits: Readonly<WalLimits>;
   /** Called after a log's segments were sealed, to wake in-process readers. */
   onSealed?: (logName: string) => void;
+  /** Truncates a log before `position` (see `LogHandle.truncate`); used for retention. */
+  truncate: (logName: string, position: LogPosition, signal?: AbortSignal) => Promise<void>;
 }
 
 /**
  * One pass of writer-independent maintenance: seals the active segments of logs whose writer is
  * gone once they have been idle for `maxSegmentAgeMs`, so an idle log does not depend on its
- * writer coming back.
+ * writer coming back; with `retentionMs`, truncates segments that outlived it.
  *
  * A writer is alive while its session key exists with the writer key's epoch: the key sits on
  * its client's lease, which a dead process stops keeping alive. To seal, maintenance takes the
@@ -70,6 +75,7 @@ export async function maintainLogs(
     checkedLogs: 0,
     sealedSegments: 0,
     liveWriters: 0,
+    truncatedSegments: 0,
     failures: [],
   };
   for (const logKv of logs.kvs) {
@@ -88,6 +94,8 @@ export async function maintainLogs(
       );
       if (outcome === 'live') result.liveWriters += 1;
       else result.sealedSegments += outcome;
+      if (ctx.limits.retentionMs > 0)
+        result.truncatedSegments += await applyRetention(ctx, log, signal);
     } catch (err) {
       if (signal?.aborted === true) throw err;
       result.failures.push({
@@ -97,6 +105,34 @@ export async function maintainLogs(
     }
   }
   return result;
+}
+
+/**
+ * Truncates the leading completed segments of `log` completed at least `retentionMs` ago,
+ * keeping the newest completed segment whatever its age. Returns how many it truncated.
+ */
+async function applyRetention(
+  ctx: MaintenanceContext,
+  log: LogMeta,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const all = await listSegments(ctx.metadata, log.name, signal);
+  const completed = all.filter((s) => s.meta.state === 'completed');
+  const newest = completed.at(-1)?.meta.segmentId;
+  const cutoffMs = Date.now() - ctx.limits.retentionMs;
+  let expired = 0;
+  let before: number | undefined;
+  for (const { meta: seg } of all) {
+    if (seg.segmentId < log.truncatedBefore.segmentId || seg.state === 'truncated') continue;
+    // Only a leading run: a log never has a hole in the middle.
+    if (seg.state !== 'completed' || seg.segmentId === newest) break;
+    if (seg.completedAtMs === undefined || seg.completedAtMs > cutoffMs) break;
+    expired += 1;
+    before = seg.segmentId + 1;
+  }
+  if (before === undefined) return 0;
+  await ctx.truncate(log.name, { segmentId: before, entryId: 0 }, signal);
+  return expired;
 }
 
 async function maintainLog(

@@ -584,6 +584,46 @@ export function describeWalSuite(
       }
     });
 
+    it('retention truncates segments completed long enough ago, keeping the newest completed one and the active one', async () => {
+      const log = await wp.createLog('retained');
+      for (let s = 0; s < 3; s++) {
+        const w = await log.openWriter();
+        await w.append(enc.encode(`s${s}`));
+        await w.close();
+      }
+      const live = await log.openWriter();
+      await live.append(enc.encode('live'));
+      const keepAll = open();
+      const retaining = open({ retentionMs: 1 });
+      try {
+        // Without retention maintenance truncates nothing.
+        expect(await keepAll.maintain()).toMatchObject({ truncatedSegments: 0, failures: [] });
+        await waitFor(
+          async () => {
+            const completed = (await log.listSegments()).filter((s) => s.state === 'completed');
+            return completed.every((s) => Date.now() - (s.completedAtMs ?? Date.now()) >= 2);
+          },
+          { timeoutMs: 5_000, description: 'the segments 2 ms old' },
+        );
+        expect(await retaining.maintain()).toMatchObject({ truncatedSegments: 2, failures: [] });
+        expect((await log.listSegments()).map((s) => [s.segmentId, s.state])).toEqual([
+          [2, 'completed'],
+          [3, 'active'],
+        ]);
+        // Earliest is now the newest completed segment; a position before it is refused.
+        expect((await take(await log.openReader(), 2)).map(text)).toEqual(['s2', 'live']);
+        await expect(log.openReader({ from: { segmentId: 0, entryId: 0 } })).rejects.toMatchObject({
+          code: 'WAL_TRUNCATED',
+        });
+        // Nothing more to do on the next pass: the newest completed segment stays.
+        expect(await retaining.maintain()).toMatchObject({ truncatedSegments: 0, failures: [] });
+      } finally {
+        await live.close();
+        await retaining.close();
+        await keepAll.close();
+      }
+    });
+
     it('truncates: deletes whole segments before the point and refuses readers positioned before it', async () => {
       const log = await wp.createLog('truncate');
       for (let s = 0; s < 3; s++) {
