@@ -415,6 +415,39 @@ export function describeWalSuite(
       }
     });
 
+    it('a tail reader that falls behind the in-memory tail reads the rest from storage, in order', async () => {
+      const small = open({ tailCacheBytes: 64 * 1024, maxBlockBytes: 16 * 1024 });
+      try {
+        const log = await small.createLog('lagging');
+        const writer = await log.openWriter();
+        await writer.append(enc.encode('e0'));
+        const reader = await log.openReader({ from: 'earliest' });
+        expect((await take(reader, 1)).map(text)).toEqual(['e0']);
+        // The reader is open but does not read while 1 MiB is acknowledged: 16 times the cache.
+        const payload = new Uint8Array(4096);
+        const appended: string[] = [];
+        for (let i = 1; i <= 256; i++) {
+          payload[0] = i % 256;
+          payload[1] = Math.floor(i / 256);
+          appended.push(`${i % 256}.${Math.floor(i / 256)}`);
+          await writer.append(payload);
+        }
+        const read = await take(reader, 256);
+        expect(read.map((e) => `${e.payload[0]}.${e.payload[1]}`)).toEqual(appended);
+        expect(read.map((e) => e.position.entryId)).toEqual(
+          Array.from({ length: 256 }, (_, i) => (read[0]?.position.entryId ?? 0) + i),
+        );
+        // And it follows the live end again.
+        const next = reader.next();
+        await writer.append(enc.encode('live'));
+        expect(text((await next) as LogEntry)).toBe('live');
+        await reader.close();
+        await writer.close();
+      } finally {
+        await small.close();
+      }
+    });
+
     it('wakes a reader in another client by push, and it makes no storage or metadata requests while idle', async () => {
       const log = await wp.createLog('remote-tail');
       const writer = await log.openWriter();
