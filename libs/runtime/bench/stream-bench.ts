@@ -395,6 +395,7 @@ const service = {
   maxInflightPerProducer: 4096,
   maxInflightBytesPerProducer: 64 * MiB,
   maxInflightBytesPerNode: 512 * MiB,
+  maxStreamsPerNode: 2048,
 };
 
 /** Where one topology's produce runs go and its echo ceiling is measured. */

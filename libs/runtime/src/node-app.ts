@@ -59,6 +59,7 @@ export async function startNodeApp(
       maxInflightPerProducer: config.maxInflightPerProducer,
       maxInflightBytesPerProducer: config.maxInflightBytesPerProducer,
       maxInflightBytesPerNode: config.maxInflightBytesPerNode,
+      maxStreamsPerNode: config.maxStreamsPerNode,
       maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
       flowControlWindowBytes: config.flowControlWindowBytes,
       drainTimeoutMs: config.drainTimeoutMs,

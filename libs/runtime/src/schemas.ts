@@ -207,6 +207,13 @@ const SharedNodeFields = {
     description:
       'Payload bytes of unanswered produces over all streams of the node before streams that send more pause',
   }),
+  maxStreamsPerNode: Type.Integer({
+    default: 2048,
+    minimum: 1,
+    maximum: 65536,
+    description:
+      'Produce and consume streams open at once on the node; a new one past it is refused (RESOURCE_EXHAUSTED, retried by clients)',
+  }),
   flowControlWindowBytes: Type.Integer({
     default: 4 * MiB,
     minimum: 64 * 1024,

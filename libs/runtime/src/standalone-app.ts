@@ -65,6 +65,7 @@ export async function startStandalone(
         maxInflightPerProducer: config.maxInflightPerProducer,
         maxInflightBytesPerProducer: config.maxInflightBytesPerProducer,
         maxInflightBytesPerNode: config.maxInflightBytesPerNode,
+        maxStreamsPerNode: config.maxStreamsPerNode,
         maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
         flowControlWindowBytes: config.flowControlWindowBytes,
         drainTimeoutMs: 0,

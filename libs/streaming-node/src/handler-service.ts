@@ -88,7 +88,10 @@ export class ProduceWindow {
   bytes = 0;
   isPaused = false;
   constructor(
-    private readonly limits: HandlerLimits,
+    private readonly limits: Pick<
+      HandlerLimits,
+      'maxInflightPerProducer' | 'maxInflightBytesPerProducer'
+    >,
     private readonly budget: NodeProduceBudget | undefined,
     private readonly onResume: () => void,
   ) {}
@@ -133,8 +136,38 @@ export class ProduceWindow {
   };
 }
 
+/**
+ * Produce and consume streams open on the node at once. Each holds buffers (a consumer's read
+ * batch, a producer's window), so their number is bounded too: past the limit a new stream is
+ * refused with RESOURCE_EXHAUSTED (retryable; clients back off and try again).
+ */
+export class StreamSlots {
+  open = 0;
+  constructor(readonly limit: number) {
+    assert(Number.isSafeInteger(limit) && limit > 0, 'the stream limit is positive');
+  }
+
+  /** Takes a slot for `call` until it ends (finished, closed or cancelled); false when full. */
+  take(call: ServerDuplexStream<unknown, unknown>): boolean {
+    if (this.open >= this.limit) return false;
+    this.open += 1;
+    let isReleased = false;
+    const release = (): void => {
+      if (isReleased) return;
+      isReleased = true;
+      this.open -= 1;
+    };
+    call.once('finish', release);
+    call.once('close', release);
+    call.once('cancelled', release);
+    return true;
+  }
+}
+
 /** Limits of produce and consume streams. */
 export interface HandlerLimits {
+  /** Produce and consume streams open at once on the node. @default 2048 */
+  maxStreamsPerNode: number;
   /**
    * Payload bytes of unanswered produce requests over all streams of the node before streams
    * that send more are paused. @default 512 MiB
@@ -244,11 +277,19 @@ export function createHandlerService(
   telemetry: NodeTelemetry = new NodeTelemetry(manager),
 ): HandlerServiceServer {
   const budget = new NodeProduceBudget(limits.maxInflightBytesPerNode);
+  const slots = new StreamSlots(limits.maxStreamsPerNode);
+  const full = (): StreamingError =>
+    new StreamingError(
+      'RESOURCE_EXHAUSTED',
+      `this node has its limit of ${slots.limit} open streams (maxStreamsPerNode); retry later, or raise the limit or add nodes`,
+    );
   return {
     produce(call) {
+      if (!slots.take(call)) return fail(call, full());
       serveProducer(call, manager, serverId, limits, budget, telemetry);
     },
     consume(call) {
+      if (!slots.take(call)) return fail(call, full());
       void serveConsumer(call, manager, serverId, telemetry).catch((err: unknown) =>
         fail(call, err),
       );

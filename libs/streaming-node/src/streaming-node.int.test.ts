@@ -305,6 +305,92 @@ describe('streaming node', () => {
     }
   });
 
+  it('refuses streams past maxStreamsPerNode with RESOURCE_EXHAUSTED and takes new ones once one ends', async () => {
+    const limited = await StreamingNode.start(
+      { timeTickIntervalMs: 50, maxStreamsPerNode: 2, drainTimeoutMs: 0 },
+      { wal, metadata },
+    );
+    const limitedManager = new ManagerServiceClient(limited.address, credentials.createInsecure());
+    const limitedHandler = new HandlerServiceClient(limited.address, credentials.createInsecure());
+    const pchannel = { name: 'wal-0012', term: 1n, accessMode: 1 };
+    const openProducer = () => {
+      const call = limitedHandler.produce();
+      const state = collect<ProduceRequest, ProduceResponse>(call);
+      call.write({ request: { $case: 'open', open: { pchannel } } });
+      return { call, state };
+    };
+    const openConsumer = () => {
+      const call = limitedHandler.consume();
+      const state = collect<ConsumeRequest, ConsumeResponse>(call);
+      call.write({
+        request: {
+          $case: 'open',
+          open: {
+            pchannel,
+            vchannel: 'v',
+            deliverPolicy: { policy: { $case: 'all', all: {} } },
+            deliverFilters: [],
+          },
+        },
+      });
+      return { call, state };
+    };
+    const isOpen = (frames: { response?: { $case: string } }[]) =>
+      frames.some((f) => f.response?.$case === 'opened');
+    try {
+      await new Promise<void>((resolve, reject) =>
+        limitedManager.assign({ pchannel }, (err) =>
+          err ? reject(fromServiceError(err)) : resolve(),
+        ),
+      );
+      const p = openProducer();
+      const c = openConsumer();
+      await waitFor(() => isOpen(p.state.frames) && isOpen(c.state.frames), {
+        timeoutMs: 10_000,
+      });
+      const third = openConsumer();
+      await waitFor(() => third.state.error() !== undefined, { timeoutMs: 10_000 });
+      expect(fromServiceError(third.state.error())).toMatchObject({
+        code: 'RESOURCE_EXHAUSTED',
+        retryable: true,
+      });
+      // The two open ones keep working.
+      p.call.write({
+        request: {
+          $case: 'produce',
+          produce: {
+            requestId: 1n,
+            vchannel: 'v',
+            message: { payload: Buffer.from('x'), properties: {} },
+          },
+        },
+      });
+      await waitFor(() => c.state.frames.some((f) => f.response?.$case === 'message'), {
+        timeoutMs: 10_000,
+      });
+      // A producer that ends frees its slot.
+      p.call.end();
+      await waitFor(() => p.state.ended(), { timeoutMs: 10_000 });
+      const fourth = await waitFor(
+        async () => {
+          const q = openProducer();
+          await waitFor(() => isOpen(q.state.frames) || q.state.error() !== undefined, {
+            timeoutMs: 10_000,
+          });
+          if (isOpen(q.state.frames)) return q;
+          return false;
+        },
+        { timeoutMs: 10_000, description: 'a new stream taken after one ended' },
+      );
+      fourth.call.end();
+      c.call.cancel();
+    } finally {
+      limitedManager.close();
+      limitedHandler.close();
+      await limited.stop({ drain: false });
+    }
+  });
+
   it('registers a lease-bound session with its address', async () => {
     const kv = await metadata.get(`session/node/${node.serverId}`);
     expect(JSON.parse(dec.decode(kv?.value))).toMatchObject({

@@ -51,6 +51,11 @@ export interface StreamingNodeOptions {
    * producers connect. @default 512 MiB (1 MiB – 64 GiB)
    */
   maxInflightBytesPerNode: number;
+  /**
+   * Produce and consume streams open at once; a new one past it is refused with
+   * RESOURCE_EXHAUSTED (clients retry). @default 2048 (1 – 65536)
+   */
+  maxStreamsPerNode: number;
   /** On stop: how long to wait for the coordinator to move the channels away. @default 30000 (0–600000) */
   drainTimeoutMs: number;
   /**
@@ -75,6 +80,7 @@ const RANGES: Partial<Record<keyof StreamingNodeOptions, [number, number]>> = {
   maxInflightPerProducer: [1, 65_536],
   maxInflightBytesPerProducer: [1024 * 1024, 1024 * 1024 * 1024],
   maxInflightBytesPerNode: [1024 * 1024, 64 * 1024 * 1024 * 1024],
+  maxStreamsPerNode: [1, 65_536],
   drainTimeoutMs: [0, 600_000],
   maxVChannelsPerPChannel: [1, MAX_VCHANNELS_PER_PCHANNEL],
   flowControlWindowBytes: [FLOW_CONTROL_WINDOW.min, FLOW_CONTROL_WINDOW.max],
@@ -92,6 +98,7 @@ export function nodeOptionsWithDefaults(
     maxInflightPerProducer: 4096,
     maxInflightBytesPerProducer: 64 * 1024 * 1024,
     maxInflightBytesPerNode: 512 * 1024 * 1024,
+    maxStreamsPerNode: 2048,
     drainTimeoutMs: 30_000,
     maxVChannelsPerPChannel: DEFAULT_MAX_VCHANNELS_PER_PCHANNEL,
     flowControlWindowBytes: FLOW_CONTROL_WINDOW.default,
@@ -192,6 +199,7 @@ export class StreamingNode {
         maxInflightPerProducer: options.maxInflightPerProducer,
         maxInflightBytesPerProducer: options.maxInflightBytesPerProducer,
         maxInflightBytesPerNode: options.maxInflightBytesPerNode,
+        maxStreamsPerNode: options.maxStreamsPerNode,
       },
       telemetry,
     );
