@@ -124,7 +124,8 @@ class Lane<T> {
  * like grpc-js's ClientDuplexStream as far as the producer and consumer use it (`write`,
  * `end`, `cancel`, `pause`, `resume`, events `data`, `error`, `status`); the server side like
  * ServerDuplexStream as far as the node's handlers use it (`write`, `end`, `pause`, `resume`,
- * an `error` emitted with a ServiceError, events `data`, `end`, `cancelled`, `drain`).
+ * an `error` emitted with a ServiceError, events `data`, `end`, `cancelled`, `drain`, and
+ * `close` once the stream is over, whichever way).
  */
 function streamPair<Req, Res>(): { client: EventEmitter; server: EventEmitter } {
   const client = new EventEmitter();
@@ -137,6 +138,9 @@ function streamPair<Req, Res>(): { client: EventEmitter; server: EventEmitter } 
     toClient.discard();
     if (error !== undefined) client.emit('error', Object.assign(new Error(error.details), error));
     client.emit('status', status);
+    // As a grpc-js server stream does once it is done: what the node holds for the stream
+    // (its slot among the node's open streams) is released on it.
+    setImmediate(() => EventEmitter.prototype.emit.call(server, 'close'));
   };
   const toServer: Lane<Req> = new Lane<Req>(
     (m) => server.emit('data', m),

@@ -35,7 +35,7 @@ async function take(
 /** A standalone app in `dir` on free ports, with the schema's defaults and `overrides`. */
 function standalone(
   dir: string,
-  overrides: { pchannelCount: number; maxMessageBytes?: number },
+  overrides: { pchannelCount: number; maxMessageBytes?: number; maxStreamsPerNode?: number },
 ): ReturnType<typeof startStandalone> {
   const config = Value.Default(StandaloneSchema, {
     dataDir: join(dir, 'data'),
@@ -48,6 +48,32 @@ function standalone(
 }
 
 describe('in-process short-circuit in standalone', () => {
+  it('frees the node stream slots of in-process streams that end, so later streams are taken', async () => {
+    await using dir = await makeTempDir('in-process-slots');
+    const app = await standalone(dir.path, { pchannelCount: 1, maxStreamsPerNode: 2 });
+    try {
+      // Ten clients one after another, each with a producer and a read: five times the limit.
+      for (let round = 0; round < 10; round++) {
+        const client = await StreamingClient.connect({
+          coordinator: app.coordinatorAddress,
+          inProcessNodes: [app.inProcessNode],
+        });
+        try {
+          await client.append({ vchannel: 'v', payload: text(`m${round}`) });
+          const sub = client.read({ vchannel: 'v', from: 'earliest' });
+          const got = await take(sub[Symbol.asyncIterator](), round + 1);
+          expect(got.map((m) => m.payload).at(-1)).toBe(`m${round}`);
+          await sub.close();
+        } finally {
+          await client.close();
+        }
+        expect(client.stats().inProcessStreams).toBeGreaterThan(0);
+      }
+    } finally {
+      await app.stop();
+    }
+  });
+
   it('produces and consumes through the node in the same process without gRPC, with the same results, errors and live tailing', async () => {
     await using dir = await makeTempDir('in-process');
     const app = await standalone(dir.path, { pchannelCount: 2, maxMessageBytes: 4096 });
