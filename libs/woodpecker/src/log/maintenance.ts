@@ -109,7 +109,8 @@ export async function maintainLogs(
 
 /**
  * Truncates the leading completed segments of `log` completed at least `retentionMs` ago,
- * keeping the newest completed segment whatever its age. Returns how many it truncated.
+ * keeping the newest completed segment with entries (and all after it) whatever their age.
+ * Returns how many it truncated.
  */
 async function applyRetention(
   ctx: MaintenanceContext,
@@ -117,15 +118,18 @@ async function applyRetention(
   signal: AbortSignal | undefined,
 ): Promise<number> {
   const all = await listSegments(ctx.metadata, log.name, signal);
-  const completed = all.filter((s) => s.meta.state === 'completed');
-  const newest = completed.at(-1)?.meta.segmentId;
+  // The newest completed segment with entries holds the log's last entries (a streaming node
+  // reads its highest time tick there): it stays, also behind empty completed segments (an
+  // open that gave up, recovery of a segment that never got an entry).
+  const newest = all.findLast((s) => s.meta.state === 'completed' && s.meta.lastEntryId >= 0)?.meta
+    .segmentId;
   const cutoffMs = Date.now() - ctx.limits.retentionMs;
   let expired = 0;
   let before: number | undefined;
   for (const { meta: seg } of all) {
     if (seg.segmentId < log.truncatedBefore.segmentId || seg.state === 'truncated') continue;
     // Only a leading run: a log never has a hole in the middle.
-    if (seg.state !== 'completed' || seg.segmentId === newest) break;
+    if (seg.state !== 'completed' || newest === undefined || seg.segmentId >= newest) break;
     if (seg.completedAtMs === undefined || seg.completedAtMs > cutoffMs) break;
     expired += 1;
     before = seg.segmentId + 1;

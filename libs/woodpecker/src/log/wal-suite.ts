@@ -624,6 +624,8 @@ export function describeWalSuite(
         await w.append(enc.encode(`s${s}`));
         await w.close();
       }
+      // An open that wrote nothing leaves an empty completed segment behind the last entries.
+      await (await log.openWriter()).close();
       const live = await log.openWriter();
       await live.append(enc.encode('live'));
       const keepAll = open();
@@ -641,7 +643,8 @@ export function describeWalSuite(
         expect(await retaining.maintain()).toMatchObject({ truncatedSegments: 2, failures: [] });
         expect((await log.listSegments()).map((s) => [s.segmentId, s.state])).toEqual([
           [2, 'completed'],
-          [3, 'active'],
+          [3, 'completed'],
+          [4, 'active'],
         ]);
         // Earliest is now the newest completed segment; a position before it is refused.
         expect((await take(await log.openReader(), 2)).map(text)).toEqual(['s2', 'live']);
