@@ -141,6 +141,12 @@ describe('planBalance', () => {
     expect(
       planBalance(input({ channels: [stuck], healthyNodeIds: [1], allowRebalance: false })),
     ).toEqual([{ channel: 'a', nodeId: 1, reason: 'place' }]);
+    // Rebalancing does not move it back there either: node 1 is empty, node 2 holds three, and
+    // only the other two move.
+    const layout = [{ ...stuck, nodeId: 2 }, ...channels({ b: 2, c: 2 })];
+    const moves = planBalance(input({ channels: layout, healthyNodeIds: [1, 2] }));
+    expect(moves.map((m) => m.channel)).not.toContain('a');
+    expect(moves).toHaveLength(1);
   });
 
   it('moves a heavy channel off a node holding every vchannel, then an empty one back', () => {

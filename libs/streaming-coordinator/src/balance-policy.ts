@@ -20,7 +20,7 @@ export interface PolicyChannel {
   vchannelCount?: number;
   /**
    * A node where the channel's assignment keeps failing (its WAL will not open there): placed on
-   * another healthy node when there is one.
+   * another healthy node when there is one, and never moved there by rebalancing.
    */
   avoidNodeId?: number;
 }
@@ -191,7 +191,7 @@ export function planBalance(input: PolicyInput): PolicyMove[] {
     for (let index = 0; index < candidates.length; index++) {
       const { channel, nodeId: from } = candidates[index] as (typeof candidates)[number];
       for (const to of nodes) {
-        if (to === from) continue;
+        if (to === from || to === channel.avoidNodeId) continue;
         const delta = costDelta(load, means, channel, from, to);
         if (delta <= -minGain && (best === undefined || delta < best.delta - MIN_IMPROVEMENT))
           best = { index, to, delta };

@@ -163,6 +163,12 @@ describe('StreamingCoordinator', () => {
     const b = await addNode(store, 2);
     // wal-0000 is placed first, on node 1 (lowest id), where its open always fails.
     a.node.failAssign('wal-0000', new StreamingError('RESOURCE_EXHAUSTED', 'disk full'));
+    // On node 2 its first open fails once, a passing failure: it must not move it again.
+    let failedOnB = 0;
+    b.node.onAssign = (pchannel) =>
+      pchannel === 'wal-0000' && failedOnB++ === 0
+        ? Promise.reject(new StreamingError('RESOURCE_EXHAUSTED', 'passing'))
+        : Promise.resolve();
     const coordinator = await startCoordinator(store, { moveCooldownMs: 60_000 });
     const channels = await waitFor(
       () => allAssigned(coordinator, (c) => c.name !== 'wal-0000' || c.nodeId === 2),
@@ -174,6 +180,7 @@ describe('StreamingCoordinator', () => {
     expect(new Set(attemptsOnA.map((c) => c.term))).toEqual(new Set([1]));
     expect(channels.find((c) => c.name === 'wal-0000')?.term).toBe(2);
     expect(b.node.held.get('wal-0000')).toBe(2);
+    expect(failedOnB).toBe(2);
   });
 
   it('moves the channels of a node whose session disappears, skipping Remove to it', async () => {

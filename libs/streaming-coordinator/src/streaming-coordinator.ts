@@ -154,9 +154,15 @@ interface ChannelTask {
 }
 
 interface ChannelRetry {
+  /** Failed attempts since the channel was last assigned: they set the backoff. */
   failedAttempts: number;
   notBeforeMs: number;
   lastError: string;
+  /** The node whose Assign failed last, and how many Assigns in a row failed on it. */
+  failedNodeId: number | null;
+  failedAssignsOnNode: number;
+  /** A node given up on (ATTEMPTS_BEFORE_ANOTHER_NODE failed Assigns): not chosen again until the channel is assigned. */
+  avoidNodeId: number | null;
 }
 
 /**
@@ -986,35 +992,42 @@ export class StreamingCoordinator {
     askedAtMs: number,
     signal: AbortSignal,
   ): Promise<void> {
-    for (const [name, term] of held) {
+    const stale = [...held].filter(([name, term]) => {
       const meta = this.metas.get(name)?.meta;
-      if (meta === undefined || this.tasks.has(name)) continue;
+      if (meta === undefined || this.tasks.has(name)) return false;
       // Assigned since the question was asked: the answer may predate the assignment.
-      if (meta.lastAssignedAtMs !== null && meta.lastAssignedAtMs >= askedAtMs) continue;
+      if (meta.lastAssignedAtMs !== null && meta.lastAssignedAtMs >= askedAtMs) return false;
       const isCurrent = meta.nodeId === nodeId && meta.term === term;
-      if (isCurrent || term > meta.term) continue;
-      this.log.warn('node holds a channel that belongs elsewhere; removing its copy', {
-        pchannel: name,
-        nodeId,
-        heldTerm: term,
-        term: meta.term,
-        ownerNodeId: meta.nodeId,
-      });
-      this.telemetry.recordStaleCopyRemoved();
-      try {
-        await this.clients.get(address).remove(name, term, {
-          signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.operationTimeoutMs)]),
-          deadline: Date.now() + this.options.operationTimeoutMs,
-        });
-      } catch (err) {
-        if (signal.aborted) return;
-        this.log.debug('stale copy not removed; the next round tries again', {
+      return !isCurrent && term <= meta.term;
+    });
+    // In parallel: bounded by the pchannel count, each call on its own deadline.
+    await Promise.all(
+      stale.map(async ([name, term]) => {
+        const meta = this.metaOf(name).meta;
+        try {
+          await this.clients.get(address).remove(name, term, {
+            signal: AbortSignal.any([signal, AbortSignal.timeout(this.options.operationTimeoutMs)]),
+            deadline: Date.now() + this.options.operationTimeoutMs,
+          });
+        } catch (err) {
+          if (!signal.aborted)
+            this.log.debug('stale copy not removed; the next round tries again', {
+              pchannel: name,
+              nodeId,
+              error: errorMessage(err),
+            });
+          return;
+        }
+        this.log.warn('removed the copy of a channel that belongs elsewhere from a node', {
           pchannel: name,
           nodeId,
-          error: errorMessage(err),
+          heldTerm: term,
+          term: meta.term,
+          ownerNodeId: meta.nodeId,
         });
-      }
-    }
+        this.telemetry.recordStaleCopyRemoved();
+      }),
+    );
   }
 
   /**
@@ -1163,11 +1176,12 @@ export class StreamingCoordinator {
       const isBusy = task !== undefined || (retry !== undefined && retry.notBeforeMs > now);
       // Its WAL keeps failing to open on that node (storage or disk trouble there, say) while
       // another node could take it: place it again, elsewhere, with a new term.
+      const avoidNodeId = retry?.avoidNodeId ?? null;
       const isStuck =
         task === undefined &&
         meta.state === 'ASSIGNING' &&
         meta.nodeId !== null &&
-        (retry?.failedAttempts ?? 0) >= ATTEMPTS_BEFORE_ANOTHER_NODE &&
+        meta.nodeId === avoidNodeId &&
         healthy.some((id) => id !== meta.nodeId);
       let nodeId: number | null = null;
       if (task !== undefined) {
@@ -1185,7 +1199,7 @@ export class StreamingCoordinator {
         isMovable: !isBusy,
         lastAssignedAtMs: meta.lastAssignedAtMs,
         vchannelCount: this.vchannelCountOf(name),
-        ...(isStuck && meta.nodeId !== null ? { avoidNodeId: meta.nodeId } : {}),
+        ...(avoidNodeId === null ? {} : { avoidNodeId }),
       };
     });
     const moves = planBalance({
@@ -1258,7 +1272,7 @@ export class StreamingCoordinator {
         if (task.operationId !== undefined) {
           this.operations.advance(task.operationId, 'failed', { reason: errorMessage(err) });
         }
-        this.taskFailed(name, err, controller.signal);
+        this.taskFailed(name, err, controller.signal, task);
       },
     );
     task.done = run.finally(() => {
@@ -1344,7 +1358,7 @@ export class StreamingCoordinator {
     }
   }
 
-  private taskFailed(name: string, err: unknown, taskSignal: AbortSignal): void {
+  private taskFailed(name: string, err: unknown, taskSignal: AbortSignal, task: ChannelTask): void {
     if (this.role !== 'ACTIVE') return; // demoted or stopped: the next leader re-drives it
     if (
       err instanceof NodeLostError ||
@@ -1361,6 +1375,14 @@ export class StreamingCoordinator {
     if (taskSignal.aborted) return; // superseded by an explicit move
     const previous = this.retries.get(name);
     const failedAttempts = (previous?.failedAttempts ?? 0) + 1;
+    // Only a failed Assign counts against its node (not a failed Remove of an earlier owner).
+    const failedNodeId = task.phase === 'assigning' ? task.targetNodeId : null;
+    const failedAssignsOnNode =
+      failedNodeId === null
+        ? 0
+        : failedNodeId === previous?.failedNodeId
+          ? previous.failedAssignsOnNode + 1
+          : 1;
     const capMs = Math.min(
       this.options.channelBackoffMaxMs,
       this.options.channelBackoffInitialMs * 2 ** Math.min(failedAttempts - 1, 30),
@@ -1371,6 +1393,12 @@ export class StreamingCoordinator {
       failedAttempts,
       notBeforeMs: Date.now() + delayMs,
       lastError: errorMessage(err),
+      failedNodeId,
+      failedAssignsOnNode,
+      avoidNodeId:
+        failedAssignsOnNode >= ATTEMPTS_BEFORE_ANOTHER_NODE
+          ? failedNodeId
+          : (previous?.avoidNodeId ?? null),
     });
     this.log.warn('pchannel assignment failed; retrying', {
       pchannel: name,
