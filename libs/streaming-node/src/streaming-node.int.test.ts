@@ -849,6 +849,11 @@ describe('streaming node', () => {
   });
 
   it('closes its channels when its session is lost, registers again and opens channels the coordinator assigns anew', async () => {
+    // wal-0005's open at term 1 fails (another writer holds term 2): a retry of term 1 would
+    // be allowed until something ends that term.
+    const other = await (await wal.createLog('wal-0005')).openWriter({ ownerTerm: 2 });
+    await expect(assign('wal-0005', 1)).rejects.toMatchObject({ code: 'CHANNEL_FENCED' });
+    await other.close();
     await assign('wal-0004', 1);
     const p = producer('wal-0004', 1);
     const c = consumer('wal-0004', 1, 'v');
@@ -871,8 +876,10 @@ describe('streaming node', () => {
       { timeoutMs: 10_000, description: 'the session registered again under a new lease' },
     );
     expect((await status()).channels).toEqual([]);
-    // The old term stays closed; the next one opens, and the acked message is still there.
+    // The old terms stay closed, also the one whose open had failed; the next one opens, and
+    // the acked message is still there.
     await expect(assign('wal-0004', 1)).rejects.toMatchObject({ code: 'IGNORED_OPERATION' });
+    await expect(assign('wal-0005', 1)).rejects.toMatchObject({ code: 'IGNORED_OPERATION' });
     await assign('wal-0004', 2);
     const c2 = consumer('wal-0004', 2, 'v');
     await waitFor(() => c2.messages().length === 1, { timeoutMs: 10_000 });

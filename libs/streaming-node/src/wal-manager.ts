@@ -127,13 +127,14 @@ export class WalManager {
   }
 
   /**
-   * Closes every channel asked to be open, at the term it was asked for, and keeps serving: a
-   * later Assign opens channels again. The requests are made before this returns its promise,
-   * so an Assign that arrives afterwards is ordered after them.
+   * Closes every channel asked to be open (or whose open failed), at the term it was asked for,
+   * and keeps serving: a later Assign opens channels again. The requests are made before this
+   * returns its promise, so an Assign that arrives afterwards is ordered after them.
    */
   async closeAll(): Promise<number> {
+    // Also those whose open failed: a Remove ends their term, so no late Assign reopens it.
     const removals = [...this.channels.entries()]
-      .filter(([, l]) => l.expected.available)
+      .filter(([, l]) => l.expected.available || l.error !== undefined)
       .map(([name, l]) => this.remove(name, l.expected.term));
     await Promise.allSettled(removals);
     return removals.length;
