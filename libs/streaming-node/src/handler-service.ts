@@ -74,6 +74,11 @@ export class NodeProduceBudget {
   waitForRoom(wake: () => void): void {
     this.waiting.add(wake);
   }
+
+  /** Forgets `wake` (its stream ended). */
+  cancel(wake: () => void): void {
+    this.waiting.delete(wake);
+  }
 }
 
 /**
@@ -117,6 +122,15 @@ export class ProduceWindow {
     assert(this.messages >= 0 && this.bytes >= 0, 'released no more than was admitted');
     this.budget?.remove(bytes); // may wake this window (and others)
     this.wake();
+  }
+
+  /**
+   * The stream ended: it is never resumed, and the node's budget forgets it. Its frames still
+   * in flight are released as they are answered.
+   */
+  close(): void {
+    this.isPaused = false;
+    this.budget?.cancel(this.wake);
   }
 
   private readonly wake = (): void => {
@@ -313,6 +327,7 @@ function serveProducer(
   let pending = Promise.resolve();
   // The stream counts as connected from a successful open until it ends, whichever way.
   const disconnect = (): void => {
+    produceWindow.close();
     if (counters === undefined) return;
     telemetry.producersConnected.add(-1, counters.attrs);
     counters.producers -= 1;

@@ -97,6 +97,21 @@ describe('NodeProduceBudget', () => {
     expect(resumes).toBe(1);
   });
 
+  it('forgets a paused stream that ended: it is never resumed, its frames still count until answered', () => {
+    const budget = new NodeProduceBudget(1000);
+    const resumed: string[] = [];
+    const a = new ProduceWindow(limits, budget, () => resumed.push('a'));
+    const b = new ProduceWindow(limits, budget, () => resumed.push('b'));
+    a.admit(1, 600);
+    expect(b.admit(1, 500)).toBe(true); // the node at 1100
+    b.close();
+    expect(budget.bytes).toBe(1100);
+    a.release(1, 600);
+    b.release(1, 500);
+    expect(resumed).toEqual([]);
+    expect(budget.bytes).toBe(0);
+  });
+
   it('refuses to release more than its streams admitted', () => {
     const budget = new NodeProduceBudget(100);
     budget.add(10);
