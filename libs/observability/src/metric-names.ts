@@ -115,6 +115,29 @@ export const METRICS = {
     attributes: ['state'],
     description: 'pchannels a node knows by WAL state: opening, open, closing, closed, failed',
   },
+  nodeProduceInflightBytes: {
+    name: 'woodstream.node.produce.inflight_bytes',
+    unit: 'By',
+    kind: 'gauge',
+    attributes: [],
+    description:
+      'Payload bytes of unanswered produces over all streams of a node, against maxInflightBytesPerNode',
+  },
+  nodeStreamsOpen: {
+    name: 'woodstream.node.streams.open',
+    unit: '{stream}',
+    kind: 'gauge',
+    attributes: [],
+    description: 'Produce and consume streams open on a node, against maxStreamsPerNode',
+  },
+  nodeStreamsRefused: {
+    name: 'woodstream.node.streams.refused',
+    unit: '{stream}',
+    kind: 'counter',
+    attributes: [],
+    description:
+      'Streams a node refused with RESOURCE_EXHAUSTED because maxStreamsPerNode were open',
+  },
   // --- coordinator ---------------------------------------------------------------------------
   coordinatorActive: {
     name: 'woodstream.coordinator.active',

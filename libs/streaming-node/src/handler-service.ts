@@ -292,11 +292,14 @@ export function createHandlerService(
 ): HandlerServiceServer {
   const budget = new NodeProduceBudget(limits.maxInflightBytesPerNode);
   const slots = new StreamSlots(limits.maxStreamsPerNode);
-  const full = (): StreamingError =>
-    new StreamingError(
+  telemetry.observeLimits(() => ({ inflightBytes: budget.bytes, openStreams: slots.open }));
+  const full = (): StreamingError => {
+    telemetry.streamsRefused.add(1);
+    return new StreamingError(
       'RESOURCE_EXHAUSTED',
       `this node has its limit of ${slots.limit} open streams (maxStreamsPerNode); retry later, or raise the limit or add nodes`,
     );
+  };
   return {
     produce(call) {
       if (!slots.take(call)) return fail(call, full());

@@ -3,6 +3,7 @@ import {
   trace,
   type Attributes,
   type BatchObservableCallback,
+  type Counter,
   type Histogram,
   type Meter,
   type Observable,
@@ -10,6 +11,7 @@ import {
   type UpDownCounter,
 } from '@opentelemetry/api';
 import {
+  createCounter,
   createHistogram,
   createObservableCounter,
   createObservableGauge,
@@ -51,8 +53,12 @@ export class NodeTelemetry {
   readonly produceDuration: Histogram;
   readonly producersConnected: UpDownCounter;
   readonly consumersConnected: UpDownCounter;
+  /** Streams refused because the node had its limit of open streams. */
+  readonly streamsRefused: Counter;
   // One entry per pchannel ever served here; bounded by the cluster's pchannel count.
   private readonly channels = new Map<string, ChannelCounters>();
+  /** The node-wide limits' current use, set by the handler service that owns them. */
+  private limits: (() => { inflightBytes: number; openStreams: number }) | undefined;
   private readonly meter: Meter;
   private readonly observables: Observable[];
   private readonly callback: BatchObservableCallback;
@@ -70,6 +76,9 @@ export class NodeTelemetry {
     const consumeBytes = createObservableCounter(this.meter, METRICS.consumeBytes);
     const timeTickLag = createObservableGauge(this.meter, METRICS.timeTickLag);
     const walChannels = createObservableGauge(this.meter, METRICS.walChannels);
+    const inflightBytes = createObservableGauge(this.meter, METRICS.nodeProduceInflightBytes);
+    const streamsOpen = createObservableGauge(this.meter, METRICS.nodeStreamsOpen);
+    this.streamsRefused = createCounter(this.meter, METRICS.nodeStreamsRefused);
     this.observables = [
       produceMessages,
       produceBytes,
@@ -78,6 +87,8 @@ export class NodeTelemetry {
       consumeBytes,
       timeTickLag,
       walChannels,
+      inflightBytes,
+      streamsOpen,
     ];
     this.callback = (result) => {
       for (const [pchannel, c] of this.channels) {
@@ -97,8 +108,18 @@ export class NodeTelemetry {
       }
       for (const [state, n] of Object.entries(manager.channelStates()))
         result.observe(walChannels, n, { state });
+      const use = this.limits?.();
+      if (use !== undefined) {
+        result.observe(inflightBytes, use.inflightBytes);
+        result.observe(streamsOpen, use.openStreams);
+      }
     };
     this.meter.addBatchObservableCallback(this.callback, this.observables);
+  }
+
+  /** Observes the node-wide limits' use from `read` (the handler service owns the limits). */
+  observeLimits(read: () => { inflightBytes: number; openStreams: number }): void {
+    this.limits = read;
   }
 
   /** The totals of `pchannel` (created on first use). */

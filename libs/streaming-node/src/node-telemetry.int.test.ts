@@ -1,0 +1,92 @@
+import { join } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
+import { metrics } from '@opentelemetry/api';
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
+import { METRICS } from '@woodstream/observability';
+import { HandlerServiceClient, ManagerServiceClient } from '@woodstream/proto';
+import { fromServiceError } from '@woodstream/streaming';
+import { makeTempDir, waitFor } from '@woodstream/testing';
+import { FileMetadataStore, Woodpecker } from '@woodstream/woodpecker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StreamingNode } from './streaming-node.js';
+
+describe('node limit metrics', () => {
+  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
+  const provider = new MeterProvider({ readers: [reader] });
+  beforeAll(() => {
+    metrics.setGlobalMeterProvider(provider);
+  });
+  afterAll(async () => {
+    await provider.shutdown();
+    metrics.disable();
+  });
+
+  /** The summed value of each metric in a fresh collection. */
+  async function collect(): Promise<Map<string, number>> {
+    exporter.reset();
+    await reader.forceFlush();
+    const out = new Map<string, number>();
+    for (const rm of exporter.getMetrics())
+      for (const sm of rm.scopeMetrics)
+        for (const m of sm.metrics) {
+          let sum = 0;
+          for (const p of m.dataPoints) if (typeof p.value === 'number') sum += p.value;
+          out.set(m.descriptor.name, sum);
+        }
+    return out;
+  }
+
+  it('reports open streams, refused streams and the node in-flight bytes', async () => {
+    await using dir = await makeTempDir('node-telemetry');
+    const metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
+    const wal = Woodpecker.open({
+      metadata,
+      storage: { mode: 'local', rootDir: join(dir.path, 'wal') },
+    });
+    const node = await StreamingNode.start(
+      { timeTickIntervalMs: 50, maxStreamsPerNode: 1, drainTimeoutMs: 0 },
+      { wal, metadata },
+    );
+    const manager = new ManagerServiceClient(node.address, credentials.createInsecure());
+    const handler = new HandlerServiceClient(node.address, credentials.createInsecure());
+    try {
+      const pchannel = { name: 'wal-0000', term: 1n, accessMode: 1 };
+      await new Promise<void>((resolve, reject) =>
+        manager.assign({ pchannel }, (err) => (err ? reject(fromServiceError(err)) : resolve())),
+      );
+      const first = handler.produce();
+      let opened = false;
+      first.on('data', () => (opened = true));
+      first.on('error', () => undefined);
+      first.write({ request: { $case: 'open', open: { pchannel } } });
+      await waitFor(() => opened, { timeoutMs: 10_000 });
+      const second = handler.produce();
+      let refused: unknown;
+      second.on('error', (e) => (refused = e));
+      second.write({ request: { $case: 'open', open: { pchannel } } });
+      await waitFor(() => refused !== undefined, { timeoutMs: 10_000 });
+      expect(fromServiceError(refused)).toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
+      const seen = await collect();
+      expect(seen.get(METRICS.nodeStreamsOpen.name)).toBe(1);
+      expect(seen.get(METRICS.nodeStreamsRefused.name)).toBe(1);
+      expect(seen.get(METRICS.nodeProduceInflightBytes.name)).toBe(0);
+      first.end();
+      await waitFor(async () => (await collect()).get(METRICS.nodeStreamsOpen.name) === 0, {
+        timeoutMs: 10_000,
+        description: 'the slot released',
+      });
+    } finally {
+      manager.close();
+      handler.close();
+      await node.stop({ drain: false });
+      await wal.close();
+      await metadata.close();
+    }
+  });
+});
