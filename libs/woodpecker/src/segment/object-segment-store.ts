@@ -28,6 +28,13 @@ import type {
 
 const FENCE_META = 'woodstream-fence';
 const MAX_FENCE_ATTEMPTS = 32;
+/**
+ * Blocks a read fetches ahead of the one it decodes. Each GET costs a round trip (tens of ms on
+ * some stores) and small blocks are common (flushed by age under light traffic), so a reader
+ * catching up block by block would wait for hundreds of round trips before its first entry.
+ * At most this many GETs per read are spent past the end of what it returns.
+ */
+const READ_AHEAD_BLOCKS = 8;
 
 /** Options for {@link ObjectSegmentStore}. */
 export interface ObjectSegmentStoreOptions {
@@ -370,16 +377,27 @@ export class ObjectSegmentStore implements SegmentStore {
         : await this.locate(logId, segmentId, cursor.entryId, isComplete, generation, signal);
     let nextEntryId = cursor.entryId;
     let bytes = 0;
+    // Blocks index, index + 1, ... requested ahead, in order; what is left when the read returns
+    // is dropped (its GETs end on their own, their results unused).
+    const ahead: Promise<Uint8Array | undefined>[] = [];
+    const fetchAhead = (): void => {
+      while (ahead.length < READ_AHEAD_BLOCKS) {
+        const key = this.blockKey(logId, segmentId, index + ahead.length, generation);
+        const body = retry(() => this.objects.get(key, { signal }), {
+          signal,
+          policy: this.readRetry,
+        });
+        body.catch(() => undefined); // awaited in order below; dropped ones must not go unhandled
+        ahead.push(body);
+      }
+    };
     for (;;) {
       if (toEntryId !== undefined && nextEntryId > toEntryId)
         return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'bound' };
       if (bytes >= options.maxBytes)
         return { entries, cursor: { entryId: nextEntryId, block: index }, end: 'more' };
-      const key = this.blockKey(logId, segmentId, index, generation);
-      const body = await retry(() => this.objects.get(key, { signal }), {
-        signal,
-        policy: this.readRetry,
-      });
+      fetchAhead();
+      const body = await (ahead.shift() as Promise<Uint8Array | undefined>);
       if (body === undefined && isComplete) {
         // Compaction may have replaced this generation; the caller re-reads metadata.
         if (entries.length > 0)
