@@ -75,6 +75,30 @@ describe('streaming node', () => {
       ),
     );
 
+  /** Another node on the same WAL and metadata, with `options`; `stop` closes its clients too. */
+  async function startNode(options: Parameters<typeof StreamingNode.start>[0]) {
+    const other = await StreamingNode.start(
+      { timeTickIntervalMs: 50, drainTimeoutMs: 0, ...options },
+      { wal, metadata },
+    );
+    const otherManager = new ManagerServiceClient(other.address, credentials.createInsecure());
+    const otherHandler = new HandlerServiceClient(other.address, credentials.createInsecure());
+    return {
+      handler: otherHandler,
+      assign: (name: string): Promise<void> =>
+        new Promise((resolve, reject) =>
+          otherManager.assign({ pchannel: { name, term: 1n, accessMode: 1 } }, (err) =>
+            err ? reject(fromServiceError(err)) : resolve(),
+          ),
+        ),
+      async stop(): Promise<void> {
+        otherManager.close();
+        otherHandler.close();
+        await other.stop({ drain: false });
+      },
+    };
+  }
+
   function producer(name: string, term: number) {
     const call = handler.produce();
     const state = collect<ProduceRequest, ProduceResponse>(call);
@@ -187,24 +211,14 @@ describe('streaming node', () => {
   });
 
   it('answers every message of a producer whose messages each exceed its in-flight byte limit, in order (the stream pauses and resumes without stalling)', async () => {
-    const limited = await StreamingNode.start(
-      {
-        timeTickIntervalMs: 50,
-        maxMessageBytes: 2 * 1024 * 1024,
-        maxInflightBytesPerProducer: 1024 * 1024,
-        flowControlWindowBytes: 64 * 1024,
-        drainTimeoutMs: 0,
-      },
-      { wal, metadata },
-    );
-    const limitedManager = new ManagerServiceClient(limited.address, credentials.createInsecure());
-    const limitedHandler = new HandlerServiceClient(limited.address, credentials.createInsecure());
+    const limited = await startNode({
+      maxMessageBytes: 2 * 1024 * 1024,
+      maxInflightBytesPerProducer: 1024 * 1024,
+      flowControlWindowBytes: 64 * 1024,
+    });
+    const limitedHandler = limited.handler;
     try {
-      await new Promise<void>((resolve, reject) =>
-        limitedManager.assign({ pchannel: { name: 'wal-0009', term: 1n, accessMode: 1 } }, (err) =>
-          err ? reject(fromServiceError(err)) : resolve(),
-        ),
-      );
+      await limited.assign('wal-0009');
       const call = limitedHandler.produce();
       const state = collect<ProduceRequest, ProduceResponse>(call);
       call.write({
@@ -236,34 +250,20 @@ describe('streaming node', () => {
       await waitFor(() => state.ended(), { timeoutMs: 10_000 });
       expect(state.error()).toBeUndefined();
     } finally {
-      limitedManager.close();
-      limitedHandler.close();
-      await limited.stop({ drain: false });
+      await limited.stop();
     }
   });
 
   it('answers every message of many producers that together exceed the node budget, each in order (paused streams resume)', async () => {
-    const limited = await StreamingNode.start(
-      {
-        timeTickIntervalMs: 50,
-        maxMessageBytes: 2 * 1024 * 1024,
-        maxInflightBytesPerNode: 1024 * 1024,
-        flowControlWindowBytes: 64 * 1024,
-        drainTimeoutMs: 0,
-      },
-      { wal, metadata },
-    );
-    const limitedManager = new ManagerServiceClient(limited.address, credentials.createInsecure());
-    const limitedHandler = new HandlerServiceClient(limited.address, credentials.createInsecure());
+    const limited = await startNode({
+      maxMessageBytes: 2 * 1024 * 1024,
+      maxInflightBytesPerNode: 1024 * 1024,
+      flowControlWindowBytes: 64 * 1024,
+    });
+    const limitedHandler = limited.handler;
     try {
       const channels = ['wal-0010', 'wal-0011'];
-      for (const name of channels) {
-        await new Promise<void>((resolve, reject) =>
-          limitedManager.assign({ pchannel: { name, term: 1n, accessMode: 1 } }, (err) =>
-            err ? reject(fromServiceError(err)) : resolve(),
-          ),
-        );
-      }
+      for (const name of channels) await limited.assign(name);
       // Three producers over two channels, 8 x 512 KiB each: 12 MiB against a 1 MiB node budget.
       const count = 8;
       const producers = [0, 1, 2].map((p) => {
@@ -299,19 +299,13 @@ describe('streaming node', () => {
         expect(state.error()).toBeUndefined();
       }
     } finally {
-      limitedManager.close();
-      limitedHandler.close();
-      await limited.stop({ drain: false });
+      await limited.stop();
     }
   });
 
   it('refuses streams past maxStreamsPerNode with RESOURCE_EXHAUSTED and takes new ones once one ends', async () => {
-    const limited = await StreamingNode.start(
-      { timeTickIntervalMs: 50, maxStreamsPerNode: 2, drainTimeoutMs: 0 },
-      { wal, metadata },
-    );
-    const limitedManager = new ManagerServiceClient(limited.address, credentials.createInsecure());
-    const limitedHandler = new HandlerServiceClient(limited.address, credentials.createInsecure());
+    const limited = await startNode({ maxStreamsPerNode: 2 });
+    const limitedHandler = limited.handler;
     const pchannel = { name: 'wal-0012', term: 1n, accessMode: 1 };
     const openProducer = () => {
       const call = limitedHandler.produce();
@@ -338,11 +332,7 @@ describe('streaming node', () => {
     const isOpen = (frames: { response?: { $case: string } }[]) =>
       frames.some((f) => f.response?.$case === 'opened');
     try {
-      await new Promise<void>((resolve, reject) =>
-        limitedManager.assign({ pchannel }, (err) =>
-          err ? reject(fromServiceError(err)) : resolve(),
-        ),
-      );
+      await limited.assign(pchannel.name);
       const p = openProducer();
       const c = openConsumer();
       await waitFor(() => isOpen(p.state.frames) && isOpen(c.state.frames), {
@@ -385,9 +375,7 @@ describe('streaming node', () => {
       fourth.call.end();
       c.call.cancel();
     } finally {
-      limitedManager.close();
-      limitedHandler.close();
-      await limited.stop({ drain: false });
+      await limited.stop();
     }
   });
 
