@@ -99,6 +99,52 @@ describe('streaming node', () => {
     };
   }
 
+  /** A producer on `handler` that sends `count` messages of `bytes` bytes (filled with their index) to `vchannel` of `pchannel` (term 1). */
+  function bulkProducer(
+    handler: InstanceType<typeof HandlerServiceClient>,
+    pchannel: string,
+    vchannel: string,
+    count: number,
+    bytes: number,
+  ) {
+    const call = handler.produce();
+    const state = collect<ProduceRequest, ProduceResponse>(call);
+    call.write({
+      request: { $case: 'open', open: { pchannel: { name: pchannel, term: 1n, accessMode: 1 } } },
+    });
+    for (let i = 0; i < count; i++) {
+      call.write({
+        request: {
+          $case: 'produce',
+          produce: {
+            requestId: BigInt(i + 1),
+            vchannel,
+            message: { payload: Buffer.alloc(bytes, i), properties: {} },
+          },
+        },
+      });
+    }
+    return { call, state, count };
+  }
+
+  /** Waits for every answer of `p`, checks they are successes in request order, then ends it cleanly. */
+  async function expectAllAnsweredInOrder(
+    p: ReturnType<typeof bulkProducer>,
+    timeoutMs: number,
+  ): Promise<void> {
+    const results = (): ProduceResult[] => p.state.frames.flatMap((f) => answers(f));
+    await waitFor(() => results().length === p.count, {
+      timeoutMs,
+      description: 'every message of the producer answered',
+    });
+    expect(results().map((r) => [r.requestId, r.outcome?.$case])).toEqual(
+      Array.from({ length: p.count }, (_, i) => [BigInt(i + 1), 'success']),
+    );
+    p.call.end();
+    await waitFor(() => p.state.ended(), { timeoutMs: 10_000 });
+    expect(p.state.error()).toBeUndefined();
+  }
+
   function producer(name: string, term: number) {
     const call = handler.produce();
     const state = collect<ProduceRequest, ProduceResponse>(call);
@@ -216,39 +262,11 @@ describe('streaming node', () => {
       maxInflightBytesPerProducer: 1024 * 1024,
       flowControlWindowBytes: 64 * 1024,
     });
-    const limitedHandler = limited.handler;
     try {
       await limited.assign('wal-0009');
-      const call = limitedHandler.produce();
-      const state = collect<ProduceRequest, ProduceResponse>(call);
-      call.write({
-        request: {
-          $case: 'open',
-          open: { pchannel: { name: 'wal-0009', term: 1n, accessMode: 1 } },
-        },
-      });
       // Each message is over the 1 MiB limit: every frame pauses the stream until answered.
-      const count = 6;
-      for (let i = 0; i < count; i++) {
-        call.write({
-          request: {
-            $case: 'produce',
-            produce: {
-              requestId: BigInt(i + 1),
-              vchannel: 'big',
-              message: { payload: Buffer.alloc(1536 * 1024, i), properties: {} },
-            },
-          },
-        });
-      }
-      const results = (): ProduceResult[] => state.frames.flatMap((f) => answers(f));
-      await waitFor(() => results().length === count, { timeoutMs: 20_000 });
-      expect(results().map((r) => [r.requestId, r.outcome?.$case])).toEqual(
-        Array.from({ length: count }, (_, i) => [BigInt(i + 1), 'success']),
-      );
-      call.end();
-      await waitFor(() => state.ended(), { timeoutMs: 10_000 });
-      expect(state.error()).toBeUndefined();
+      const p = bulkProducer(limited.handler, 'wal-0009', 'big', 6, 1536 * 1024);
+      await expectAllAnsweredInOrder(p, 20_000);
     } finally {
       await limited.stop();
     }
@@ -260,44 +278,14 @@ describe('streaming node', () => {
       maxInflightBytesPerNode: 1024 * 1024,
       flowControlWindowBytes: 64 * 1024,
     });
-    const limitedHandler = limited.handler;
     try {
       const channels = ['wal-0010', 'wal-0011'];
       for (const name of channels) await limited.assign(name);
       // Three producers over two channels, 8 x 512 KiB each: 12 MiB against a 1 MiB node budget.
-      const count = 8;
-      const producers = [0, 1, 2].map((p) => {
-        const call = limitedHandler.produce();
-        const state = collect<ProduceRequest, ProduceResponse>(call);
-        const pchannel = { name: channels[p % 2] as string, term: 1n, accessMode: 1 };
-        call.write({ request: { $case: 'open', open: { pchannel } } });
-        for (let i = 0; i < count; i++) {
-          call.write({
-            request: {
-              $case: 'produce',
-              produce: {
-                requestId: BigInt(i + 1),
-                vchannel: `p${p}`,
-                message: { payload: Buffer.alloc(512 * 1024, i), properties: {} },
-              },
-            },
-          });
-        }
-        return { call, state };
-      });
-      for (const { call, state } of producers) {
-        const results = (): ProduceResult[] => state.frames.flatMap((f) => answers(f));
-        await waitFor(() => results().length === count, {
-          timeoutMs: 30_000,
-          description: 'every message of every producer answered',
-        });
-        expect(results().map((r) => [r.requestId, r.outcome?.$case])).toEqual(
-          Array.from({ length: count }, (_, i) => [BigInt(i + 1), 'success']),
-        );
-        call.end();
-        await waitFor(() => state.ended(), { timeoutMs: 10_000 });
-        expect(state.error()).toBeUndefined();
-      }
+      const producers = [0, 1, 2].map((p) =>
+        bulkProducer(limited.handler, channels[p % 2] as string, `p${p}`, 8, 512 * 1024),
+      );
+      for (const p of producers) await expectAllAnsweredInOrder(p, 30_000);
     } finally {
       await limited.stop();
     }
