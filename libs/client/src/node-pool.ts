@@ -1,4 +1,13 @@
-import { HandlerServiceClient } from '@woodstream/proto';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
+import {
+  HandlerServiceClient,
+  HandlerServiceService,
+  type ConsumeRequest,
+  type ConsumeResponse,
+  type ProduceRequest,
+  type ProduceResponse,
+} from '@woodstream/proto';
+import { CLIENT_MAX_RECEIVE_MESSAGE_BYTES, FramedClientCall } from '@woodstream/streaming';
 import { InProcessNodeClient, type NodeHandlerClient } from './in-process.js';
 import type { ResolvedOptions } from './options.js';
 import type { ClientStats } from './types.js';
@@ -27,10 +36,14 @@ export class NodePool {
       client =
         local !== undefined
           ? new InProcessNodeClient(local, () => this.stats.inProcessStreams++)
-          : new HandlerServiceClient(
+          : new RemoteNodeClient(
               address,
-              this.options.credentials,
-              this.options.channelOptions,
+              new HandlerServiceClient(
+                address,
+                this.options.credentials,
+                this.options.channelOptions,
+              ),
+              this.options.framedProduce,
             );
       this.clients.set(address, client);
     }
@@ -41,5 +54,47 @@ export class NodePool {
     this.closed = true;
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
+  }
+}
+
+const PRODUCE = HandlerServiceService.produce;
+
+/** A node in another process: consume over gRPC; produce over the framed stream or gRPC. */
+class RemoteNodeClient implements NodeHandlerClient {
+  constructor(
+    private readonly address: string,
+    private readonly grpc: HandlerServiceClient,
+    private framedProduce: boolean,
+  ) {}
+
+  produce(): ClientDuplexStream<ProduceRequest, ProduceResponse> {
+    if (!this.framedProduce) return this.grpc.produce();
+    // One TCP connection per produce stream: it carries a producer's whole pipeline.
+    return new FramedClientCall<ProduceRequest, ProduceResponse>(
+      {
+        address: this.address,
+        method: PRODUCE.path,
+        maxBodyBytes: CLIENT_MAX_RECEIVE_MESSAGE_BYTES,
+        // A node without the framed stream (an older version, or behind an HTTP/2 proxy):
+        // this stream fails as UNAVAILABLE, the producer retries, and the retry goes over gRPC.
+        onNotFramed: () => {
+          this.framedProduce = false;
+        },
+      },
+      {
+        serializeRequest: PRODUCE.requestSerialize,
+        deserializeRequest: PRODUCE.requestDeserialize,
+        serializeResponse: PRODUCE.responseSerialize,
+        deserializeResponse: PRODUCE.responseDeserialize,
+      },
+    ) as unknown as ClientDuplexStream<ProduceRequest, ProduceResponse>;
+  }
+
+  consume(): ClientDuplexStream<ConsumeRequest, ConsumeResponse> {
+    return this.grpc.consume();
+  }
+
+  close(): void {
+    this.grpc.close();
   }
 }

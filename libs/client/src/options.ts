@@ -42,6 +42,13 @@ export interface StreamingClientOptions {
   /** Default for `read`: events buffered before the stream is paused. @default 1024 (max 65536) */
   maxBufferedMessages?: number;
   /**
+   * Produce streams to nodes go over the framed stream (plain TCP on the node's port, the same
+   * messages and statuses as gRPC, without HTTP/2's per-message work) instead of gRPC. Off with
+   * TLS credentials (the framed stream has no TLS) and for nodes behind an HTTP/2-only proxy.
+   * @default true
+   */
+  framedProduce?: boolean;
+  /**
    * Nodes running in this process (standalone): produce and consume streams to their
    * addresses skip gRPC and call the node directly. Discovery still uses the coordinator.
    * @default none
@@ -63,6 +70,7 @@ export interface ResolvedOptions {
   readonly maxInflightBytes: number;
   readonly maxAppendAttempts: number;
   readonly maxBufferedMessages: number;
+  readonly framedProduce: boolean;
   readonly inProcessNodes: ReadonlyMap<string, InProcessNode>;
 }
 
@@ -76,9 +84,13 @@ export function withDefaults(options: StreamingClientOptions): ResolvedOptions {
   const minBackoffMs = intOption('minBackoffMs', options.minBackoffMs, 100, 1, 10_000);
   const maxBackoffMs = intOption('maxBackoffMs', options.maxBackoffMs, 5_000, 1, 60_000);
   if (maxBackoffMs < minBackoffMs) throw new RangeError('maxBackoffMs must be >= minBackoffMs');
+  if (options.framedProduce !== undefined && typeof options.framedProduce !== 'boolean')
+    throw new RangeError('framedProduce must be a boolean');
+  const channelCredentials = options.credentials ?? credentials.createInsecure();
   return {
     coordinator: options.coordinator,
-    credentials: options.credentials ?? credentials.createInsecure(),
+    credentials: channelCredentials,
+    framedProduce: (options.framedProduce ?? true) && !channelCredentials._isSecure(),
     // An explicit channel option wins over the window setting and the receive limit.
     channelOptions: {
       // Whatever a node acknowledged must be readable back, up to the largest node limit.

@@ -29,7 +29,12 @@ import {
   type ProduceResponse,
   type ReportAssignmentError,
 } from '@woodstream/proto';
-import { StreamingError, toServiceError } from '@woodstream/streaming';
+import {
+  SharedPortListener,
+  StreamingError,
+  toServiceError,
+  type FramedCodec,
+} from '@woodstream/streaming';
 
 export interface LogEntry {
   readonly id: MessageID;
@@ -189,9 +194,13 @@ export class FakeNode {
   closeRequests = 0;
   private readonly held: { call: ProduceCall; res: ProduceResponse }[] = [];
 
+  private listener: SharedPortListener | undefined;
+
   constructor(
     readonly serverId: bigint,
     private readonly logs: Map<string, FakeLog>,
+    /** Serves produce over the framed stream too, on the same port, as a real node does. */
+    private readonly framed = true,
   ) {
     this.server.addService(HandlerServiceService, {
       produce: (call: ProduceCall) => this.produce(call),
@@ -200,10 +209,35 @@ export class FakeNode {
   }
 
   async start(): Promise<void> {
-    this.address = await listen(this.server);
+    if (!this.framed) {
+      this.address = await listen(this.server);
+      return;
+    }
+    const produce = HandlerServiceService.produce;
+    this.listener = new SharedPortListener(this.server, {
+      methods: new Map([
+        [
+          produce.path,
+          {
+            codec: {
+              serializeRequest: produce.requestSerialize,
+              deserializeRequest: produce.requestDeserialize,
+              serializeResponse: produce.responseSerialize,
+              deserializeResponse: produce.responseDeserialize,
+            } as FramedCodec<unknown, unknown>,
+            handler: (call) => this.produce(call as unknown as ProduceCall),
+          },
+        ],
+      ]),
+      maxBodyBytes: 16 * 1024 * 1024,
+      openTimeoutMs: 10_000,
+      protocolError: (message) => toServiceError(new StreamingError('INVALID_ARGUMENT', message)),
+    });
+    this.address = `127.0.0.1:${await this.listener.listen('127.0.0.1', 0)}`;
   }
 
   stop(): void {
+    this.listener?.close();
     this.server.forceShutdown();
   }
 
@@ -518,12 +552,17 @@ export class FakeCluster {
     this.coordinator = new FakeCoordinator(pchannels);
   }
 
-  static async start(options: { pchannels: string[]; nodes: number }): Promise<FakeCluster> {
+  static async start(options: {
+    pchannels: string[];
+    nodes: number;
+    /** Nodes serve produce over the framed stream too. @default true */
+    framed?: boolean;
+  }): Promise<FakeCluster> {
     const cluster = new FakeCluster(options.pchannels);
     try {
       await cluster.coordinator.start();
       for (let i = 0; i < options.nodes; i++) {
-        const node = new FakeNode(BigInt(i + 1), cluster.logs);
+        const node = new FakeNode(BigInt(i + 1), cluster.logs, options.framed ?? true);
         cluster.nodes.push(node);
         await node.start();
       }

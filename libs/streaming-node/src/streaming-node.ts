@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { sleep } from '@woodstream/common';
 import { ManagerServiceService, type HandlerServiceServer } from '@woodstream/proto';
 import {
@@ -7,6 +7,9 @@ import {
   raiseServerFlowControlWindow,
   StreamingError,
   streamingKeys,
+  SharedPortListener,
+  toServiceError,
+  type FramedCodec,
   type NodeSession,
 } from '@woodstream/streaming';
 import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
@@ -149,6 +152,7 @@ export class StreamingNode {
      */
     readonly handlers: HandlerServiceServer,
     private readonly server: Server,
+    private readonly listener: SharedPortListener,
     private readonly metadata: MetadataStore,
     private readonly options: StreamingNodeOptions,
     private readonly log: NodeLogger,
@@ -205,13 +209,29 @@ export class StreamingNode {
     );
     server.addService(HANDLER_SERVICE_DEFINITION, handlers);
     server.addService(ManagerServiceService, createManagerService(manager, stopping, telemetry));
-    const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(
-        `${options.host}:${options.port}`,
-        ServerCredentials.createInsecure(),
-        (err, bound) => (err ? reject(err) : resolve(bound)),
-      );
+    // One port for gRPC and the framed produce stream.
+    const produce = HANDLER_SERVICE_DEFINITION.produce;
+    const listener = new SharedPortListener(server, {
+      methods: new Map([
+        [
+          produce.path,
+          {
+            codec: {
+              serializeRequest: produce.requestSerialize,
+              deserializeRequest: produce.requestDeserialize,
+              serializeResponse: produce.responseSerialize,
+              deserializeResponse: produce.responseDeserialize,
+            } as FramedCodec<unknown, unknown>,
+            handler: (call) =>
+              handlers.produce(call as unknown as Parameters<typeof handlers.produce>[0]),
+          },
+        ],
+      ]),
+      maxBodyBytes: MESSAGE_BYTES.max + MESSAGE_BYTES.frameOverhead,
+      openTimeoutMs: 10_000,
+      protocolError: (message) => toServiceError(new StreamingError('INVALID_ARGUMENT', message)),
     });
+    const port = await listener.listen(options.host, options.port);
     flowControl.applyToListeners();
     const address = options.advertiseAddress ?? `${options.advertiseHost ?? options.host}:${port}`;
     const node = new StreamingNode(
@@ -220,6 +240,7 @@ export class StreamingNode {
       manager,
       handlers,
       server,
+      listener,
       deps.metadata,
       options,
       log,
@@ -229,6 +250,7 @@ export class StreamingNode {
     try {
       await node.register(signal);
     } catch (err) {
+      listener.close();
       server.forceShutdown();
       telemetry.close();
       throw err;
@@ -329,6 +351,7 @@ export class StreamingNode {
     this.abort.abort(new StreamingError('ON_SHUTDOWN', 'node stopping'));
     await this.manager.stop();
     await this.lease?.revoke().catch(() => undefined);
+    this.listener.close();
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.telemetry?.close();
     this.log.info('streaming node stopped', { serverId: this.serverId });

@@ -25,3 +25,24 @@ export {
   FLOW_CONTROL_WINDOW,
   raiseServerFlowControlWindow,
 } from './flow-control.js';
+export {
+  decodeStatus,
+  encodeStatus,
+  FRAMED_PREFACE,
+  FramedClientCall,
+  FrameFormatError,
+  FrameReader,
+  FramedServerCall,
+  frameHeader,
+  FrameType,
+  serveFramedConnection,
+  splitAddress,
+} from './framed-stream.js';
+export type {
+  Frame,
+  FramedClientOptions,
+  FramedCodec,
+  FramedMethods,
+  FramedServerOptions,
+} from './framed-stream.js';
+export { SharedPortListener } from './shared-port.js';
