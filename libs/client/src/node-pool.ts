@@ -75,11 +75,12 @@ class RemoteNodeClient implements NodeHandlerClient {
         address: this.address,
         method: PRODUCE.path,
         maxBodyBytes: CLIENT_MAX_RECEIVE_MESSAGE_BYTES,
-        // A node without the framed stream (an older version, or behind an HTTP/2 proxy):
-        // this stream fails as UNAVAILABLE, the producer retries, and the retry goes over gRPC.
+        // A node without the framed stream (an older version, or behind an HTTP/2 proxy): this
+        // stream goes on over gRPC, and so do later ones to that node.
         onNotFramed: () => {
           this.framedProduce = false;
         },
+        fallback: () => this.grpc.produce(),
       },
       {
         serializeRequest: PRODUCE.requestSerialize,

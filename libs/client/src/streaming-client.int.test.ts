@@ -136,6 +136,34 @@ describe('append', () => {
     expect(cluster.log('pc-0000').payloads()).toEqual(['d']);
   });
 
+  it('produces over gRPC to nodes without the framed stream, and over gRPC when asked to', async () => {
+    for (const [framed, framedProduce] of [
+      [false, true],
+      [true, false],
+    ] as const) {
+      const cluster = await FakeCluster.start({ pchannels: PCHANNELS, nodes: 1, framed });
+      cleanups.push(() => cluster.stop());
+      const client = await connect(cluster, { framedProduce });
+      const v = vchannelOn('pc-0001');
+      const first = await client.append({ vchannel: v, payload: text('a') });
+      const batch = await client.appendBatch(
+        Array.from({ length: 20 }, (_, i) => ({ vchannel: v, payload: text(`b${i}`) })),
+      );
+      expect(first.messageId).toEqual({ segmentId: 0, entryId: 0 });
+      expect(batch.map((r) => r.messageId.entryId)).toEqual(
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      expect(cluster.log('pc-0001').payloads()).toEqual([
+        'a',
+        ...Array.from({ length: 20 }, (_, i) => `b${i}`),
+      ]);
+      // The move to gRPC is not a failure: nothing retried, reopened or reported.
+      expect(client.stats()).toMatchObject({ appended: 21, retries: 0, reopens: 0 });
+      expect(cluster.coordinator.reports).toHaveLength(0);
+      expect(cluster.node(0).openAttempts).toBe(1);
+    }
+  });
+
   it('appendBatch sends many messages and returns their results in order', async () => {
     const cluster = await startCluster(1);
     const client = await connect(cluster, { maxInflightAppends: 8 });

@@ -1,20 +1,22 @@
 import { connect } from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { credentials, makeGenericClientConstructor, type ClientDuplexStream } from '@grpc/grpc-js';
 import {
   HandlerServiceClient,
+  HandlerServiceService,
   ManagerServiceClient,
+  ProduceRequest,
   MessageType,
   type CollectStatusResponse,
   type MessageID,
   type OpenConsumer,
   type ConsumeRequest,
   type ConsumeResponse,
-  type ProduceRequest,
   type ProduceResponse,
   type ProduceResult,
 } from '@woodstream/proto';
-import { fromServiceError } from '@woodstream/streaming';
+import { decodeStatus, FramedClientCall, fromServiceError } from '@woodstream/streaming';
 import { makeTempDir, waitFor, type TempDir } from '@woodstream/testing';
 import {
   FileMetadataStore,
@@ -25,6 +27,7 @@ import {
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StreamingNode } from './streaming-node.js';
 
+const PRODUCE_PATH = HandlerServiceService.produce.path;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -806,6 +809,55 @@ describe('streaming node', () => {
       expect(typed(g.error()).code).toBe('INVALID_ARGUMENT');
       expect(typed(g.error()).message).toMatch(/malformed/);
       client.close();
+    }
+
+    // The same on the framed stream (the node's port, the SDK's produce path).
+    const framedRaw = () =>
+      new FramedClientCall<Buffer, Buffer>(
+        { address: node.address, method: PRODUCE_PATH, maxBodyBytes: 1 << 20 },
+        {
+          serializeRequest: (b) => b,
+          deserializeRequest: (b) => b,
+          serializeResponse: (b) => b,
+          deserializeResponse: (b) => b,
+        },
+      );
+    const openFrame = Buffer.from(
+      ProduceRequest.encode({
+        request: {
+          $case: 'open',
+          open: { pchannel: { name: 'wal-0002', term: 1n, accessMode: 1 } },
+        },
+      }).finish(),
+    );
+    for (const frames of [
+      [Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01])], // undecodable message
+      [openFrame, Buffer.from([0x0a, 0x7f])], // open, then a truncated one
+    ]) {
+      const call = framedRaw();
+      const f = collect(call as unknown as ClientDuplexStream<Buffer, Buffer>);
+      for (const frame of frames) call.write(frame);
+      await waitFor(() => f.error() !== undefined, { timeoutMs: 5_000 });
+      expect(typed(f.error()).code).toBe('INVALID_ARGUMENT');
+      expect(typed(f.error()).message).toMatch(/malformed/);
+    }
+    // Bytes that break the framing itself: a typed status, then the connection is closed.
+    const [host, port] = node.address.split(':') as [string, string];
+    const method = Buffer.from(PRODUCE_PATH);
+    const openHeader = Buffer.from([1, 0, 0, 0, method.length]);
+    for (const junk of [
+      Buffer.from([0x99, 1, 2, 3, 4]),
+      Buffer.concat([openHeader, method, Buffer.from([0x42, 0, 0, 0, 1, 0])]),
+    ]) {
+      const socket = netConnect(Number(port), host);
+      const got: Buffer[] = [];
+      socket.on('data', (d: Buffer) => got.push(d));
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.write(Buffer.concat([Buffer.from('WSFRAME1'), junk]));
+      await closed;
+      const answer = Buffer.concat(got);
+      const st = decodeStatus(answer.subarray(5));
+      expect(typed({ ...st, details: st.details })).toMatchObject({ code: 'INVALID_ARGUMENT' });
     }
 
     // The first producer kept going, and everything it was told is stored is there, in order.

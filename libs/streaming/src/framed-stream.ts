@@ -98,7 +98,14 @@ export class FrameReader {
   private peek(n: number): Buffer {
     const first = this.chunks[0] as Buffer;
     if (first.length >= n) return first;
-    return Buffer.concat(this.chunks, Math.min(this.buffered, 64)).subarray(0, n);
+    // Only as many chunks as the n bytes span: a peer sending a byte at a time costs O(n) here.
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    for (let i = 0; at < n; i++) {
+      const c = this.chunks[i] as Buffer;
+      at += c.copy(out, at, 0, Math.min(c.length, n - at));
+    }
+    return out;
   }
 
   private skip(n: number): void {
@@ -432,7 +439,7 @@ export function serveFramedConnection(
 
 // --- client side ------------------------------------------------------------------------------
 
-export interface FramedClientOptions {
+export interface FramedClientOptions<Req = unknown> {
   /** host:port of the node. */
   address: string;
   /** The method path, as gRPC names it. */
@@ -441,11 +448,30 @@ export interface FramedClientOptions {
   maxBodyBytes: number;
   /**
    * Called when the server answers with something other than frames before its first frame:
-   * it does not speak the framed stream (a gRPC-only server answers with HTTP/2). The call ends
-   * with UNAVAILABLE; the caller should use gRPC for that server from then on.
+   * it does not speak the framed stream (a gRPC-only server answers with HTTP/2). The caller
+   * should use gRPC for that server from then on.
    */
   onNotFramed?: () => void;
+  /**
+   * The same call over gRPC, for a server that does not speak the framed stream: what was
+   * written so far is written to it again and the call goes on there. Without it (or when more
+   * than MAX_HELD_BYTES were written before the server's first frame) such a call ends with
+   * UNAVAILABLE.
+   */
+  fallback?: () => DuplexLike<Req>;
 }
+
+/** What the framed client call hands over to its gRPC fallback: grpc-js's ClientDuplexStream. */
+export interface DuplexLike<Req> extends EventEmitter {
+  write(message: Req): boolean;
+  end(): void;
+  cancel(): void;
+  pause(): void;
+  resume(): void;
+}
+
+/** Bytes of messages kept for a fallback until the server's first frame shows it speaks frames. */
+const MAX_HELD_BYTES = 16 * 1024 * 1024;
 
 /** host and port of `host:port` or `[v6]:port`. */
 export function splitAddress(address: string): { host: string; port: number } {
@@ -468,10 +494,16 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
   private readonly reader: FrameReader;
   private isPaused = false;
   private isFinished = false;
+  private isEnded = false;
   private hasFrame = false;
+  /** Messages written before the server's first frame, for the fallback; then undefined. */
+  private held: Req[] | undefined = [];
+  private heldBytes = 0;
+  /** The gRPC call this one moved to (the server does not speak frames). */
+  private delegate: DuplexLike<Req> | undefined;
 
   constructor(
-    private readonly options: FramedClientOptions,
+    private readonly options: FramedClientOptions<Req>,
     private readonly codec: FramedCodec<Req, Res>,
   ) {
     super();
@@ -498,8 +530,14 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
   }
 
   write(message: Req): boolean {
+    if (this.delegate !== undefined) return this.delegate.write(message);
     if (this.isFinished) return false;
     const body = this.codec.serializeRequest(message);
+    if (this.held !== undefined && this.options.fallback !== undefined) {
+      this.heldBytes += body.length;
+      if (this.heldBytes <= MAX_HELD_BYTES) this.held.push(message);
+      else this.held = undefined;
+    }
     // Header and body go out in one writev: the body is not copied again.
     this.socket.cork();
     this.socket.write(frameHeader(FrameType.Message, body.length));
@@ -509,11 +547,14 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
   }
 
   end(): void {
-    if (this.isFinished) return;
+    if (this.delegate !== undefined) return this.delegate.end();
+    if (this.isFinished || this.isEnded) return;
+    this.isEnded = true;
     this.socket.write(frameHeader(FrameType.End, 0));
   }
 
   cancel(): void {
+    if (this.delegate !== undefined) return this.delegate.cancel();
     this.finish(
       { code: GrpcStatus.CANCELLED, details: 'Cancelled on client', metadata: new Metadata() },
       true,
@@ -521,15 +562,31 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
   }
 
   pause(): void {
+    if (this.delegate !== undefined) return this.delegate.pause();
     this.isPaused = true;
     this.socket.pause();
   }
 
   resume(): void {
+    if (this.delegate !== undefined) return this.delegate.resume();
     if (!this.isPaused) return;
     this.isPaused = false;
     this.deliver();
     if (!this.isPaused && !this.isFinished) this.socket.resume();
+  }
+
+  /** Goes on over `call`: replays what was written, then forwards everything both ways. */
+  private moveTo(call: DuplexLike<Req>, held: Req[]): void {
+    this.isFinished = true;
+    this.socket.destroy();
+    this.delegate = call;
+    call.on('data', (m: unknown) => this.emit('data', m));
+    call.on('error', (e: unknown) => this.emit('error', e));
+    call.on('status', (st: unknown) => this.emit('status', st));
+    call.on('drain', () => this.emit('drain'));
+    for (const m of held) call.write(m);
+    if (this.isEnded) call.end();
+    if (this.isPaused) call.pause();
   }
 
   private deliver(): void {
@@ -539,6 +596,7 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
         frame = this.reader.next();
         if (frame === undefined) return;
         this.hasFrame = true;
+        this.held = undefined;
         if (frame.type === FrameType.Message) {
           this.emit('data', this.codec.deserializeResponse(frame.body));
         } else if (frame.type === FrameType.Status) {
@@ -549,6 +607,8 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
       } catch (err) {
         if (!this.hasFrame && err instanceof FrameFormatError) {
           this.options.onNotFramed?.();
+          if (this.options.fallback !== undefined && this.held !== undefined)
+            return this.moveTo(this.options.fallback(), this.held);
           return this.finish(
             {
               code: GrpcStatus.UNAVAILABLE,

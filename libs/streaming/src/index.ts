@@ -39,6 +39,7 @@ export {
   splitAddress,
 } from './framed-stream.js';
 export type {
+  DuplexLike,
   Frame,
   FramedClientOptions,
   FramedCodec,
