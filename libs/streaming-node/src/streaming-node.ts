@@ -211,26 +211,31 @@ export class StreamingNode {
     server.addService(ManagerServiceService, createManagerService(manager, stopping, telemetry));
     // One port for gRPC and the framed produce stream.
     const produce = HANDLER_SERVICE_DEFINITION.produce;
-    const listener = new SharedPortListener(server, {
-      methods: new Map([
-        [
-          produce.path,
-          {
-            codec: {
-              serializeRequest: produce.requestSerialize,
-              deserializeRequest: produce.requestDeserialize,
-              serializeResponse: produce.responseSerialize,
-              deserializeResponse: produce.responseDeserialize,
-            } as FramedCodec<unknown, unknown>,
-            handler: (call) =>
-              handlers.produce(call as unknown as Parameters<typeof handlers.produce>[0]),
-          },
-        ],
-      ]),
-      maxBodyBytes: MESSAGE_BYTES.max + MESSAGE_BYTES.frameOverhead,
-      openTimeoutMs: 10_000,
-      protocolError: (message) => toServiceError(new StreamingError('INVALID_ARGUMENT', message)),
-    });
+    const listener = new SharedPortListener(
+      server,
+      {
+        methods: new Map([
+          [
+            produce.path,
+            {
+              codec: {
+                serializeRequest: produce.requestSerialize,
+                deserializeRequest: produce.requestDeserialize,
+                serializeResponse: produce.responseSerialize,
+                deserializeResponse: produce.responseDeserialize,
+              } as FramedCodec<unknown, unknown>,
+              handler: (call) =>
+                handlers.produce(call as unknown as Parameters<typeof handlers.produce>[0]),
+            },
+          ],
+        ]),
+        maxBodyBytes: MESSAGE_BYTES.max + MESSAGE_BYTES.frameOverhead,
+        openTimeoutMs: 10_000,
+        protocolError: (message) => toServiceError(new StreamingError('INVALID_ARGUMENT', message)),
+      },
+      // Above the stream limit, so that a client past it gets the handler's typed refusal.
+      options.maxStreamsPerNode + 64,
+    );
     const port = await listener.listen(options.host, options.port);
     flowControl.applyToListeners();
     const address = options.advertiseAddress ?? `${options.advertiseHost ?? options.host}:${port}`;

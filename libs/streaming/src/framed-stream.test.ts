@@ -11,8 +11,7 @@ import {
   type StatusObject,
 } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import type {
-  FramedServerCall} from './framed-stream.js';
+import type { FramedServerCall } from './framed-stream.js';
 import {
   decodeStatus,
   encodeStatus,
@@ -171,7 +170,7 @@ function chatHandler(seen: { calls: Call[]; cancelled: number; closed: number })
   };
 }
 
-async function startShared(): Promise<{
+async function startShared(maxFramedConnections?: number): Promise<{
   port: number;
   seen: { calls: Call[]; cancelled: number; closed: number };
   listener: SharedPortListener;
@@ -182,21 +181,28 @@ async function startShared(): Promise<{
   server.addService(echoDef, {
     chat: (call: unknown) => handler(call as Call),
   });
-  const listener = new SharedPortListener(server, {
-    methods: new Map([
-      [
-        METHOD,
-        { codec: text as FramedCodec<unknown, unknown>, handler: handler as (c: unknown) => void },
-      ],
-    ]),
-    maxBodyBytes: 1 << 20,
-    openTimeoutMs: 5_000,
-    protocolError: (message) => ({
-      code: GrpcStatus.INVALID_ARGUMENT,
-      details: message,
-      metadata: new Metadata(),
-    }),
-  });
+  const listener = new SharedPortListener(
+    server,
+    {
+      methods: new Map([
+        [
+          METHOD,
+          {
+            codec: text as FramedCodec<unknown, unknown>,
+            handler: handler as (c: unknown) => void,
+          },
+        ],
+      ]),
+      maxBodyBytes: 1 << 20,
+      openTimeoutMs: 5_000,
+      protocolError: (message) => ({
+        code: GrpcStatus.INVALID_ARGUMENT,
+        details: message,
+        metadata: new Metadata(),
+      }),
+    },
+    maxFramedConnections,
+  );
   cleanups.push(() => server.forceShutdown());
   cleanups.push(() => listener.close());
   const port = await listener.listen('127.0.0.1', 0);
@@ -342,6 +348,27 @@ describe('the framed stream and gRPC on one port', () => {
     ok.end();
     expect((await out.status).code).toBe(GrpcStatus.OK);
     expect(out.data).toEqual(['echo:still here']);
+  });
+
+  it('closes framed connections past its limit and takes new ones once one ends', async () => {
+    const { port, seen } = await startShared(1);
+    const first = framedCall(port);
+    const a = watch(first);
+    first.write('a');
+    await until(() => a.data.length === 1);
+    const second = framedCall(port);
+    const b = watch(second);
+    second.write('b');
+    expect((await b.status).code).toBe(GrpcStatus.UNAVAILABLE);
+    first.end();
+    expect((await a.status).code).toBe(GrpcStatus.OK);
+    await until(() => seen.closed === 1);
+    const third = framedCall(port);
+    const c = watch(third);
+    third.write('c');
+    third.end();
+    expect((await c.status).code).toBe(GrpcStatus.OK);
+    expect(c.data).toEqual(['echo:c']);
   });
 
   it('an unknown method gets UNIMPLEMENTED', async () => {

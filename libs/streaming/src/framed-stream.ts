@@ -509,7 +509,14 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
     super();
     this.reader = new FrameReader(Math.max(options.maxBodyBytes, MAX_STATUS_BYTES));
     const { host, port } = splitAddress(options.address);
-    this.socket = connect({ host, port, noDelay: true });
+    // Keep-alive probes find a peer that vanished without closing (its host died).
+    this.socket = connect({
+      host,
+      port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 30_000,
+    });
     const method = Buffer.from(options.method, 'utf8');
     this.socket.cork();
     this.socket.write(FRAMED_PREFACE);

@@ -15,6 +15,9 @@ const UNDECIDED = {
   timeoutMs: 10_000,
 } as const;
 
+/** How long close() lets a framed connection that is sending its status finish. */
+const CLOSE_GRACE_MS = 1_000;
+
 /**
  * One listening port shared by two protocols: gRPC (HTTP/2) for everything, and the framed
  * stream (framed-stream.ts) for the calls it serves. The first bytes of a connection tell them
@@ -28,7 +31,16 @@ export class SharedPortListener {
   private undecided = 0;
   private isClosed = false;
 
-  constructor(grpc: Server, framed: FramedServerOptions) {
+  constructor(
+    grpc: Server,
+    framed: FramedServerOptions,
+    /** Framed connections open at once; more are closed as they arrive. */
+    private readonly maxFramedConnections = 4096,
+  ) {
+    assert(
+      Number.isSafeInteger(maxFramedConnections) && maxFramedConnections > 0,
+      'the framed connection limit is positive',
+    );
     this.injector = grpc.createConnectionInjector(ServerCredentials.createInsecure());
     this.net = createServer({ noDelay: true }, (socket) => this.route(socket, framed));
   }
@@ -47,12 +59,19 @@ export class SharedPortListener {
     return address.port;
   }
 
-  /** Accepts no more connections and closes the framed ones (their calls are cancelled). */
+  /**
+   * Accepts no more connections and closes the framed ones: a call that already sent its status
+   * gets CLOSE_GRACE_MS to deliver it; the others are cancelled now. gRPC connections are the
+   * gRPC server's to close.
+   */
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.net.close();
-    for (const socket of this.framed) socket.destroy();
+    for (const socket of this.framed) {
+      if (socket.writableEnded) setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+      else socket.destroy();
+    }
     this.framed.clear();
   }
 
@@ -92,8 +111,10 @@ export class SharedPortListener {
         }
         if (seen.length >= FRAMED_PREFACE.length) {
           decide();
-          if (this.isClosed) return void socket.destroy();
+          if (this.isClosed || this.framed.size >= this.maxFramedConnections)
+            return void socket.destroy();
           this.framed.add(socket);
+          socket.setKeepAlive(true, 30_000);
           socket.once('close', () => this.framed.delete(socket));
           serveFramedConnection(socket, seen.subarray(FRAMED_PREFACE.length), framed);
           return;
