@@ -1,5 +1,6 @@
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import {
+  encodeProduceRequestParts,
   HandlerServiceClient,
   HandlerServiceService,
   type ConsumeRequest,
@@ -84,6 +85,9 @@ class RemoteNodeClient implements NodeHandlerClient {
       },
       {
         serializeRequest: PRODUCE.requestSerialize,
+        // Large payloads go to the socket as they are: callers keep them unchanged until their
+        // append settles, which is after the write completed.
+        serializeRequestParts: (req) => encodeProduceRequestParts(req),
         deserializeRequest: PRODUCE.requestDeserialize,
         serializeResponse: PRODUCE.responseSerialize,
         deserializeResponse: PRODUCE.responseDeserialize,

@@ -1,10 +1,11 @@
 import { status as GrpcStatus, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { assert, sleep } from '@woodstream/common';
-import type {
-  ProduceMessage,
-  ProduceRequest,
-  ProduceResponse,
-  ProduceResult,
+import {
+  PRODUCE_VIEW_MIN_BYTES,
+  type ProduceMessage,
+  type ProduceRequest,
+  type ProduceResponse,
+  type ProduceResult,
 } from '@woodstream/proto';
 import { fromServiceError, MESSAGE_BYTES, StreamingError } from '@woodstream/streaming';
 import type { Route } from './assignment-snapshot.js';
@@ -61,6 +62,18 @@ interface CapacityWaiter {
   readonly ready: Deferred<void>;
   readonly signal: AbortSignal | undefined;
   readonly onAbort: () => void;
+}
+
+/**
+ * The payload to put in a frame. Large payloads go to the framed stream's socket as they are
+ * (not copied), and the socket may still hold them when an aborted append has settled, after
+ * which its caller may reuse the buffer: an append that can be aborted sends a private copy.
+ */
+function sendable(p: PendingAppend): Buffer {
+  const payload = p.message.payload;
+  return p.signal !== undefined && payload.byteLength >= PRODUCE_VIEW_MIN_BYTES
+    ? Buffer.from(payload)
+    : payload;
 }
 
 /** One Produce call to one node at one term. */
@@ -365,7 +378,7 @@ export class ResumableProducer {
         batch.push({
           requestId,
           vchannel: p.message.vchannel,
-          message: { payload: p.message.payload, properties: p.message.properties ?? {} },
+          message: { payload: sendable(p), properties: p.message.properties ?? {} },
         });
       }
       // write() may return false; the bound on in-flight appends bounds this buffer instead.

@@ -164,6 +164,30 @@ describe('append', () => {
     }
   });
 
+  it('an aborted append that was sent stores its payload as appended, though its caller reuses the buffer', async () => {
+    const cluster = await startCluster(1);
+    const client = await connect(cluster);
+    const v = vchannelOn('pc-0002');
+    cluster.node(0).pauseProducersAfterOpen = true;
+    const first = client.append({ vchannel: v, payload: text('opens the stream') });
+    await waitFor(() => cluster.node(0).producers.size === 1, { timeoutMs: 5_000 });
+    // Far more than the socket buffers of both ends hold while the node does not read.
+    const payload = Buffer.alloc(14 * 1024 * 1024, 0x11);
+    const abort = new AbortController();
+    const appending = client.append({ vchannel: v, payload }, { signal: abort.signal });
+    // The producer writes on a microtask of this turn: after it, the append has been sent.
+    await new Promise((resolve) => setImmediate(resolve));
+    abort.abort(new Error('caller gave up'));
+    await expect(appending).rejects.toThrow('caller gave up');
+    payload.fill(0xee); // allowed once the append settled
+    cluster.node(0).resumeProducers();
+    await first;
+    await waitFor(() => cluster.log('pc-0002').entries.length === 2, { timeoutMs: 10_000 });
+    const stored = cluster.log('pc-0002').entries[1]?.payload ?? new Uint8Array();
+    expect(stored.length).toBe(payload.length);
+    expect(Buffer.from(stored).every((b) => b === 0x11)).toBe(true);
+  });
+
   it('appendBatch sends many messages and returns their results in order', async () => {
     const cluster = await startCluster(1);
     const client = await connect(cluster, { maxInflightAppends: 8 });

@@ -191,6 +191,9 @@ export class FakeNode {
   /** When set, every open fails with this error. */
   openError: StreamingError | undefined;
   openAttempts = 0;
+  /** When set, a producer stream stops reading right after its open, until resumeProducers(). */
+  pauseProducersAfterOpen = false;
+  private readonly pausedProducers: ProduceCall[] = [];
   closeRequests = 0;
   private readonly held: { call: ProduceCall; res: ProduceResponse }[] = [];
 
@@ -239,6 +242,11 @@ export class FakeNode {
   stop(): void {
     this.listener?.close();
     this.server.forceShutdown();
+  }
+
+  resumeProducers(): void {
+    this.pauseProducersAfterOpen = false;
+    for (const call of this.pausedProducers.splice(0)) call.resume();
   }
 
   releaseHeldResults(): void {
@@ -353,6 +361,10 @@ export class FakeNode {
           entry = { pchannel: r.open.pchannel?.name ?? '', call };
           this.producers.add(entry);
           call.write({ response: { $case: 'opened', opened: { serverId: this.serverId } } });
+          if (this.pauseProducersAfterOpen) {
+            call.pause();
+            this.pausedProducers.push(call);
+          }
           return;
         }
         case 'produce':

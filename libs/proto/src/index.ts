@@ -63,6 +63,7 @@ export {
   messageTypeToJSON,
 } from './gen/streaming.js';
 export { HandlerServiceClient, HandlerServiceService } from './handler-service.js';
+export { encodeProduceRequestParts, PRODUCE_VIEW_MIN_BYTES } from './produce-codec.js';
 export {
   decodeRpcStatus,
   encodeRpcStatus,

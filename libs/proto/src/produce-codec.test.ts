@@ -10,6 +10,7 @@ import {
   decodeProduceRequest,
   decodeProduceResponse,
   encodeProduceRequest,
+  encodeProduceRequestParts,
   encodeProduceResponse,
 } from './produce-codec.js';
 
@@ -106,6 +107,52 @@ const responses: ProduceResponse[] = [
 describe('produce codec', () => {
   it('encodes produce requests to the bytes of the generated encoder', () => {
     for (const r of requests) expect(encodeProduceRequest(r)).toEqual(generated(r));
+  });
+
+  it('encodes produce requests in parts: the same bytes, large payloads as views of their memory', () => {
+    for (const r of requests) {
+      for (const from of [1, 100, 4096, 1 << 20]) {
+        const parts = encodeProduceRequestParts(r, from);
+        expect(Buffer.concat(parts).equals(generated(r))).toBe(true);
+        const messages =
+          r.request?.$case === 'produce'
+            ? [r.request.produce]
+            : r.request?.$case === 'produceBatch'
+              ? r.request.produceBatch.messages
+              : [];
+        for (const m of messages) {
+          const payload = m.message?.payload;
+          if (payload === undefined || payload.length < from || payload.length === 0) continue;
+          // Not copied: one part is the payload's memory itself.
+          expect(
+            parts.some(
+              (p) =>
+                p.buffer === payload.buffer &&
+                p.byteOffset === payload.byteOffset &&
+                p.length === payload.length,
+            ),
+          ).toBe(true);
+        }
+      }
+    }
+    // A plain Uint8Array (not a Buffer) view in the middle of a larger one stays a view too.
+    const backing = new Uint8Array(10_000).fill(5);
+    const view = backing.subarray(1000, 9000);
+    const r: ProduceRequest = {
+      request: {
+        $case: 'produce',
+        produce: {
+          requestId: 3n,
+          vchannel: 'v',
+          message: { payload: view as Buffer, properties: {} },
+        },
+      },
+    };
+    const parts = encodeProduceRequestParts(r);
+    expect(Buffer.concat(parts).equals(generated(r))).toBe(true);
+    expect(parts.some((p) => p.buffer === backing.buffer && p.byteOffset === 1000)).toBe(true);
+    // The plain encoder is unaffected by a parts encoding before it.
+    expect(encodeProduceRequest(r).equals(generated(r))).toBe(true);
   });
 
   it('decodes produce requests like the generated decoder, payloads as views of the frame', () => {

@@ -88,10 +88,23 @@ function writeString(buf: Buffer, pos: number, tag: number, s: string): number {
 
 // --- ProduceRequest ---------------------------------------------------------------------------
 
+/** Payloads from this size on are parts of their own in encodeProduceRequestParts. */
+export const PRODUCE_VIEW_MIN_BYTES = 4096;
+
+// Parts mode (encodeProduceRequestParts): payloads of at least `viewFrom` bytes are not copied
+// into the frame buffer but returned as parts of their own, between the buffer's pieces.
+let viewFrom = Infinity;
+/** Payload bytes left out of the frame buffer (sizing pass). */
+let viewedBytes = 0;
+/** The parts so far and where the frame buffer's current piece starts (writing pass). */
+let parts: Buffer[] = [];
+let pieceStart = 0;
+
 function sizeMessage(m: Message): number {
   let size = 0;
   const plen = m.payload.length;
   if (plen !== 0) size += 1 + varint32Size(plen) + plen;
+  if (plen >= viewFrom) viewedBytes += plen;
   for (const key in m.properties) {
     if (!Object.hasOwn(m.properties, key)) continue;
     const value = m.properties[key] as string;
@@ -109,8 +122,15 @@ function writeMessage(buf: Buffer, pos: number, m: Message): number {
   if (plen !== 0) {
     buf[pos++] = 10;
     pos = writeVarint32(buf, pos, plen);
-    buf.set(m.payload, pos);
-    pos += plen;
+    if (plen >= viewFrom) {
+      parts.push(buf.subarray(pieceStart, pos));
+      const p = m.payload as Uint8Array; // a Buffer or any Uint8Array a caller passed
+      parts.push(Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+      pieceStart = pos;
+    } else {
+      buf.set(m.payload, pos);
+      pos += plen;
+    }
   }
   for (const key in m.properties) {
     if (!Object.hasOwn(m.properties, key)) continue;
@@ -166,6 +186,42 @@ export function encodeProduceRequest(value: ProduceRequest): Buffer {
   const r = value.request;
   if (r?.$case !== 'produce' && r?.$case !== 'produceBatch')
     return Buffer.from(ProduceRequest.encode(value).finish());
+  return encodeProduceFrames(r);
+}
+
+/**
+ * The bytes of `ProduceRequest.encode(value)` as consecutive parts: payloads of at least
+ * `viewFrom` bytes are parts of their own, views of the caller's payloads (not copied), the rest
+ * is written into one buffer whose pieces go between them. For writing to a socket with writev:
+ * the payloads must not change until the write completed (the SDK's callers keep payloads
+ * unchanged until their append settles).
+ */
+export function encodeProduceRequestParts(
+  value: ProduceRequest,
+  minViewBytes = PRODUCE_VIEW_MIN_BYTES,
+): Buffer[] {
+  const r = value.request;
+  if (r?.$case !== 'produce' && r?.$case !== 'produceBatch')
+    return [Buffer.from(ProduceRequest.encode(value).finish())];
+  viewFrom = minViewBytes;
+  viewedBytes = 0;
+  parts = [];
+  pieceStart = 0;
+  try {
+    const buf = encodeProduceFrames(r);
+    if (pieceStart < buf.length || parts.length === 0) parts.push(buf.subarray(pieceStart));
+    return parts;
+  } finally {
+    viewFrom = Infinity;
+    viewedBytes = 0;
+    parts = [];
+    pieceStart = 0;
+  }
+}
+
+function encodeProduceFrames(
+  r: Extract<ProduceRequest['request'], { $case: 'produce' | 'produceBatch' }>,
+): Buffer {
   lens.length = 0;
   lenAt = 0;
   try {
@@ -182,7 +238,7 @@ export function encodeProduceRequest(value: ProduceRequest): Buffer {
         inner += 1 + varint32Size(n) + n;
       }
     }
-    const total = 1 + varint32Size(inner) + inner;
+    const total = 1 + varint32Size(inner) + inner - viewedBytes;
     const buf = Buffer.allocUnsafe(total);
     let pos = 0;
     buf[pos++] = r.$case === 'produce' ? 18 : 34;
@@ -438,7 +494,7 @@ export function encodeProduceResponse(value: ProduceResponse): Buffer {
       const n = sizeResult(result);
       inner += r.$case === 'result' ? n : 1 + varint32Size(n) + n;
     }
-    const total = 1 + varint32Size(inner) + inner;
+    const total = 1 + varint32Size(inner) + inner - viewedBytes;
     const buf = Buffer.allocUnsafe(total);
     let pos = 0;
     buf[pos++] = r.$case === 'result' ? 18 : 34;

@@ -216,6 +216,11 @@ export function decodeStatus(body: Buffer): StatusObject {
 /** How messages of one method are turned into bytes and back. */
 export interface FramedCodec<Req, Res> {
   serializeRequest: (req: Req) => Buffer;
+  /**
+   * The same bytes in consecutive parts, some of them views of the request's own memory (large
+   * payloads): written with writev, they are not copied in user space. Optional.
+   */
+  serializeRequestParts?: (req: Req) => Buffer[];
   deserializeRequest: (bytes: Buffer) => Req;
   serializeResponse: (res: Res) => Buffer;
   deserializeResponse: (bytes: Buffer) => Res;
@@ -539,16 +544,20 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
   write(message: Req): boolean {
     if (this.delegate !== undefined) return this.delegate.write(message);
     if (this.isFinished) return false;
-    const body = this.codec.serializeRequest(message);
+    const parts = this.codec.serializeRequestParts?.(message) ?? [
+      this.codec.serializeRequest(message),
+    ];
+    let length = 0;
+    for (const part of parts) length += part.length;
     if (this.held !== undefined && this.options.fallback !== undefined) {
-      this.heldBytes += body.length;
+      this.heldBytes += length;
       if (this.heldBytes <= MAX_HELD_BYTES) this.held.push(message);
       else this.held = undefined;
     }
-    // Header and body go out in one writev: the body is not copied again.
+    // Header and parts go out in one writev: nothing is copied again.
     this.socket.cork();
-    this.socket.write(frameHeader(FrameType.Message, body.length));
-    const ok = this.socket.write(body);
+    let ok = this.socket.write(frameHeader(FrameType.Message, length));
+    for (const part of parts) ok = this.socket.write(part);
     this.socket.uncork();
     return ok;
   }
