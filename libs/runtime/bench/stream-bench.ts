@@ -323,11 +323,13 @@ async function produceToConsumer(
   client: StreamingClient,
   count: number,
 ): Promise<{ p50: number; p99: number }> {
-  const sub = client.read({ vchannel: 'tail', from: 'latest' });
+  // The read starts at a message appended first: from 'latest', that append could (and over
+  // the framed produce stream does) overtake the read's open, and the read would wait forever.
+  const first = await client.append({ vchannel: 'tail', payload: new Uint8Array(1) });
+  const sub = client.read({ vchannel: 'tail', from: { from: first.messageId } });
   const iterator = sub[Symbol.asyncIterator]();
   const lat: number[] = [];
   // Let the consumer reach the live end first.
-  await client.append({ vchannel: 'tail', payload: new Uint8Array(1) });
   for (;;) {
     const e = await iterator.next();
     if (e.done === true || e.value.type === 'message') break;
