@@ -8,7 +8,8 @@
 // The 64 KiB figure is also set against the disk: a raw writev + fdatasync of the whole window
 // (64 x 64 KiB) per round, on the WAL's disk, in the same rounds; the echo has no disk in its
 // path, fdatasync'd acks do. Options: --quick; --only=big|small|batch|latency[,...] (those phases with their
-// raw ceiling); --topology=one|two (one topology); --page-cache (no direct I/O); --profile=<dir> (a CPU profile of each
+// raw ceiling); --topology=one|two (one topology); --page-cache (no direct I/O); --grpc-produce (produce over
+// gRPC, not the framed stream); --profile=<dir> (a CPU profile of each
 // measured Woodstream run in this process, without start-up and the raw ceiling, written to <dir>;
 // in the two-process topology the standalone child writes its whole-life profile there too).
 import { constants, readFileSync } from 'node:fs';
@@ -60,6 +61,8 @@ const bigWindow = Number(
   process.argv.find((a) => a.startsWith('--window='))?.slice('--window='.length) ?? 64,
 );
 const topology = process.argv.find((a) => a.startsWith('--topology='))?.slice('--topology='.length);
+// --grpc-produce: produce over gRPC instead of the framed stream (to compare the two).
+const grpcProduce = process.argv.includes('--grpc-produce');
 // --page-cache: the WAL writes through the page cache instead of with direct I/O.
 const directIo = !process.argv.includes('--page-cache');
 const runs = (phase: 'big' | 'small' | 'batch' | 'latency'): boolean =>
@@ -478,6 +481,7 @@ async function measure(name: string, target: Target, workDir: string): Promise<s
     maxInflightAppends: 65536,
     maxInflightBytes: 512 * MiB,
     flowControlWindowBytes: flowWindow,
+    framedProduce: !grpcProduce,
   });
   const label = (s: string): string => `${s} [${name}]`;
   try {

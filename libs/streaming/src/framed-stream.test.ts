@@ -327,6 +327,28 @@ describe('the framed stream and gRPC on one port', () => {
     expect(out.data.length).toBe(sent + 1);
   });
 
+  it('a call paused by the first chunk it gets stays paused (the socket is not read on)', async () => {
+    const { port, seen } = await startShared();
+    const socket = netConnect(port, '127.0.0.1');
+    cleanups.push(() => socket.destroy());
+    const method = Buffer.from(METHOD);
+    // Preface, OPEN and a message that pauses the handler, in one write.
+    socket.write(
+      Buffer.concat([
+        FRAMED_PREFACE,
+        frame(FrameType.Open, method),
+        frame(FrameType.Message, Buffer.from('pause')),
+      ]),
+    );
+    await until(() => seen.calls.length === 1);
+    // Past the ticks and turns the socket's own bookkeeping takes.
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    const call = seen.calls[0] as Call;
+    expect(call.isReading).toBe(false);
+    call.resume();
+    expect(call.isReading).toBe(true);
+  });
+
   it('garbage after the preface gets INVALID_ARGUMENT and the port keeps serving', async () => {
     const { port } = await startShared();
     const open = frame(FrameType.Open, Buffer.from(METHOD));

@@ -270,6 +270,11 @@ export class FramedServerCall<Req, Res> extends EventEmitter {
     return this.isCancelled;
   }
 
+  /** Whether the connection is being read (false while paused: the peer is held back). */
+  get isReading(): boolean {
+    return this.socket.readableFlowing === true;
+  }
+
   /** True once the status is sent (or the client went away). */
   get writableEnded(): boolean {
     return this.isFinished;
@@ -394,6 +399,7 @@ export function serveFramedConnection(
   rest: Buffer,
   options: FramedServerOptions,
 ): void {
+  if (socket.destroyed) return;
   const reader = new FrameReader(options.maxBodyBytes);
   reader.push(rest);
   const refuse = (code: number, details: string, metadata?: Metadata): void => {

@@ -116,7 +116,11 @@ export class SharedPortListener {
           this.framed.add(socket);
           socket.setKeepAlive(true, 30_000);
           socket.once('close', () => this.framed.delete(socket));
-          serveFramedConnection(socket, seen.subarray(FRAMED_PREFACE.length), framed);
+          const rest = seen.subarray(FRAMED_PREFACE.length);
+          // On the next tick: removing the 'readable' listener queued a tick of the socket's own
+          // that resumes reading if a 'data' listener exists by then. Were the call already
+          // paused (a window filled by the first chunk), that would read on, unbounded.
+          process.nextTick(() => serveFramedConnection(socket, rest, framed));
           return;
         }
       }
