@@ -59,17 +59,22 @@ export class NodePool {
 }
 
 const PRODUCE = HandlerServiceService.produce;
+/** How long produce to a node that did not answer the framed stream uses gRPC before trying again. */
+const GRPC_AFTER_NOT_FRAMED_MS = 5 * 60_000;
 
 /** A node in another process: consume over gRPC; produce over the framed stream or gRPC. */
 class RemoteNodeClient implements NodeHandlerClient {
   constructor(
     private readonly address: string,
     private readonly grpc: HandlerServiceClient,
-    private framedProduce: boolean,
+    private readonly framedProduce: boolean,
   ) {}
 
+  /** Until then, produce goes over gRPC: the node did not answer the framed stream. */
+  private grpcUntilMs = 0;
+
   produce(): ClientDuplexStream<ProduceRequest, ProduceResponse> {
-    if (!this.framedProduce) return this.grpc.produce();
+    if (!this.framedProduce || Date.now() < this.grpcUntilMs) return this.grpc.produce();
     // One TCP connection per produce stream: it carries a producer's whole pipeline.
     return new FramedClientCall<ProduceRequest, ProduceResponse>(
       {
@@ -77,9 +82,10 @@ class RemoteNodeClient implements NodeHandlerClient {
         method: PRODUCE.path,
         maxBodyBytes: CLIENT_MAX_RECEIVE_MESSAGE_BYTES,
         // A node without the framed stream (an older version, or behind an HTTP/2 proxy): this
-        // stream goes on over gRPC, and so do later ones to that node.
+        // stream goes on over gRPC, and so do later ones to that node for a while. Not for good:
+        // a node that was only stopping or full looks the same, and its address may come back.
         onNotFramed: () => {
-          this.framedProduce = false;
+          this.grpcUntilMs = Date.now() + GRPC_AFTER_NOT_FRAMED_MS;
         },
         fallback: () => this.grpc.produce(),
       },

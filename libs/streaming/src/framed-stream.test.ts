@@ -1,4 +1,5 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { createServer, connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import {
   credentials,
   makeGenericClientConstructor,
@@ -462,6 +463,54 @@ describe('the framed stream and gRPC on one port', () => {
     expect(out.data).toEqual(['echo:one', 'echo:two', 'echo:three']);
     expect(told).toBe(1);
     expect(seen.calls).toHaveLength(1);
+  });
+
+  it('a server that accepts and closes without a byte gets the call over the fallback', async () => {
+    const closer = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => closer.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => closer.close());
+    const port = (closer.address() as AddressInfo).port;
+    // A stand-in for the gRPC call: records what it is given and answers each message.
+    class StandIn extends EventEmitter {
+      written: string[] = [];
+      ended = false;
+      write(m: string): boolean {
+        this.written.push(m);
+        setImmediate(() => this.emit('data', `grpc:${m}`));
+        return true;
+      }
+      end(): void {
+        this.ended = true;
+        const status = { code: 0, details: 'OK', metadata: new Metadata() };
+        setImmediate(() => this.emit('status', status));
+      }
+      cancel(): void {}
+      pause(): void {}
+      resume(): void {}
+    }
+    const fallback = new StandIn();
+    let told = 0;
+    const call = new FramedClientCall(
+      {
+        address: `127.0.0.1:${port}`,
+        method: METHOD,
+        maxBodyBytes: 1 << 20,
+        onNotFramed: () => told++,
+        fallback: () => fallback,
+      },
+      text,
+    );
+    cleanups.push(() => call.cancel());
+    const out = watch(call);
+    call.write('open');
+    await until(() => out.data.length === 1);
+    call.write('later');
+    call.end();
+    expect((await out.status).code).toBe(GrpcStatus.OK);
+    expect(fallback.written).toEqual(['open', 'later']);
+    expect(fallback.ended).toBe(true);
+    expect(out.data).toEqual(['grpc:open', 'grpc:later']);
+    expect(told).toBe(1);
   });
 
   it('a lost connection ends the call with UNAVAILABLE', async () => {

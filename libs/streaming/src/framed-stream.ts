@@ -507,6 +507,8 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
   private isFinished = false;
   private isEnded = false;
   private hasFrame = false;
+  private isConnected = false;
+  private hasBytes = false;
   /** Messages written before the server's first frame, for the fallback; then undefined. */
   private held: Req[] | undefined = [];
   private heldBytes = 0;
@@ -534,7 +536,11 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
     this.socket.write(frameHeader(FrameType.Open, method.length));
     this.socket.write(method);
     this.socket.uncork();
+    this.socket.once('connect', () => {
+      this.isConnected = true;
+    });
     this.socket.on('data', (chunk: Buffer) => {
+      this.hasBytes = true;
       this.reader.push(chunk);
       this.deliver();
     });
@@ -654,6 +660,15 @@ export class FramedClientCall<Req, Res> extends EventEmitter {
   }
 
   private lost(why: string): void {
+    if (this.isFinished) return;
+    // Accepted, then closed without a byte: what a proxy that speaks only HTTP/2 does with
+    // frames, and what a real node does only when it stops or is at its connection limit. The
+    // gRPC call gets the node's own answer to those.
+    if (this.isConnected && !this.hasBytes) {
+      this.options.onNotFramed?.();
+      if (this.options.fallback !== undefined && this.held !== undefined)
+        return this.moveTo(this.options.fallback(), this.held);
+    }
     this.finish(
       {
         code: GrpcStatus.UNAVAILABLE,
