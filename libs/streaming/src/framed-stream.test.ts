@@ -394,6 +394,32 @@ describe('the framed stream and gRPC on one port', () => {
     expect(c.data).toEqual(['echo:c']);
   });
 
+  it('after its status the server reads nothing more and closes a client that stays', async () => {
+    const { port, seen } = await startShared();
+    // Half-open allowed: this client does not close when the server has ended its side.
+    const socket = netConnect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    cleanups.push(() => socket.destroy());
+    const got: Buffer[] = [];
+    socket.on('data', (d: Buffer) => got.push(d));
+    socket.on('error', () => undefined);
+    const method = Buffer.from(METHOD);
+    // The client sends on after the message that fails the call (it has not seen the status yet,
+    // or ignores it); none of it is kept.
+    socket.write(
+      Buffer.concat([
+        FRAMED_PREFACE,
+        frame(FrameType.Open, method),
+        frame(FrameType.Message, Buffer.from('fail')),
+        ...Array.from({ length: 16 }, () => frame(FrameType.Message, Buffer.alloc(64 * 1024))),
+      ]),
+    );
+    // The server lets go of the connection itself (the client never closes its side).
+    await until(() => seen.closed === 1);
+    const call = seen.calls[0] as Call;
+    expect(call.bufferedBytes).toBe(0);
+    expect(decodeStatus(Buffer.concat(got).subarray(5)).code).toBe(GrpcStatus.ABORTED);
+  });
+
   it('an unknown method gets UNIMPLEMENTED', async () => {
     const { port } = await startShared();
     const method = Buffer.from('/no.Such/Method');

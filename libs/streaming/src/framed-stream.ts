@@ -71,6 +71,12 @@ export class FrameReader {
     return this.buffered;
   }
 
+  /** Drops everything buffered. */
+  clear(): void {
+    this.chunks.length = 0;
+    this.buffered = 0;
+  }
+
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);
@@ -251,6 +257,8 @@ export class FramedServerCall<Req, Res> extends EventEmitter {
   ) {
     super();
     socket.on('data', (chunk: Buffer) => {
+      // After the status nothing is read any more: what a client still sends is dropped.
+      if (this.isFinished) return;
       this.reader.push(chunk);
       this.deliver();
     });
@@ -333,7 +341,13 @@ export class FramedServerCall<Req, Res> extends EventEmitter {
   private finish(status: StatusObject): void {
     if (this.isFinished) return;
     this.isFinished = true;
-    this.socket.end(encodeStatus(status));
+    this.reader.clear();
+    endWithStatus(this.socket, encodeStatus(status));
+  }
+
+  /** Bytes received and not yet delivered as messages. */
+  get bufferedBytes(): number {
+    return this.reader.bufferedBytes;
   }
 
   private deliver(): void {
@@ -371,6 +385,18 @@ export class FramedServerCall<Req, Res> extends EventEmitter {
   }
 }
 
+/** How long a client has to close its connection after the status before the server does. */
+export const STATUS_LINGER_MS = 1_000;
+
+/**
+ * Sends the status and half-closes. The client closes on reading it; one that does not is
+ * disconnected after STATUS_LINGER_MS (what it sends meanwhile is not read).
+ */
+function endWithStatus(socket: Socket, status: Buffer): void {
+  socket.end(status);
+  setTimeout(() => socket.destroy(), STATUS_LINGER_MS).unref();
+}
+
 /** What a framed connection may call: method path → handler of one bidi call. */
 export type FramedMethods = ReadonlyMap<
   string,
@@ -404,7 +430,7 @@ export function serveFramedConnection(
   reader.push(rest);
   const refuse = (code: number, details: string, metadata?: Metadata): void => {
     cleanup();
-    socket.end(encodeStatus({ code, details, ...(metadata ? { metadata } : {}) }));
+    endWithStatus(socket, encodeStatus({ code, details, ...(metadata ? { metadata } : {}) }));
   };
   const timer = setTimeout(() => {
     cleanup();

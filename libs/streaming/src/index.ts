@@ -37,6 +37,7 @@ export {
   FrameType,
   serveFramedConnection,
   splitAddress,
+  STATUS_LINGER_MS,
 } from './framed-stream.js';
 export type {
   DuplexLike,
