@@ -8,7 +8,11 @@ import {
   type ProduceRequest,
   type ProduceResponse,
 } from '@woodstream/proto';
-import { CLIENT_MAX_RECEIVE_MESSAGE_BYTES, FramedClientCall } from '@woodstream/streaming';
+import {
+  CLIENT_MAX_RECEIVE_MESSAGE_BYTES,
+  FramedClientCall,
+  framedCodecOf,
+} from '@woodstream/streaming';
 import { InProcessNodeClient, type NodeHandlerClient } from './in-process.js';
 import type { ResolvedOptions } from './options.js';
 import type { ClientStats } from './types.js';
@@ -90,13 +94,10 @@ class RemoteNodeClient implements NodeHandlerClient {
         fallback: () => this.grpc.produce(),
       },
       {
-        serializeRequest: PRODUCE.requestSerialize,
+        ...framedCodecOf(PRODUCE),
         // Large payloads go to the socket as they are: callers keep them unchanged until their
         // append settles, which is after the write completed.
         serializeRequestParts: (req) => encodeProduceRequestParts(req),
-        deserializeRequest: PRODUCE.requestDeserialize,
-        serializeResponse: PRODUCE.responseSerialize,
-        deserializeResponse: PRODUCE.responseDeserialize,
       },
     ) as unknown as ClientDuplexStream<ProduceRequest, ProduceResponse>;
   }

@@ -30,10 +30,10 @@ import {
   type ReportAssignmentError,
 } from '@woodstream/proto';
 import {
+  framedMethod,
   SharedPortListener,
   StreamingError,
   toServiceError,
-  type FramedCodec,
 } from '@woodstream/streaming';
 
 export interface LogEntry {
@@ -216,21 +216,11 @@ export class FakeNode {
       this.address = await listen(this.server);
       return;
     }
-    const produce = HandlerServiceService.produce;
     this.listener = new SharedPortListener(this.server, {
       methods: new Map([
-        [
-          produce.path,
-          {
-            codec: {
-              serializeRequest: produce.requestSerialize,
-              deserializeRequest: produce.requestDeserialize,
-              serializeResponse: produce.responseSerialize,
-              deserializeResponse: produce.responseDeserialize,
-            } as FramedCodec<unknown, unknown>,
-            handler: (call) => this.produce(call as unknown as ProduceCall),
-          },
-        ],
+        framedMethod(HandlerServiceService.produce, (call) =>
+          this.produce(call as unknown as ProduceCall),
+        ),
       ]),
       maxBodyBytes: 16 * 1024 * 1024,
       openTimeoutMs: 10_000,

@@ -3,13 +3,13 @@ import { sleep } from '@woodstream/common';
 import { ManagerServiceService, type HandlerServiceServer } from '@woodstream/proto';
 import {
   FLOW_CONTROL_WINDOW,
+  framedMethod,
   MESSAGE_BYTES,
   raiseServerFlowControlWindow,
   StreamingError,
   streamingKeys,
   SharedPortListener,
   toServiceError,
-  type FramedCodec,
   type NodeSession,
 } from '@woodstream/streaming';
 import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
@@ -210,24 +210,13 @@ export class StreamingNode {
     server.addService(HANDLER_SERVICE_DEFINITION, handlers);
     server.addService(ManagerServiceService, createManagerService(manager, stopping, telemetry));
     // One port for gRPC and the framed produce stream.
-    const produce = HANDLER_SERVICE_DEFINITION.produce;
     const listener = new SharedPortListener(
       server,
       {
         methods: new Map([
-          [
-            produce.path,
-            {
-              codec: {
-                serializeRequest: produce.requestSerialize,
-                deserializeRequest: produce.requestDeserialize,
-                serializeResponse: produce.responseSerialize,
-                deserializeResponse: produce.responseDeserialize,
-              } as FramedCodec<unknown, unknown>,
-              handler: (call) =>
-                handlers.produce(call as unknown as Parameters<typeof handlers.produce>[0]),
-            },
-          ],
+          framedMethod(HANDLER_SERVICE_DEFINITION.produce, (call) =>
+            handlers.produce(call as unknown as Parameters<typeof handlers.produce>[0]),
+          ),
         ]),
         maxBodyBytes: MESSAGE_BYTES.max + MESSAGE_BYTES.frameOverhead,
         openTimeoutMs: 10_000,

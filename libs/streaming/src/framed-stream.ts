@@ -232,6 +232,27 @@ export interface FramedCodec<Req, Res> {
   deserializeResponse: (bytes: Buffer) => Res;
 }
 
+/** A gRPC method definition as grpc-js has it (its path and (de)serialisers). */
+export interface GrpcMethodDefinition<Req, Res> {
+  path: string;
+  requestSerialize: (req: Req) => Buffer;
+  requestDeserialize: (bytes: Buffer) => Req;
+  responseSerialize: (res: Res) => Buffer;
+  responseDeserialize: (bytes: Buffer) => Res;
+}
+
+/** The framed codec of a gRPC method: the same bytes as on gRPC. */
+export function framedCodecOf<Req, Res>(
+  method: GrpcMethodDefinition<Req, Res>,
+): FramedCodec<Req, Res> {
+  return {
+    serializeRequest: method.requestSerialize,
+    deserializeRequest: method.requestDeserialize,
+    serializeResponse: method.responseSerialize,
+    deserializeResponse: method.responseDeserialize,
+  };
+}
+
 // --- server side ------------------------------------------------------------------------------
 
 /**
@@ -395,6 +416,23 @@ export const STATUS_LINGER_MS = 1_000;
 function endWithStatus(socket: Socket, status: Buffer): void {
   socket.end(status);
   setTimeout(() => socket.destroy(), STATUS_LINGER_MS).unref();
+}
+
+/**
+ * One entry of FramedMethods: a gRPC bidi method served on the framed stream by `handler`, which
+ * gets the framed call in place of grpc-js's server stream.
+ */
+export function framedMethod<Req, Res>(
+  method: GrpcMethodDefinition<Req, Res>,
+  handler: (call: FramedServerCall<Req, Res>) => void,
+): [string, FramedMethods extends ReadonlyMap<string, infer V> ? V : never] {
+  return [
+    method.path,
+    {
+      codec: framedCodecOf(method) as FramedCodec<unknown, unknown>,
+      handler: handler as (call: FramedServerCall<unknown, unknown>) => void,
+    },
+  ];
 }
 
 /** What a framed connection may call: method path → handler of one bidi call. */
