@@ -233,6 +233,26 @@ function framedCall(port: number, extra: { onNotFramed?: () => void } = {}) {
   return call;
 }
 
+const OPEN_FRAME = frame(FrameType.Open, Buffer.from(METHOD));
+
+/**
+ * A framed client written by hand: connects, collects what comes back, and sends the preface,
+ * OPEN and `frames` in one write.
+ */
+function rawCall(
+  port: number,
+  frames: Buffer[],
+  options: { allowHalfOpen?: boolean } = {},
+): { socket: Socket; got: Buffer[] } {
+  const socket = netConnect({ port, host: '127.0.0.1', allowHalfOpen: options.allowHalfOpen });
+  cleanups.push(() => socket.destroy());
+  const got: Buffer[] = [];
+  socket.on('data', (d: Buffer) => got.push(d));
+  socket.on('error', () => undefined);
+  socket.write(Buffer.concat([FRAMED_PREFACE, OPEN_FRAME, ...frames]));
+  return { socket, got };
+}
+
 /** Sends raw bytes to `port` and collects every byte until the server closes. */
 async function raw(port: number, bytes: Buffer): Promise<Buffer> {
   const socket: Socket = netConnect(port, '127.0.0.1');
@@ -330,17 +350,8 @@ describe('the framed stream and gRPC on one port', () => {
 
   it('a call paused by the first chunk it gets stays paused (the socket is not read on)', async () => {
     const { port, seen } = await startShared();
-    const socket = netConnect(port, '127.0.0.1');
-    cleanups.push(() => socket.destroy());
-    const method = Buffer.from(METHOD);
     // Preface, OPEN and a message that pauses the handler, in one write.
-    socket.write(
-      Buffer.concat([
-        FRAMED_PREFACE,
-        frame(FrameType.Open, method),
-        frame(FrameType.Message, Buffer.from('pause')),
-      ]),
-    );
+    rawCall(port, [frame(FrameType.Message, Buffer.from('pause'))]);
     await until(() => seen.calls.length === 1);
     // Past the ticks and turns the socket's own bookkeeping takes.
     for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
@@ -352,7 +363,7 @@ describe('the framed stream and gRPC on one port', () => {
 
   it('garbage after the preface gets INVALID_ARGUMENT and the port keeps serving', async () => {
     const { port } = await startShared();
-    const open = frame(FrameType.Open, Buffer.from(METHOD));
+    const open = OPEN_FRAME;
     for (const garbage of [
       Buffer.from([0xff, 1, 2, 3, 4, 5]), // unknown type instead of OPEN
       Buffer.concat([open, Buffer.from([77, 0, 0, 0, 0])]), // unknown type after OPEN
@@ -396,22 +407,16 @@ describe('the framed stream and gRPC on one port', () => {
 
   it('after its status the server reads nothing more and closes a client that stays', async () => {
     const { port, seen } = await startShared();
-    // Half-open allowed: this client does not close when the server has ended its side.
-    const socket = netConnect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    cleanups.push(() => socket.destroy());
-    const got: Buffer[] = [];
-    socket.on('data', (d: Buffer) => got.push(d));
-    socket.on('error', () => undefined);
-    const method = Buffer.from(METHOD);
     // The client sends on after the message that fails the call (it has not seen the status yet,
-    // or ignores it); none of it is kept.
-    socket.write(
-      Buffer.concat([
-        FRAMED_PREFACE,
-        frame(FrameType.Open, method),
+    // or ignores it); none of it is kept. Half-open allowed: it does not close when the server
+    // has ended its side.
+    const { got } = rawCall(
+      port,
+      [
         frame(FrameType.Message, Buffer.from('fail')),
         ...Array.from({ length: 16 }, () => frame(FrameType.Message, Buffer.alloc(64 * 1024))),
-      ]),
+      ],
+      { allowHalfOpen: true },
     );
     // The server lets go of the connection itself (the client never closes its side).
     await until(() => seen.closed === 1);
