@@ -264,28 +264,54 @@ async function raw(port: number, bytes: Buffer): Promise<Buffer> {
   return Buffer.concat(got);
 }
 
+/** A framed call that writes `messages`, ends, and waits for its status. */
+async function chat(port: number, messages: string[]): Promise<Outcome & { final: StatusObject }> {
+  const call = framedCall(port);
+  const out = watch(call);
+  for (const m of messages) call.write(m);
+  call.end();
+  return { ...out, final: await out.status };
+}
+
+/** A gRPC client of the chat method. */
+function echoClient(port: number): { chat(): ClientDuplexStream<string, string> } {
+  const Client = makeGenericClientConstructor(echoDef, 'Echo');
+  const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as {
+    chat(): ClientDuplexStream<string, string>;
+    close(): void;
+  };
+  cleanups.push(() => client.close());
+  return client;
+}
+
+/** A plain gRPC server (no framed stream) serving the chat method with `handler`. */
+async function startGrpcOnly(handler: (call: Call) => void): Promise<number> {
+  const server = new Server();
+  server.addService(echoDef, { chat: (call: unknown) => handler(call as Call) });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
+  cleanups.push(() => server.forceShutdown());
+  return port;
+}
+
 describe('the framed stream and gRPC on one port', () => {
   it('a framed call exchanges messages in order and ends with OK after END', async () => {
     const { port } = await startShared();
-    const call = framedCall(port);
-    const out = watch(call);
-    for (let i = 0; i < 100; i++) call.write(`m${i}`);
-    call.end();
-    const status = await out.status;
-    expect(status.code).toBe(GrpcStatus.OK);
+    const out = await chat(
+      port,
+      Array.from({ length: 100 }, (_, i) => `m${i}`),
+    );
+    expect(out.final.code).toBe(GrpcStatus.OK);
     expect(out.error).toBeUndefined();
     expect(out.data).toEqual(Array.from({ length: 100 }, (_, i) => `echo:m${i}`));
   });
 
   it('a gRPC call on the same port works alongside', async () => {
     const { port } = await startShared();
-    const Client = makeGenericClientConstructor(echoDef, 'Echo');
-    const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as {
-      chat(): ClientDuplexStream<string, string>;
-      close(): void;
-    };
-    cleanups.push(() => client.close());
-    const grpcCall = client.chat();
+    const grpcCall = echoClient(port).chat();
     const got: string[] = [];
     grpcCall.on('data', (m: string) => got.push(m));
     const done = new Promise<StatusObject>((resolve) => grpcCall.on('status', resolve));
@@ -376,11 +402,8 @@ describe('the framed stream and gRPC on one port', () => {
       expect(status.code).toBe(GrpcStatus.INVALID_ARGUMENT);
       expect(status.details).toMatch(/malformed framed stream/);
     }
-    const ok = framedCall(port);
-    const out = watch(ok);
-    ok.write('still here');
-    ok.end();
-    expect((await out.status).code).toBe(GrpcStatus.OK);
+    const out = await chat(port, ['still here']);
+    expect(out.final.code).toBe(GrpcStatus.OK);
     expect(out.data).toEqual(['echo:still here']);
   });
 
@@ -397,11 +420,8 @@ describe('the framed stream and gRPC on one port', () => {
     first.end();
     expect((await a.status).code).toBe(GrpcStatus.OK);
     await until(() => seen.closed === 1);
-    const third = framedCall(port);
-    const c = watch(third);
-    third.write('c');
-    third.end();
-    expect((await c.status).code).toBe(GrpcStatus.OK);
+    const c = await chat(port, ['c']);
+    expect(c.final.code).toBe(GrpcStatus.OK);
     expect(c.data).toEqual(['echo:c']);
   });
 
@@ -436,14 +456,7 @@ describe('the framed stream and gRPC on one port', () => {
   });
 
   it('a server without the framed stream: UNAVAILABLE, and the caller is told to use gRPC', async () => {
-    const server = new Server();
-    server.addService(echoDef, { chat: () => undefined });
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-    cleanups.push(() => server.forceShutdown());
+    const port = await startGrpcOnly(() => undefined);
     let told = 0;
     const call = framedCall(port, { onNotFramed: () => told++ });
     const out = watch(call);
@@ -456,21 +469,8 @@ describe('the framed stream and gRPC on one port', () => {
 
   it('with a fallback, a call to a gRPC-only server goes on over gRPC with what was written', async () => {
     const seen = { calls: [] as Call[], cancelled: 0, closed: 0 };
-    const handler = chatHandler(seen);
-    const server = new Server();
-    server.addService(echoDef, { chat: (call: unknown) => handler(call as Call) });
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) =>
-        e ? reject(e) : resolve(p),
-      ),
-    );
-    cleanups.push(() => server.forceShutdown());
-    const Client = makeGenericClientConstructor(echoDef, 'Echo');
-    const client = new Client(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as {
-      chat(): ClientDuplexStream<string, string>;
-      close(): void;
-    };
-    cleanups.push(() => client.close());
+    const port = await startGrpcOnly(chatHandler(seen));
+    const client = echoClient(port);
     let told = 0;
     const call = new FramedClientCall(
       {
