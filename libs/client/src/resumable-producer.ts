@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { status as GrpcStatus, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { assert, sleep } from '@woodstream/common';
 import {
@@ -40,7 +41,9 @@ export interface WireMessage {
 
 interface PendingAppend {
   readonly message: WireMessage;
-  // Order of admission: a retried append is re-sent before every later one.
+  // Order of admission: a retried append is re-sent before every later one. Also the message's
+  // sequence on the wire, the same on every send: the node answers a re-send of a message it
+  // stored with the stored result (see OpenProducer.producer_id).
   readonly seq: number;
   readonly result: Deferred<AppendResult>;
   readonly signal: AbortSignal | undefined;
@@ -97,16 +100,27 @@ interface Session {
 
 const clientClosed = () => new StreamingError('ON_SHUTDOWN', 'the client is closed');
 
+/** A random, non-zero producer id: unique among a channel's producers with overwhelming odds. */
+function newProducerId(): bigint {
+  for (;;) {
+    const id = randomBytes(8).readBigUInt64LE();
+    if (id !== 0n) return id;
+  }
+}
+
 /**
  * Appends to one pchannel through whichever node owns it, surviving moves and node loss.
  *
  * It opens a Produce stream lazily on the first append and keeps it while it works. When the
  * stream breaks (server `closed`, call error, node gone) or the node denies ownership, it
  * reports wrong-node errors to the coordinator, waits for a newer assignment (or a backoff),
- * reopens on the current owner and re-sends every append that has no result yet. Delivery is
- * therefore at-least-once: an append whose result was lost is sent again and may be stored
- * twice; `stats.retries` counts every re-send. Non-retryable errors (INVALID_ARGUMENT,
- * UNRECOVERABLE, INNER, ...) fail the affected appends at once.
+ * reopens on the current owner and re-sends every append that has no result yet;
+ * `stats.retries` counts every re-send. Each stream is opened with this producer's id and each
+ * message carries its sequence, the same on every send, so a node answers a re-sent message it
+ * (or an earlier owner) stored with the stored result instead of storing it twice — within the
+ * node's dedup window (see docs/design/idempotent-produce.md); past it, delivery degrades to
+ * at-least-once. Non-retryable errors (INVALID_ARGUMENT, UNRECOVERABLE, INNER, ...) fail the
+ * affected appends at once.
  *
  * Bounded: at most maxInflightAppends appends and maxInflightBytes bytes are admitted and not
  * yet settled; further appends wait (FIFO) for room. Each append tries at most
@@ -123,7 +137,9 @@ export class ResumableProducer {
   private readonly aborts = new AbortFanout();
   private usedSlots = 0;
   private usedBytes = 0;
-  private nextSeq = 0;
+  // From 1: sequence 0 means "none" on the wire.
+  private nextSeq = 1;
+  private readonly producerId = newProducerId();
   // Unique per producer, so also unique per stream as the protocol requires.
   private nextRequestId = 1n;
   private session: Session | undefined;
@@ -379,6 +395,7 @@ export class ResumableProducer {
           requestId,
           vchannel: p.message.vchannel,
           message: { payload: sendable(p), properties: p.message.properties ?? {} },
+          sequence: p.seq,
         });
       }
       // write() may return false; the bound on in-flight appends bounds this buffer instead.
@@ -523,6 +540,7 @@ export class ResumableProducer {
         $case: 'open',
         open: {
           pchannel: { name: route.pchannel, term: route.term, accessMode: route.accessMode },
+          producerId: this.producerId,
         },
       },
     });

@@ -276,7 +276,19 @@ describe('append', () => {
     expect(second.every((r) => r.messageId.segmentId === 1)).toBe(true);
     expect(third.messageId.segmentId).toBe(1);
     const duplicates = log.length - new Set(log).size;
+    // This fake stores re-sends again; a node recognises them (same producer id and sequence).
     expect(duplicates).toBe(5);
+    const entries = cluster.log('pc-0000').entries;
+    const origins = (payload: string) =>
+      entries.filter((e) => e.payload.toString() === payload).map((e) => e.origin);
+    for (let i = 0; i < 5; i++) {
+      const [sent, resent] = origins(`b${i}`);
+      expect(sent).toMatch(/^\d+:\d+$/);
+      expect(resent).toBe(sent);
+    }
+    // One producer id for the pchannel, a distinct sequence per message.
+    expect(new Set(entries.map((e) => e.origin?.split(':')[0])).size).toBe(1);
+    expect(new Set(entries.map((e) => e.origin)).size).toBe(new Set(log).size);
     expect(client.stats()).toMatchObject({ retries: 5, unknownOutcomes: 5 });
     expect(cluster.node(1).producers.size).toBe(1);
   });

@@ -43,6 +43,8 @@ export interface LogEntry {
   readonly properties: Record<string, string>;
   readonly timeTick: bigint;
   readonly lastConfirmedId: MessageID;
+  /** `<producer id>:<sequence>` when the producer identified itself (the fake does not dedup). */
+  readonly origin: string | undefined;
 }
 
 /** One pchannel's log: segment = owner generation, entries dense per segment. */
@@ -64,7 +66,12 @@ export class FakeLog {
     this.entryId = 0n;
   }
 
-  append(vchannel: string, payload: Buffer, properties: Record<string, string>): LogEntry {
+  append(
+    vchannel: string,
+    payload: Buffer,
+    properties: Record<string, string>,
+    origin?: string,
+  ): LogEntry {
     const id = { segmentId: this.segmentId, entryId: this.entryId++ };
     this.tick++;
     // Confirmed position lags two entries behind, so a resumed reader really re-reads a few
@@ -77,6 +84,7 @@ export class FakeLog {
       properties,
       timeTick: this.tick,
       lastConfirmedId: confirmed,
+      origin,
     };
     this.entries.push(entry);
     for (const l of [...this.listeners]) l();
@@ -302,6 +310,7 @@ export class FakeNode {
 
   private produce(call: ProduceCall): void {
     let entry: { pchannel: string; call: ProduceCall } | undefined;
+    let producerId = 0n;
     call.on('error', () => undefined);
     const produceOne = (m: ProduceMessage): void => {
       if (entry === undefined || !this.producers.has(entry)) return;
@@ -323,6 +332,7 @@ export class FakeNode {
         m.vchannel,
         m.message?.payload ?? Buffer.alloc(0),
         m.message?.properties ?? {},
+        producerId !== 0n && m.sequence > 0 ? `${producerId}:${m.sequence}` : undefined,
       );
       const res: ProduceResponse = {
         response: {
@@ -349,6 +359,7 @@ export class FakeNode {
           const err = this.checkOwner(r.open.pchannel);
           if (err) return fail(call, err);
           entry = { pchannel: r.open.pchannel?.name ?? '', call };
+          producerId = r.open.producerId;
           this.producers.add(entry);
           call.write({ response: { $case: 'opened', opened: { serverId: this.serverId } } });
           if (this.pauseProducersAfterOpen) {

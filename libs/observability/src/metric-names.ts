@@ -49,6 +49,14 @@ export const METRICS = {
     attributes: ['pchannel', 'outcome'],
     description: 'Messages a node answered on its produce streams; outcome is ok or the error code',
   },
+  produceDeduplicated: {
+    name: 'woodstream.produce.deduplicated',
+    unit: '{message}',
+    kind: 'counter',
+    attributes: ['pchannel'],
+    description:
+      'Re-sent messages a node answered with the stored result of their first send instead of storing them again',
+  },
   produceBytes: {
     name: 'woodstream.produce.bytes',
     unit: 'By',

@@ -31,6 +31,8 @@ const message = (i: number, payloadBytes: number): ProduceMessage => ({
               ? {}
               : { a: 'b', '': 'empty key', k: '', ü: 'x'.repeat(200), _tp: `00-${i}` },
         },
+  // Absent (0), small, and past 32 bits.
+  sequence: i % 4 === 0 ? 0 : i % 4 === 1 ? i : i * 2 ** 21 + 1,
 });
 
 const requests: ProduceRequest[] = [
@@ -40,7 +42,12 @@ const requests: ProduceRequest[] = [
   {
     request: {
       $case: 'produce',
-      produce: { requestId: 2n ** 64n - 1n, vchannel: 'v', message: undefined },
+      produce: {
+        requestId: 2n ** 64n - 1n,
+        vchannel: 'v',
+        message: undefined,
+        sequence: Number.MAX_SAFE_INTEGER,
+      },
     },
   },
   {
@@ -53,7 +60,12 @@ const requests: ProduceRequest[] = [
   },
   { request: { $case: 'produceBatch', produceBatch: { messages: [] } } },
   { request: { $case: 'close', close: {} } },
-  { request: { $case: 'open', open: { pchannel: { name: 'p', term: 3n, accessMode: 0 } } } },
+  {
+    request: {
+      $case: 'open',
+      open: { pchannel: { name: 'p', term: 3n, accessMode: 0 }, producerId: 2n ** 64n - 3n },
+    },
+  },
   { request: undefined },
 ];
 
@@ -145,6 +157,7 @@ describe('produce codec', () => {
           requestId: 3n,
           vchannel: 'v',
           message: { payload: view as Buffer, properties: {} },
+          sequence: 12,
         },
       },
     };
@@ -174,6 +187,7 @@ describe('produce codec', () => {
           requestId: 1n,
           vchannel: 'v',
           message: { payload: Buffer.from([1]), properties: {} },
+          sequence: 0,
         },
       },
     };
@@ -189,10 +203,43 @@ describe('produce codec', () => {
     const bad: ProduceRequest = {
       request: {
         $case: 'produce',
-        produce: { requestId: 2n ** 64n, vchannel: '', message: undefined },
+        produce: { requestId: 2n ** 64n, vchannel: '', message: undefined, sequence: 0 },
       },
     };
     expect(() => encodeProduceRequest(bad)).toThrow(/too large/);
+    for (const sequence of [-1, 1.5, 2 ** 53, Number.NaN]) {
+      const badSeq: ProduceRequest = {
+        request: {
+          $case: 'produce',
+          produce: { requestId: 1n, vchannel: '', message: undefined, sequence },
+        },
+      };
+      expect(() => encodeProduceRequest(badSeq)).toThrow(/sequence/);
+    }
+  });
+
+  it('round-trips sequences at every varint length up to 2^53 - 1', () => {
+    const values = [1, 127, 128, 2 ** 28 - 1, 2 ** 28, 2 ** 32 - 1, 2 ** 32];
+    for (let bits = 35; bits <= 53; bits++) values.push(2 ** bits - 1, 2 ** (bits - 1) + 5);
+    for (const sequence of values) {
+      const r: ProduceRequest = {
+        request: {
+          $case: 'produce',
+          produce: { requestId: 9n, vchannel: 'v', message: undefined, sequence },
+        },
+      };
+      const bytes = encodeProduceRequest(r);
+      expect(bytes).toEqual(generated(r));
+      expect(decodeProduceRequest(bytes)).toEqual(r);
+    }
+  });
+
+  it('leaves a sequence of 2^53 or more to the generated decoder, which refuses it', () => {
+    // requestId 1, then field 4 = 2^53 as a varint.
+    const inner = Buffer.from([8, 1, 32, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+    const frame = Buffer.concat([Buffer.from([18, inner.length]), inner]);
+    expect(() => ProduceRequest.decode(frame)).toThrow();
+    expect(() => decodeProduceRequest(frame)).toThrow();
   });
 
   it('round-trips uint64 values at every varint length', () => {

@@ -45,6 +45,32 @@ function varint64Size(v: bigint): number {
   return n;
 }
 
+function checkSafeU64(v: number, field: string): void {
+  if (!Number.isSafeInteger(v) || v < 0)
+    throw new Error(`value provided for field message.${field} is not a uint64 below 2^53`);
+}
+
+/** A varint of a non-negative safe integer (a uint64 field with jstype JS_NUMBER). */
+function varintNumberSize(v: number): number {
+  if (v < 0x1_0000_0000) return varint32Size(v);
+  let n = 5;
+  for (let hi = Math.floor(v / 0x1_0000_0000) >>> 3; hi > 0; hi >>>= 7) n++;
+  return n;
+}
+
+function writeVarintNumber(buf: Buffer, pos: number, v: number): number {
+  if (v < 0x1_0000_0000) return writeVarint32(buf, pos, v);
+  let lo = v >>> 0;
+  let hi = Math.floor(v / 0x1_0000_0000);
+  while (hi > 0 || lo > 0x7f) {
+    buf[pos++] = (lo & 0x7f) | 0x80;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  buf[pos++] = lo;
+  return pos;
+}
+
 function writeVarint32(buf: Buffer, pos: number, v: number): number {
   while (v > 0x7f) {
     buf[pos++] = (v & 0x7f) | 0x80;
@@ -164,6 +190,10 @@ function sizeProduceMessage(pm: ProduceMessage): number {
     lens[slot] = m;
     size += 1 + varint32Size(m) + m;
   }
+  if (pm.sequence !== 0) {
+    checkSafeU64(pm.sequence, 'sequence');
+    size += 1 + varintNumberSize(pm.sequence);
+  }
   return size;
 }
 
@@ -177,6 +207,10 @@ function writeProduceMessage(buf: Buffer, pos: number, pm: ProduceMessage): numb
     buf[pos++] = 26;
     pos = writeVarint32(buf, pos, lens[lenAt++] as number);
     pos = writeMessage(buf, pos, pm.message);
+  }
+  if (pm.sequence !== 0) {
+    buf[pos++] = 32;
+    pos = writeVarintNumber(buf, pos, pm.sequence);
   }
   return pos;
 }
@@ -316,6 +350,33 @@ function readVarint64(c: Cursor): bigint {
   return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
+/** A uint64 below 2^53 as a number; larger ones go to the generated decoder (which refuses them). */
+function readVarintNumber(c: Cursor): number {
+  const { buf } = c;
+  let lo = 0;
+  let b = 0;
+  for (let shift = 0; shift < 28; shift += 7) {
+    if (c.pos >= buf.length) throw notCovered;
+    b = buf[c.pos++] as number;
+    lo |= (b & 0x7f) << shift;
+    if (b < 0x80) return lo;
+  }
+  if (c.pos >= buf.length) throw notCovered;
+  b = buf[c.pos++] as number;
+  lo = (lo | ((b & 0x0f) << 28)) >>> 0;
+  let hi = (b & 0x7f) >> 4;
+  if (b >= 0x80) {
+    for (let shift = 3; ; shift += 7) {
+      if (shift > 31 || c.pos >= buf.length) throw notCovered;
+      b = buf[c.pos++] as number;
+      hi = (hi | ((b & 0x7f) << shift)) >>> 0;
+      if (b < 0x80) break;
+    }
+  }
+  if (hi >= 0x20_0000) throw notCovered;
+  return hi * 0x1_0000_0000 + lo;
+}
+
 /** End of a length-delimited field whose length starts at the cursor. */
 function readEnd(c: Cursor, limit: number): number {
   const len = readVarint32(c);
@@ -359,10 +420,11 @@ function decodeMessage(c: Cursor, end: number): Message {
 }
 
 function decodeProduceMessage(c: Cursor, end: number): ProduceMessage {
-  const pm: ProduceMessage = { requestId: 0n, vchannel: '', message: undefined };
+  const pm: ProduceMessage = { requestId: 0n, vchannel: '', message: undefined, sequence: 0 };
   while (c.pos < end) {
     const tag = c.buf[c.pos++];
     if (tag === 8) pm.requestId = readVarint64(c);
+    else if (tag === 32) pm.sequence = readVarintNumber(c);
     else if (tag === 18) pm.vchannel = readString(c, end);
     else if (tag === 26) {
       // A repeated message field is merged by the generated code; we never send one.

@@ -390,6 +390,8 @@ const service = {
   timeTickIntervalMs: 200,
   maxMessageBytes: 4 * MiB,
   maxVChannelsPerPChannel: 1024,
+  dedupWindowEntries: 8192,
+  dedupRecoveryBytes: 64 * MiB,
   pchannelCount: 1,
   pchannelPrefix: 'wal',
   balanceIntervalMs: 1000,

@@ -61,6 +61,8 @@ export async function startNodeApp(
       maxInflightBytesPerNode: config.maxInflightBytesPerNode,
       maxStreamsPerNode: config.maxStreamsPerNode,
       maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
+      dedupWindowEntries: config.dedupWindowEntries,
+      dedupRecoveryBytes: config.dedupRecoveryBytes,
       flowControlWindowBytes: config.flowControlWindowBytes,
       drainTimeoutMs: config.drainTimeoutMs,
     },

@@ -194,6 +194,20 @@ const SharedNodeFields = {
     maximum: 65536,
     description: 'Unanswered produces per stream before reading pauses',
   }),
+  dedupWindowEntries: Type.Integer({
+    default: 8192,
+    minimum: 0,
+    maximum: 1048576,
+    description:
+      'Recent messages per pchannel whose re-sends by their producer are answered with the stored result instead of stored twice (0: off)',
+  }),
+  dedupRecoveryBytes: Type.Integer({
+    default: 64 * MiB,
+    minimum: 0,
+    maximum: 1024 * MiB,
+    description:
+      'On taking a pchannel over: about how much of its log tail is read to rebuild that memory (also at most dedupWindowEntries entries)',
+  }),
   maxInflightBytesPerProducer: Type.Integer({
     default: 64 * MiB,
     minimum: MiB,

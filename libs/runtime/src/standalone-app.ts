@@ -67,6 +67,8 @@ export async function startStandalone(
         maxInflightBytesPerNode: config.maxInflightBytesPerNode,
         maxStreamsPerNode: config.maxStreamsPerNode,
         maxVChannelsPerPChannel: config.maxVChannelsPerPChannel,
+        dedupWindowEntries: config.dedupWindowEntries,
+        dedupRecoveryBytes: config.dedupRecoveryBytes,
         flowControlWindowBytes: config.flowControlWindowBytes,
         drainTimeoutMs: 0,
       },

@@ -8,13 +8,23 @@ import {
   RESERVED_PREFIX,
 } from '@woodstream/streaming';
 import {
+  comparePositions,
   LogExistsError,
+  TruncatedError,
   type LogHandle,
+  type LogReader,
   type LogPosition,
   type LogWriter,
   type MetadataStore,
   type Woodpecker,
 } from '@woodstream/woodpecker';
+import {
+  parseProducerStamp,
+  producerStamp,
+  ProducerDedup,
+  WHOLE_RESULT,
+  type DedupSlot,
+} from './producer-dedup.js';
 import { VChannelRegistry } from './vchannel-registry.js';
 
 /** Result of one produce. */
@@ -44,9 +54,37 @@ export interface ChannelWalOptions {
   maxVChannelsPerPChannel: number;
   /** The wall clock time ticks follow, in ms. @default Date.now (tests set a skewed one) */
   nowMs?: () => number;
+  /**
+   * Messages of identified producers remembered for deduplication (0: none); see
+   * {@link ProducerDedup}. @default 8192
+   */
+  dedupWindowEntries?: number;
+  /**
+   * On open, the tail of the log read to rebuild that memory: at most dedupWindowEntries
+   * entries and about this many bytes. @default 64 MiB
+   */
+  dedupRecoveryBytes?: number;
+  /** Called for every re-send answered from the dedup memory (for metrics). */
+  onDeduplicated?: (pchannel: string) => void;
 }
 
+/** Who sent a message, for deduplication: a producer key and the message's sequence (> 0). */
+export interface ProducerRef {
+  readonly producer: string;
+  readonly sequence: number;
+}
+
+export const DEDUP_DEFAULTS = { windowEntries: 8192, recoveryBytes: 64 * 1024 * 1024 } as const;
+
 type Listener = (tick: SafeTick) => void;
+
+/** A message of a produce frame; `sequence` > 0 when its producer identified itself. */
+export interface BatchMessage {
+  vchannel: string;
+  payload: Uint8Array;
+  properties: Record<string, string>;
+  sequence: number;
+}
 
 /** An append queued behind a vchannel registration. */
 interface Waiter {
@@ -89,6 +127,8 @@ export class ChannelWal {
   private closed = false;
   /** The term as stamped on every entry. */
   private readonly termText: string;
+  /** Retries answered from {@link ProducerDedup} instead of being appended again. */
+  deduplicated = 0;
 
   private constructor(
     readonly name: string,
@@ -100,6 +140,8 @@ export class ChannelWal {
     floor: bigint,
     firstTick: { tick: bigint; position: LogPosition },
     private readonly options: ChannelWalOptions,
+    /** Rebuilt from the log's tail at open, then kept up to date by every stamped append. */
+    readonly dedup: ProducerDedup,
   ) {
     assert(firstTick.tick > floor, 'the first tick is above every earlier one');
     this.termText = String(term);
@@ -138,10 +180,18 @@ export class ChannelWal {
     // The term orders owners in the log itself: a superseded owner's late open is refused there.
     const writer = await log.openWriter({ signal, ownerTerm: term });
     try {
-      // After the writer fenced the previous owner; the two reads are independent.
+      // After the writer fenced the previous owner (the log's content is final up to here);
+      // the three reads are independent.
+      const dedup = new ProducerDedup(options.dedupWindowEntries ?? DEDUP_DEFAULTS.windowEntries);
       const [floor, vchannels] = await Promise.all([
         lastTimeTick(log, signal),
         VChannelRegistry.load(metadata, name, options, signal),
+        rebuildDedup(
+          log,
+          dedup,
+          options.dedupRecoveryBytes ?? DEDUP_DEFAULTS.recoveryBytes,
+          signal,
+        ),
       ]);
       const ticks = new TimeTickAllocator(floor, options.nowMs);
       const tick = ticks.next();
@@ -159,7 +209,17 @@ export class ChannelWal {
         }),
         signal,
       );
-      return new ChannelWal(name, term, log, writer, vchannels, floor, { tick, position }, options);
+      return new ChannelWal(
+        name,
+        term,
+        log,
+        writer,
+        vchannels,
+        floor,
+        { tick, position },
+        options,
+        dedup,
+      );
     } catch (err) {
       // Closing waits for what the writer is writing: after an abort, possibly forever. The
       // writer is released in the background then; a newer owner's writer fences it anyway.
@@ -196,23 +256,33 @@ export class ChannelWal {
     vchannel: string,
     payload: Uint8Array,
     properties: Record<string, string>,
+    from?: ProducerRef,
   ): Promise<AppendResult> {
     // Not async: the hot path returns the writer's promise as is, without wrapping it again.
     let registration: Promise<void> | undefined;
     try {
       this.validate(payload, properties);
+      if (from !== undefined) {
+        // A retry of a message stored (or being stored) here: its first result, not a copy.
+        const known = this.dedup.lookup(from.producer, from.sequence);
+        if (known !== undefined) {
+          this.deduplicated++;
+          this.options.onDeduplicated?.(this.name);
+          return Promise.resolve(known);
+        }
+      }
       registration = this.vchannels.ensure(vchannel);
     } catch (err) {
       return Promise.reject(toStreamingError(err));
     }
     // The hot path: a known vchannel and nobody waiting ahead.
     if (registration === undefined && this.waiting.length === 0)
-      return this.write(vchannel, payload, properties);
-    return new Promise<AppendResult>((resolve, reject) => {
+      return this.write(vchannel, payload, properties, from);
+    const queued = new Promise<AppendResult>((resolve, reject) => {
       const waiter: Waiter = {
         isSettled: registration === undefined,
         error: undefined,
-        start: () => this.write(vchannel, payload, properties).then(resolve, reject),
+        start: () => this.write(vchannel, payload, properties, from).then(resolve, reject),
         fail: reject,
       };
       this.waiting.push(waiter);
@@ -221,25 +291,43 @@ export class ChannelWal {
         (err: unknown) => this.settle(waiter, err),
       );
     });
+    if (from !== undefined) {
+      // Recognised while it waits too; `write` keeps this slot and records the outcome in it.
+      const slot = this.dedup.remember(
+        from.producer,
+        from.sequence,
+        0n,
+        undefined,
+        queued,
+        WHOLE_RESULT,
+      );
+      if (slot !== undefined)
+        queued.catch(() => this.dedup.forget(from.producer, from.sequence, slot));
+    }
+    return queued;
   }
 
   /**
    * Stamps and appends the messages of one produce frame as one WAL batch (one promise for
    * all), or returns undefined when the frame needs the one-by-one path of {@link append}:
-   * a vchannel not registered yet, appends waiting ahead, or a message that would be refused
-   * (that path answers each message on its own). Rejects with a StreamingError for the whole
-   * frame when the writer fails.
+   * a vchannel not registered yet, appends waiting ahead, a message that would be refused
+   * (that path answers each message on its own), or a retry of a message already stored here.
+   * Rejects with a StreamingError for the whole frame when the writer fails. `producer`: who
+   * sent the frame, when the messages carry sequences.
    */
   appendBatch(
-    messages: readonly {
-      vchannel: string;
-      payload: Uint8Array;
-      properties: Record<string, string>;
-    }[],
+    messages: readonly BatchMessage[],
+    producer?: string,
   ): Promise<AppendResult[]> | undefined {
     if (this.closed || this.waiting.length > 0) return undefined;
     for (const m of messages) {
       if (!this.vchannels.has(m.vchannel)) return undefined;
+      if (
+        producer !== undefined &&
+        m.sequence > 0 &&
+        this.dedup.lookup(producer, m.sequence) !== undefined
+      )
+        return undefined;
       try {
         this.validate(m.payload, m.properties);
         this.writer.checkEntry(m.payload, m.properties);
@@ -247,7 +335,7 @@ export class ChannelWal {
         return undefined;
       }
     }
-    return this.writeBatch(messages);
+    return this.writeBatch(messages, producer);
   }
 
   /** Throws what makes a message unacceptable here, before anything is registered or stamped. */
@@ -294,6 +382,7 @@ export class ChannelWal {
     vchannel: string,
     payload: Uint8Array,
     properties: Record<string, string>,
+    from: ProducerRef | undefined,
   ): Promise<AppendResult> {
     if (this.closed)
       throw new StreamingError(
@@ -303,22 +392,34 @@ export class ChannelWal {
     // Allocate and hand over in one synchronous step: log order == time-tick order.
     const timeTick = this.ticks.next();
     this.announcedAboveLog = false;
-    const stamped = {
+    const stamped: Record<string, string> = {
       ...properties,
       [PROP.timeTick]: timeTick.toString(),
       [PROP.vchannel]: vchannel,
       [PROP.term]: this.termText,
       [PROP.type]: 'data',
     };
+    if (from !== undefined) stamped[PROP.producer] = producerStamp(from.producer, from.sequence);
     this.inflight += 1;
     this.dataSinceTick = true;
+    let slot: DedupSlot | undefined;
     try {
       // transfer: payloads are views of received frames that nobody changes afterwards (the
       // in-process client copies its callers' payloads), so the WAL keeps them as they are.
-      const id = await this.writer.append(payload, { properties: stamped, transfer: true });
+      const appended = this.writer.append(payload, { properties: stamped, transfer: true });
+      if (from !== undefined)
+        slot = this.dedup.remember(from.producer, from.sequence, timeTick, undefined, appended);
+      const id = await appended;
       this.advance(id);
-      return { id, timeTick, lastConfirmedId: id };
+      const result = { id, timeTick, lastConfirmedId: id };
+      if (slot !== undefined) {
+        slot.stored = result;
+        slot.pending = undefined;
+      }
+      return result;
     } catch (err) {
+      if (from !== undefined && slot !== undefined)
+        this.dedup.forget(from.producer, from.sequence, slot);
       throw this.onWriteError(err);
     } finally {
       this.inflight -= 1;
@@ -342,40 +443,78 @@ export class ChannelWal {
 
   /** Like {@link write} for a whole frame: the part before the first await is synchronous. */
   private async writeBatch(
-    messages: readonly {
-      vchannel: string;
-      payload: Uint8Array;
-      properties: Record<string, string>;
-    }[],
+    messages: readonly BatchMessage[],
+    producer: string | undefined,
   ): Promise<AppendResult[]> {
     const ticks = new Array<bigint>(messages.length);
     this.announcedAboveLog = false;
     const entries = messages.map((m, i) => {
       const timeTick = this.ticks.next();
       ticks[i] = timeTick;
-      return {
-        payload: m.payload,
-        properties: {
-          ...m.properties,
-          [PROP.timeTick]: timeTick.toString(),
-          [PROP.vchannel]: m.vchannel,
-          [PROP.term]: this.termText,
-          [PROP.type]: 'data',
-        },
+      const properties: Record<string, string> = {
+        ...m.properties,
+        [PROP.timeTick]: timeTick.toString(),
+        [PROP.vchannel]: m.vchannel,
+        [PROP.term]: this.termText,
+        [PROP.type]: 'data',
       };
+      if (producer !== undefined && m.sequence > 0)
+        properties[PROP.producer] = producerStamp(producer, m.sequence);
+      return { payload: m.payload, properties };
     });
     this.inflight += messages.length;
     this.dataSinceTick = true;
+    // transfer: see write.
+    const appended = this.writer.appendBatch(entries, { transfer: true });
+    const slots =
+      producer === undefined ? undefined : this.rememberFrame(producer, messages, ticks, appended);
     try {
-      // transfer: see write.
-      const ids = await this.writer.appendBatch(entries, { transfer: true });
+      const ids = await appended;
       this.advance(ids[ids.length - 1] as LogPosition);
-      return ids.map((id, i) => ({ id, timeTick: ticks[i] as bigint, lastConfirmedId: id }));
+      const results = ids.map((id, i) => ({
+        id,
+        timeTick: ticks[i] as bigint,
+        lastConfirmedId: id,
+      }));
+      if (slots !== undefined) {
+        for (let i = 0; i < slots.length; i++) {
+          const slot = slots[i];
+          if (slot === undefined) continue;
+          slot.stored = results[i];
+          slot.pending = undefined;
+        }
+      }
+      return results;
     } catch (err) {
+      if (slots !== undefined && producer !== undefined) {
+        for (let i = 0; i < slots.length; i++) {
+          const slot = slots[i];
+          if (slot !== undefined)
+            this.dedup.forget(producer, (messages[i] as BatchMessage).sequence, slot);
+        }
+      }
       throw this.onWriteError(err);
     } finally {
       this.inflight -= messages.length;
     }
+  }
+
+  /** Remembers the sequenced messages of a frame being appended; one slot (or none) each. */
+  private rememberFrame(
+    producer: string,
+    messages: readonly BatchMessage[],
+    ticks: readonly bigint[],
+    appended: Promise<LogPosition[]>,
+  ): (DedupSlot | undefined)[] {
+    const slots = new Array<DedupSlot | undefined>(messages.length);
+    for (let i = 0; i < messages.length; i++) {
+      const sequence = (messages[i] as BatchMessage).sequence;
+      slots[i] =
+        sequence > 0
+          ? this.dedup.remember(producer, sequence, ticks[i] as bigint, undefined, appended, i)
+          : undefined;
+    }
+    return slots;
   }
 
   private advance(id: LogPosition): void {
@@ -513,4 +652,66 @@ async function lastTimeTick(log: LogHandle, signal?: AbortSignal): Promise<bigin
     }
   }
   return 0n;
+}
+
+/**
+ * Fills `dedup` with the producer stamps of the log's last entries — at most its capacity, and
+ * about `maxBytes` (segments' sizes tell entries' average size) — so that retries of messages a
+ * previous owner stored but could not acknowledge are recognised here. Reads completed segments
+ * only: called after the writer's open completed every segment a previous owner left.
+ */
+async function rebuildDedup(
+  log: LogHandle,
+  dedup: ProducerDedup,
+  maxBytes: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  if (dedup.capacity === 0 || maxBytes === 0) return;
+  const segments = (await log.listSegments({ ...(signal ? { signal } : {}) })).filter(
+    (s) => s.state === 'completed' && s.lastEntryId >= 0,
+  );
+  const last = segments[segments.length - 1];
+  if (last === undefined) return;
+  // Walk back from the end until the entry or byte budget is spent.
+  let from: LogPosition = { segmentId: last.segmentId, entryId: 0 };
+  let entries = dedup.capacity;
+  let bytes = maxBytes;
+  for (let i = segments.length - 1; i >= 0 && entries > 0 && bytes > 0; i--) {
+    const seg = segments[i] as (typeof segments)[number];
+    const count = seg.lastEntryId + 1;
+    const perEntry = Math.max(1, seg.sizeBytes / count);
+    const take = Math.min(count, entries, Math.ceil(bytes / perEntry));
+    from = { segmentId: seg.segmentId, entryId: count - take };
+    entries -= take;
+    bytes -= take * perEntry;
+  }
+  const end = { segmentId: last.segmentId, entryId: last.lastEntryId };
+  let reader: LogReader;
+  try {
+    reader = await log.openReader({ from, ...(signal ? { signal } : {}) });
+  } catch (err) {
+    // Truncation reached into the tail (it may cut a segment): what is left of it is the tail.
+    if (!(err instanceof TruncatedError)) throw err;
+    reader = await log.openReader({ from: 'earliest', ...(signal ? { signal } : {}) });
+  }
+  try {
+    for (;;) {
+      const entry = await reader.next();
+      if (entry === undefined) return;
+      const props = entry.properties;
+      const stamp = parseProducerStamp(props?.[PROP.producer]);
+      if (stamp !== undefined && props?.[PROP.type] === 'data') {
+        const tick = BigInt(props[PROP.timeTick] ?? '0');
+        const id = entry.position;
+        dedup.remember(stamp.producer, stamp.sequence, tick, {
+          id,
+          timeTick: tick,
+          lastConfirmedId: id,
+        });
+      }
+      if (comparePositions(entry.position, end) >= 0) return;
+    }
+  } finally {
+    await reader.close();
+  }
 }

@@ -32,7 +32,7 @@ import {
   type LogPosition,
   type ReadFrom,
 } from '@woodstream/woodpecker';
-import type { AppendResult, ChannelWal, SafeTick } from './channel-wal.js';
+import type { AppendResult, BatchMessage, ChannelWal, SafeTick } from './channel-wal.js';
 import { NodeTelemetry, type ChannelCounters } from './node-telemetry.js';
 import type { WalManager } from './wal-manager.js';
 
@@ -328,6 +328,8 @@ function serveProducer(
   let isClosing = false;
   let isEnded = false;
   let pending = Promise.resolve();
+  // Who sends, when the producer identified itself at open: its messages' sequences dedup retries.
+  let producer: string | undefined;
   // The stream counts as connected from a successful open until it ends, whichever way.
   const disconnect = (): void => {
     produceWindow.close();
@@ -387,6 +389,7 @@ function serveProducer(
           if (info === undefined)
             throw new StreamingError('INVALID_ARGUMENT', 'open needs a pchannel');
           wal = manager.get(validateChannelName(info.name, 'pchannel'), Number(info.term));
+          if (r.open.producerId !== 0n) producer = r.open.producerId.toString(16);
           counters = telemetry.channel(wal.name);
           telemetry.producersConnected.add(1, counters.attrs);
           counters.producers += 1;
@@ -426,10 +429,10 @@ function serveProducer(
             span.addLinks(producerLinks(messages));
             // The WAL's append spans become children of this one.
             outcomes = context.with(trace.setSpan(context.active(), span), () =>
-              produceFrame(target, messages),
+              produceFrame(target, messages, producer),
             );
           } else {
-            outcomes = produceFrame(target, messages);
+            outcomes = produceFrame(target, messages, producer);
           }
           pending = pending.then(async () => {
             const results = await outcomes;
@@ -570,9 +573,10 @@ const EMPTY_PAYLOAD = new Uint8Array(0);
 function produceFrame(
   wal: ChannelWal,
   messages: readonly ProduceMessage[],
+  producer: string | undefined,
 ): Promise<ProduceResult[]> {
   if (messages.length > 1) {
-    const batch = appendFrame(wal, messages);
+    const batch = appendFrame(wal, messages, producer);
     if (batch !== undefined) {
       return batch.then(
         (oks) => oks.map((ok, i) => successResult((messages[i] as ProduceMessage).requestId, ok)),
@@ -580,21 +584,18 @@ function produceFrame(
       );
     }
   }
-  return Promise.all(messages.map((m) => produceOne(wal, m)));
+  return Promise.all(messages.map((m) => produceOne(wal, m, producer)));
 }
 
 /** The frame as one WAL batch, or undefined when some message needs the one-by-one path. */
 function appendFrame(
   wal: ChannelWal,
   messages: readonly ProduceMessage[],
+  producer: string | undefined,
 ): Promise<AppendResult[]> | undefined {
-  const items = new Array<{
-    vchannel: string;
-    payload: Uint8Array;
-    properties: Record<string, string>;
-  }>(messages.length);
+  const items = new Array<BatchMessage>(messages.length);
   for (let i = 0; i < messages.length; i++) {
-    const { vchannel, message } = messages[i] as ProduceMessage;
+    const { vchannel, message, sequence } = messages[i] as ProduceMessage;
     if (vchannel !== lastValidVchannel) {
       try {
         validateChannelName(vchannel, 'vchannel');
@@ -607,14 +608,19 @@ function appendFrame(
       vchannel,
       payload: message?.payload ?? EMPTY_PAYLOAD,
       properties: message?.properties ?? {},
+      sequence,
     };
   }
-  return wal.appendBatch(items);
+  return wal.appendBatch(items, producer);
 }
 
 /** Validates and appends one message; resolves with its result (success or typed error), never rejects. */
-function produceOne(wal: ChannelWal, m: ProduceMessage): Promise<ProduceResult> {
-  const { requestId, vchannel, message } = m;
+function produceOne(
+  wal: ChannelWal,
+  m: ProduceMessage,
+  producer: string | undefined,
+): Promise<ProduceResult> {
+  const { requestId, vchannel, message, sequence } = m;
   let appended: Promise<AppendResult>;
   try {
     // A stream nearly always writes one vchannel: validate a name only when it changes.
@@ -622,7 +628,12 @@ function produceOne(wal: ChannelWal, m: ProduceMessage): Promise<ProduceResult> 
       validateChannelName(vchannel, 'vchannel');
       lastValidVchannel = vchannel;
     }
-    appended = wal.append(vchannel, message?.payload ?? EMPTY_PAYLOAD, message?.properties ?? {});
+    appended = wal.append(
+      vchannel,
+      message?.payload ?? EMPTY_PAYLOAD,
+      message?.properties ?? {},
+      producer !== undefined && sequence > 0 ? { producer, sequence } : undefined,
+    );
   } catch (err) {
     return Promise.resolve(failedResult(requestId, err));
   }

@@ -8,7 +8,11 @@ import {
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
 import { METRICS } from '@woodstream/observability';
-import { HandlerServiceClient, ManagerServiceClient } from '@woodstream/proto';
+import {
+  HandlerServiceClient,
+  ManagerServiceClient,
+  type ProduceResponse,
+} from '@woodstream/proto';
 import { fromServiceError } from '@woodstream/streaming';
 import { makeTempDir, waitFor } from '@woodstream/testing';
 import { FileMetadataStore, Woodpecker } from '@woodstream/woodpecker';
@@ -64,12 +68,12 @@ describe('node limit metrics', () => {
       let opened = false;
       first.on('data', () => (opened = true));
       first.on('error', () => undefined);
-      first.write({ request: { $case: 'open', open: { pchannel } } });
+      first.write({ request: { $case: 'open', open: { pchannel, producerId: 0n } } });
       await waitFor(() => opened, { timeoutMs: 10_000 });
       const second = handler.produce();
       let refused: unknown;
       second.on('error', (e) => (refused = e));
-      second.write({ request: { $case: 'open', open: { pchannel } } });
+      second.write({ request: { $case: 'open', open: { pchannel, producerId: 0n } } });
       await waitFor(() => refused !== undefined, { timeoutMs: 10_000 });
       expect(fromServiceError(refused)).toMatchObject({ code: 'RESOURCE_EXHAUSTED' });
       const seen = await collect();
@@ -81,6 +85,58 @@ describe('node limit metrics', () => {
         timeoutMs: 10_000,
         description: 'the slot released',
       });
+    } finally {
+      manager.close();
+      handler.close();
+      await node.stop({ drain: false });
+      await wal.close();
+      await metadata.close();
+    }
+  });
+
+  it('counts re-sent messages answered with their stored result', async () => {
+    await using dir = await makeTempDir('node-telemetry');
+    const metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
+    const wal = Woodpecker.open({
+      metadata,
+      storage: { mode: 'local', rootDir: join(dir.path, 'wal') },
+    });
+    const node = await StreamingNode.start({ drainTimeoutMs: 0 }, { wal, metadata });
+    const manager = new ManagerServiceClient(node.address, credentials.createInsecure());
+    const handler = new HandlerServiceClient(node.address, credentials.createInsecure());
+    try {
+      const pchannel = { name: 'wal-0001', term: 1n, accessMode: 1 };
+      await new Promise<void>((resolve, reject) =>
+        manager.assign({ pchannel }, (err) => (err ? reject(fromServiceError(err)) : resolve())),
+      );
+      const call = handler.produce();
+      let answered = 0;
+      call.on('data', (res: ProduceResponse) => {
+        if (res.response?.$case === 'result') answered++;
+      });
+      call.on('error', () => undefined);
+      call.write({ request: { $case: 'open', open: { pchannel, producerId: 7n } } });
+      const send = (requestId: bigint) =>
+        call.write({
+          request: {
+            $case: 'produce',
+            produce: {
+              requestId,
+              vchannel: 'v',
+              message: { payload: Buffer.from('x'), properties: {} },
+              sequence: 1,
+            },
+          },
+        });
+      // The same message twice (a retry on the same stream, say after a lost answer).
+      send(1n);
+      await waitFor(() => answered === 1, { timeoutMs: 10_000 });
+      send(2n);
+      await waitFor(() => answered === 2, { timeoutMs: 10_000 });
+      const seen = await collect();
+      expect(seen.get(METRICS.produceDeduplicated.name)).toBe(1);
+      expect(seen.get(METRICS.produceMessages.name)).toBe(2);
+      call.end();
     } finally {
       manager.close();
       handler.close();

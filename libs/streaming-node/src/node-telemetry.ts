@@ -32,6 +32,8 @@ export interface ChannelCounters {
   readonly attrs: Attributes;
   producedOk: number;
   producedBytes: number;
+  /** Re-sends answered from the dedup memory (also counted in producedOk). */
+  deduplicated: number;
   /** Messages received on produce streams and not answered yet. */
   produceInflight: number;
   /** Failed produces by error code. */
@@ -71,6 +73,7 @@ export class NodeTelemetry {
     this.consumersConnected = createUpDownCounter(this.meter, METRICS.consumersConnected);
     const produceMessages = createObservableCounter(this.meter, METRICS.produceMessages);
     const produceBytes = createObservableCounter(this.meter, METRICS.produceBytes);
+    const produceDeduplicated = createObservableCounter(this.meter, METRICS.produceDeduplicated);
     const produceInflight = createObservableUpDownCounter(this.meter, METRICS.produceInflight);
     const consumeMessages = createObservableCounter(this.meter, METRICS.consumeMessages);
     const consumeBytes = createObservableCounter(this.meter, METRICS.consumeBytes);
@@ -83,6 +86,7 @@ export class NodeTelemetry {
       produceMessages,
       produceBytes,
       produceInflight,
+      produceDeduplicated,
       consumeMessages,
       consumeBytes,
       timeTickLag,
@@ -96,6 +100,7 @@ export class NodeTelemetry {
         for (const [outcome, n] of c.produceErrors)
           result.observe(produceMessages, n, { pchannel, outcome });
         result.observe(produceBytes, c.producedBytes, c.attrs);
+        result.observe(produceDeduplicated, c.deduplicated, c.attrs);
         result.observe(produceInflight, c.produceInflight, c.attrs);
         result.observe(consumeMessages, c.consumed, c.attrs);
         result.observe(consumeBytes, c.consumedBytes, c.attrs);
@@ -130,6 +135,7 @@ export class NodeTelemetry {
         attrs: { pchannel },
         producedOk: 0,
         producedBytes: 0,
+        deduplicated: 0,
         produceInflight: 0,
         produceErrors: new Map(),
         consumed: 0,

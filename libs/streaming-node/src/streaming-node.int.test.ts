@@ -113,7 +113,10 @@ describe('streaming node', () => {
     const call = handler.produce();
     const state = collect<ProduceRequest, ProduceResponse>(call);
     call.write({
-      request: { $case: 'open', open: { pchannel: { name: pchannel, term: 1n, accessMode: 1 } } },
+      request: {
+        $case: 'open',
+        open: { pchannel: { name: pchannel, term: 1n, accessMode: 1 }, producerId: 0n },
+      },
     });
     for (let i = 0; i < count; i++) {
       call.write({
@@ -123,6 +126,7 @@ describe('streaming node', () => {
             requestId: BigInt(i + 1),
             vchannel,
             message: { payload: Buffer.alloc(bytes, i), properties: {} },
+            sequence: 0,
           },
         },
       });
@@ -148,11 +152,14 @@ describe('streaming node', () => {
     expect(p.state.error()).toBeUndefined();
   }
 
-  function producer(name: string, term: number) {
+  function producer(name: string, term: number, producerId = 0n) {
     const call = handler.produce();
     const state = collect<ProduceRequest, ProduceResponse>(call);
     call.write({
-      request: { $case: 'open', open: { pchannel: { name, term: BigInt(term), accessMode: 1 } } },
+      request: {
+        $case: 'open',
+        open: { pchannel: { name, term: BigInt(term), accessMode: 1 }, producerId },
+      },
     });
     let next = 1n;
     return {
@@ -162,6 +169,7 @@ describe('streaming node', () => {
         vchannel: string,
         text: string | Uint8Array,
         properties: Record<string, string> = {},
+        sequence = 0,
       ): bigint {
         const requestId = next++;
         const payload =
@@ -169,7 +177,7 @@ describe('streaming node', () => {
         call.write({
           request: {
             $case: 'produce',
-            produce: { requestId, vchannel, message: { payload, properties } },
+            produce: { requestId, vchannel, message: { payload, properties }, sequence },
           },
         });
         return requestId;
@@ -301,7 +309,7 @@ describe('streaming node', () => {
     const openProducer = () => {
       const call = limitedHandler.produce();
       const state = collect<ProduceRequest, ProduceResponse>(call);
-      call.write({ request: { $case: 'open', open: { pchannel } } });
+      call.write({ request: { $case: 'open', open: { pchannel, producerId: 0n } } });
       return { call, state };
     };
     const openConsumer = () => {
@@ -343,6 +351,7 @@ describe('streaming node', () => {
             requestId: 1n,
             vchannel: 'v',
             message: { payload: Buffer.from('x'), properties: {} },
+            sequence: 0,
           },
         },
       });
@@ -490,16 +499,23 @@ describe('streaming node', () => {
         $case: 'produceBatch',
         produceBatch: {
           messages: [
-            { requestId: 1n, vchannel: 'b', message: { payload: payload('one'), properties: {} } },
+            {
+              requestId: 1n,
+              vchannel: 'b',
+              message: { payload: payload('one'), properties: {} },
+              sequence: 0,
+            },
             {
               requestId: 2n,
               vchannel: 'bad/name',
               message: { payload: payload('two'), properties: {} },
+              sequence: 0,
             },
             {
               requestId: 3n,
               vchannel: 'b',
               message: { payload: payload('three'), properties: {} },
+              sequence: 0,
             },
           ],
         },
@@ -519,6 +535,50 @@ describe('streaming node', () => {
     await waitFor(() => c.messages().length === 2, { timeoutMs: 10_000 });
     expect(c.messages().map((m) => dec.decode(m.payload))).toEqual(['one', 'three']);
     p.call.end();
+  });
+
+  it('answers a message its producer re-sends on a new stream with the first result, and stores it once', async () => {
+    await assign('wal-0020', 1);
+    const success = (r: ProduceResult | undefined) =>
+      r?.outcome?.$case === 'success' ? r.outcome.success : undefined;
+    const first = producer('wal-0020', 1, 0xfeedn);
+    first.send('d', 'one', {}, 1);
+    first.send('d', 'two', {}, 2);
+    await waitFor(() => first.results().length === 2, { timeoutMs: 10_000 });
+    // The stream breaks; the producer cannot know whether "two" was stored, and sends it again.
+    first.call.cancel();
+    const again = producer('wal-0020', 1, 0xfeedn);
+    again.send('d', 'two', {}, 2);
+    again.send('d', 'three', {}, 3);
+    // Another producer's sequence 2 is a message of its own; one without an id is never deduplicated.
+    const other = producer('wal-0020', 1, 0xbeefn);
+    other.send('d', 'theirs', {}, 2);
+    const anonymous = producer('wal-0020', 1);
+    anonymous.send('d', 'anon', {}, 2);
+    await waitFor(
+      () =>
+        again.results().length === 2 &&
+        other.results().length === 1 &&
+        anonymous.results().length === 1,
+      { timeoutMs: 10_000 },
+    );
+    expect(success(again.results()[0])).toEqual(success(first.results()[1]));
+    expect(success(again.results()[1])?.timeTick).toBeGreaterThan(
+      success(first.results()[1])?.timeTick ?? 0n,
+    );
+    const c = consumer('wal-0020', 1, 'd');
+    await waitFor(() => c.messages().length === 5, { timeoutMs: 10_000 });
+    // Streams run side by side: their messages interleave in any order.
+    expect(
+      c
+        .messages()
+        .map((m) => dec.decode(m.payload))
+        .sort(),
+    ).toEqual(['anon', 'one', 'theirs', 'three', 'two']);
+    // The stamp is the node's own: consumers do not see it.
+    for (const m of c.messages()) expect(Object.keys(m.properties)).toEqual([]);
+    for (const p of [again, other, anonymous]) p.call.end();
+    c.call.cancel();
   });
 
   it('answers frames whose appends complete together with one response, in request order', async () => {
@@ -560,6 +620,7 @@ describe('streaming node', () => {
               requestId: BigInt(first + i),
               vchannel,
               message: { payload: Buffer.from(`m${first + i}`), properties: { k: 'v' } },
+              sequence: 0,
             })),
           },
         },
@@ -741,6 +802,7 @@ describe('streaming node', () => {
           requestId: 1n,
           vchannel: 'ok',
           message: { payload: Buffer.from('x'), properties: {} },
+          sequence: 0,
         },
       },
     });
@@ -748,7 +810,10 @@ describe('streaming node', () => {
     expect(typed(state.error())).toMatchObject({ code: 'INVALID_ARGUMENT' });
     const twice = producer('wal-0002', 1);
     twice.call.write({
-      request: { $case: 'open', open: { pchannel: { name: 'wal-0002', term: 1n, accessMode: 1 } } },
+      request: {
+        $case: 'open',
+        open: { pchannel: { name: 'wal-0002', term: 1n, accessMode: 1 }, producerId: 0n },
+      },
     });
     await waitFor(() => twice.error() !== undefined, { timeoutMs: 5_000 });
     expect(typed(twice.error()).code).toBe('INVALID_ARGUMENT');
@@ -826,7 +891,7 @@ describe('streaming node', () => {
       ProduceRequest.encode({
         request: {
           $case: 'open',
-          open: { pchannel: { name: 'wal-0002', term: 1n, accessMode: 1 } },
+          open: { pchannel: { name: 'wal-0002', term: 1n, accessMode: 1 }, producerId: 0n },
         },
       }).finish(),
     );

@@ -13,6 +13,7 @@ import {
   type NodeSession,
 } from '@woodstream/streaming';
 import type { Lease, MetadataStore, Woodpecker } from '@woodstream/woodpecker';
+import { DEDUP_DEFAULTS } from './channel-wal.js';
 import { createHandlerService, HANDLER_SERVICE_DEFINITION } from './handler-service.js';
 import { createManagerService } from './manager-service.js';
 import { NodeTelemetry } from './node-telemetry.js';
@@ -71,6 +72,16 @@ export interface StreamingNodeOptions {
    * flight before the node reads it (see FLOW_CONTROL_WINDOW). @default 4 MiB (64 KiB – 64 MiB)
    */
   flowControlWindowBytes: number;
+  /**
+   * Recent messages per pchannel whose re-sends by their producer are answered with the stored
+   * result instead of being stored twice (0: off). @default 8192 (0 – 1048576)
+   */
+  dedupWindowEntries: number;
+  /**
+   * On taking a pchannel over: about how many bytes of its log tail are read to rebuild that
+   * memory (at most dedupWindowEntries entries too). @default 64 MiB (0 – 1 GiB)
+   */
+  dedupRecoveryBytes: number;
   /** Version published in the session. */
   version: string;
 }
@@ -87,6 +98,8 @@ const RANGES: Partial<Record<keyof StreamingNodeOptions, [number, number]>> = {
   drainTimeoutMs: [0, 600_000],
   maxVChannelsPerPChannel: [1, MAX_VCHANNELS_PER_PCHANNEL],
   flowControlWindowBytes: [FLOW_CONTROL_WINDOW.min, FLOW_CONTROL_WINDOW.max],
+  dedupWindowEntries: [0, 1_048_576],
+  dedupRecoveryBytes: [0, 1024 * 1024 * 1024],
 };
 
 export function nodeOptionsWithDefaults(
@@ -105,6 +118,8 @@ export function nodeOptionsWithDefaults(
     drainTimeoutMs: 30_000,
     maxVChannelsPerPChannel: DEFAULT_MAX_VCHANNELS_PER_PCHANNEL,
     flowControlWindowBytes: FLOW_CONTROL_WINDOW.default,
+    dedupWindowEntries: DEDUP_DEFAULTS.windowEntries,
+    dedupRecoveryBytes: DEDUP_DEFAULTS.recoveryBytes,
     version: '0.1.0',
     ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)),
   };
@@ -167,7 +182,7 @@ export class StreamingNode {
     const log = deps.logger ?? silent;
     const serverId = await allocateServerId(deps.metadata, signal);
     // Filled once the server is bound; callbacks below only run after that.
-    const ref: { node?: StreamingNode } = {};
+    const ref: { node?: StreamingNode; telemetry?: NodeTelemetry } = {};
     const manager = new WalManager(
       deps.wal,
       deps.metadata,
@@ -175,6 +190,11 @@ export class StreamingNode {
         maxMessageBytes: options.maxMessageBytes,
         timeTickIntervalMs: options.timeTickIntervalMs,
         maxVChannelsPerPChannel: options.maxVChannelsPerPChannel,
+        dedupWindowEntries: options.dedupWindowEntries,
+        dedupRecoveryBytes: options.dedupRecoveryBytes,
+        onDeduplicated: (pchannel) => {
+          if (ref.telemetry !== undefined) ref.telemetry.channel(pchannel).deduplicated++;
+        },
       },
       () =>
         ref.node?.log.info('channels changed', {
@@ -186,6 +206,7 @@ export class StreamingNode {
       },
     );
     const telemetry = new NodeTelemetry(manager);
+    ref.telemetry = telemetry;
     const server = new Server({
       // The largest any node accepts, not this node's limit: a message above `maxMessageBytes`
       // gets its own INVALID_ARGUMENT instead of gRPC ending the stream (and every append on it).

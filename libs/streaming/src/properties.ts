@@ -12,6 +12,8 @@ export const PROP = {
   term: '_wt',
   /** Message type: `data` or `tick`. */
   type: '_t',
+  /** Who sent a data message, for deduplication: `<producer id, hex>:<sequence>`. */
+  producer: '_ps',
 } as const;
 
 export const RESERVED_PREFIX = '_';

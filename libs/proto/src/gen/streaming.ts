@@ -212,14 +212,30 @@ export interface ProduceBatch {
 }
 
 export interface OpenProducer {
-  pchannel: PChannelInfo | undefined;
+  pchannel:
+    | PChannelInfo
+    | undefined;
+  /**
+   * Non-zero: who sends, for deduplication. A producer picks a random id once and keeps it for
+   * its life, across streams and nodes; with it, every message carries `sequence`, and a message
+   * whose (producer_id, sequence) the channel stored recently is answered with the stored
+   * result instead of being appended again (see docs/design/idempotent-produce.md).
+   */
+  producerId: bigint;
 }
 
 export interface ProduceMessage {
   /** Chosen by the client, unique per stream; the result carries it back. */
   requestId: bigint;
   vchannel: string;
-  message: Message | undefined;
+  message:
+    | Message
+    | undefined;
+  /**
+   * With a producer_id: the message's number, unique per producer and the same on every send
+   * of the message (a retry reuses it). Increasing in send order, gaps allowed.
+   */
+  sequence: number;
 }
 
 export interface CloseProducer {
@@ -1952,13 +1968,19 @@ export const ProduceBatch: MessageFns<ProduceBatch> = {
 };
 
 function createBaseOpenProducer(): OpenProducer {
-  return { pchannel: undefined };
+  return { pchannel: undefined, producerId: 0n };
 }
 
 export const OpenProducer: MessageFns<OpenProducer> = {
   encode(message: OpenProducer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.pchannel !== undefined) {
       PChannelInfo.encode(message.pchannel, writer.uint32(10).fork()).join();
+    }
+    if (message.producerId !== 0n) {
+      if (BigInt.asUintN(64, message.producerId) !== message.producerId) {
+        throw new globalThis.Error("value provided for field message.producerId of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.producerId);
     }
     return writer;
   },
@@ -1984,6 +2006,14 @@ export const OpenProducer: MessageFns<OpenProducer> = {
             message.pchannel = PChannelInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.producerId = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1997,13 +2027,23 @@ export const OpenProducer: MessageFns<OpenProducer> = {
   },
 
   fromJSON(object: any): OpenProducer {
-    return { pchannel: isSet(object.pchannel) ? PChannelInfo.fromJSON(object.pchannel) : undefined };
+    return {
+      pchannel: isSet(object.pchannel) ? PChannelInfo.fromJSON(object.pchannel) : undefined,
+      producerId: isSet(object.producerId)
+        ? BigInt(object.producerId)
+        : isSet(object.producer_id)
+        ? BigInt(object.producer_id)
+        : 0n,
+    };
   },
 
   toJSON(message: OpenProducer): unknown {
     const obj: any = {};
     if (message.pchannel !== undefined) {
       obj.pchannel = PChannelInfo.toJSON(message.pchannel);
+    }
+    if (message.producerId !== 0n) {
+      obj.producerId = message.producerId.toString();
     }
     return obj;
   },
@@ -2016,12 +2056,15 @@ export const OpenProducer: MessageFns<OpenProducer> = {
     message.pchannel = (object.pchannel !== undefined && object.pchannel !== null)
       ? PChannelInfo.fromPartial(object.pchannel)
       : undefined;
+    message.producerId = (object.producerId !== undefined && object.producerId !== null)
+      ? BigInt(object.producerId)
+      : 0n;
     return message;
   },
 };
 
 function createBaseProduceMessage(): ProduceMessage {
-  return { requestId: 0n, vchannel: "", message: undefined };
+  return { requestId: 0n, vchannel: "", message: undefined, sequence: 0 };
 }
 
 export const ProduceMessage: MessageFns<ProduceMessage> = {
@@ -2037,6 +2080,12 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
     }
     if (message.message !== undefined) {
       Message.encode(message.message, writer.uint32(26).fork()).join();
+    }
+    if (message.sequence !== 0) {
+      if (BigInt.asUintN(64, BigInt(message.sequence)) !== BigInt(message.sequence)) {
+        throw new globalThis.Error("value provided for field BigInt(message.sequence) of type uint64 too large");
+      }
+      writer.uint32(32).uint64(BigInt(message.sequence));
     }
     return writer;
   },
@@ -2078,6 +2127,14 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
             message.message = Message.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2099,6 +2156,7 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
         : 0n,
       vchannel: isSet(object.vchannel) ? globalThis.String(object.vchannel) : "",
       message: isSet(object.message) ? Message.fromJSON(object.message) : undefined,
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
     };
   },
 
@@ -2113,6 +2171,9 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
     if (message.message !== undefined) {
       obj.message = Message.toJSON(message.message);
     }
+    if (message.sequence !== 0) {
+      obj.sequence = globalThis.Number(message.sequence);
+    }
     return obj;
   },
 
@@ -2126,6 +2187,7 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
     message.message = (object.message !== undefined && object.message !== null)
       ? Message.fromPartial(object.message)
       : undefined;
+    message.sequence = object.sequence ?? 0;
     return message;
   },
 };
@@ -4650,6 +4712,17 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;
