@@ -41,6 +41,8 @@ try {
     'run',
     'coordinator',
     `--grpc.port=${port}`,
+    // Ephemeral admin/metrics ports: nothing else on the machine may hold the defaults.
+    '--http.port=0',
     `--pchannelCount=${PCHANNELS}`,
     '--balanceIntervalMs=500',
     `--sessionTtlMs=${SESSION_TTL_MS}`,
@@ -53,6 +55,7 @@ try {
       'run',
       'node',
       '--grpc.port=0',
+      '--http.port=0',
       `--sessionTtlMs=${SESSION_TTL_MS}`,
       '--drainTimeoutMs=0',
       ...metadata,
@@ -65,7 +68,7 @@ try {
     nodes.map(
       async (n) =>
         (
-          await n.waitForOutput(/"address":"([^"]+)","msg":"ready"/, { timeoutMs: 60_000 })
+          await n.waitForOutput(/"address":"([^"]+)".*"msg":"ready"/, { timeoutMs: 60_000 })
         )[1] as string,
     ),
   );
@@ -93,7 +96,11 @@ try {
       .split('\n')
       .find((l) => l.startsWith('{')) ?? '{}',
   ) as { nodes: { address: string; channels: { name: string }[] }[] };
-  const victimIndex = 0;
+  // The node holding the most channels (the coordinator may have put them all on one).
+  const busiest = [...(snapshot.nodes ?? [])].sort(
+    (a, b) => b.channels.length - a.channels.length,
+  )[0];
+  const victimIndex = Math.max(0, addresses.indexOf(busiest?.address ?? ''));
   progress(
     `addresses ${addresses.join(' ')}; snapshot ${JSON.stringify(snapshot.nodes?.map((n) => [n.address, n.channels.length]))}`,
   );
@@ -101,7 +108,7 @@ try {
     snapshot.nodes.find((n) => n.address === addresses[victimIndex])?.channels.map((c) => c.name) ??
       [],
   );
-  progress(`killing node 1 (${victimChannels.size} channels) while producing`);
+  progress(`killing node ${victimIndex + 1} (${victimChannels.size} channels) while producing`);
 
   let killedAt = 0;
   const recovered = new Map<string, number>();
