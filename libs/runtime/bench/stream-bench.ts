@@ -7,7 +7,8 @@
 //     process, as a deployment runs it, and the echo server runs in a child process too.
 // The 64 KiB figure is also set against the disk: a raw writev + fdatasync of the whole window
 // (64 x 64 KiB) per round, on the WAL's disk, in the same rounds; the echo has no disk in its
-// path, fdatasync'd acks do. Options: --quick; --only=big|small|batch|latency[,...] (those phases with their
+// path, fdatasync'd acks do. One-at-a-time latency is set against the disk's own latency for one
+// durable 4 KiB write (what a lone append's block costs it). Options: --quick; --only=big|small|batch|latency[,...] (those phases with their
 // raw ceiling); --topology=one|two (one topology); --page-cache (no direct I/O); --grpc-produce (produce over
 // gRPC, not the framed stream); --profile=<dir> (a CPU profile of each
 // measured Woodstream run in this process, without start-up and the raw ceiling, written to <dir>;
@@ -221,6 +222,51 @@ async function rawDirect(path: string, size: number, window: number): Promise<{ 
     await rm(path, { force: true });
   }
   return { mbps: bytes / MiB / ((performance.now() - start) / 1000) };
+}
+
+/**
+ * The disk's own latency for what a lone append costs it: one 4 KiB durable write at a time (a
+ * block of one 1 KiB record, padded to the direct-I/O alignment as the WAL pads it), with
+ * O_DIRECT | O_DSYNC, or write + fdatasync with --page-cache. p50 / p99 in ms.
+ */
+async function rawDurableLatency(
+  path: string,
+  count: number,
+): Promise<{ p50: number; p99: number }> {
+  const align = 4096;
+  const fh = await open(
+    path,
+    constants.O_WRONLY |
+      constants.O_CREAT |
+      (directIo ? constants.O_DIRECT | constants.O_DSYNC : 0),
+    0o644,
+  );
+  const raw = Buffer.allocUnsafeSlow(2 * align);
+  const lat: number[] = [];
+  try {
+    let block: Buffer | undefined;
+    // The first offset of the buffer that direct I/O accepts (its address is not ours to pick).
+    for (let offset = 0; offset < align && block === undefined; offset += 16) {
+      try {
+        await fh.write(raw, offset, align, 0);
+        block = raw.subarray(offset, offset + align).fill(5);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      }
+    }
+    if (block === undefined) throw new Error('direct I/O accepts no offset of the buffer');
+    for (let i = 0; i < count; i++) {
+      const t = performance.now();
+      await fh.write(block, 0, align, i * align);
+      if (!directIo) await fh.datasync();
+      lat.push(performance.now() - t);
+    }
+  } finally {
+    await fh.close();
+    await rm(path, { force: true });
+  }
+  lat.sort((a, b) => a - b);
+  return { p50: percentile(lat, 50), p99: percentile(lat, 99) };
 }
 
 // --- CPU per MiB: what bounds throughput when both cores are busy ------------------------------
@@ -564,13 +610,14 @@ async function measure(name: string, target: Target, workDir: string): Promise<s
         '>= 100000',
       ]);
     if (runs('latency')) {
-      progress(`${name}: one at a time`);
+      progress(`${name}: one at a time, and the disk's own latency`);
+      const disk = await rawDurableLatency(join(workDir, 'raw-latency'), quick ? 500 : 2000);
       const one = await oneAtATime(client, quick ? 500 : 2000);
       rows.push([
         label('produce 1 KiB one at a time p50 / p99 (ms)'),
         `${fmt(one.p50, 2)} / ${fmt(one.p99, 2)}`,
-        '-',
-        '-',
+        `${fmt(disk.p50, 2)} / ${fmt(disk.p99, 2)} raw 4 KiB ${directIo ? 'O_DSYNC write' : 'write+fdatasync'}`,
+        fmt(one.p50 / disk.p50, 2),
         '<= 1 / 5',
       ]);
       progress(`${name}: produce -> tailing consumer`);
