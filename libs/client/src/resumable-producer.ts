@@ -617,7 +617,8 @@ export class ResumableProducer {
       reason = new StreamingError('ON_SHUTDOWN', 'the producer stream ended');
     }
     const why = reason ?? new StreamingError('ON_SHUTDOWN', 'the producer stream was closed');
-    // No result: the append may or may not be in the log. Send it again (at-least-once).
+    // No result: the append may or may not be in the log. Send it again, with its sequence: a
+    // node that has it answers with the stored result.
     for (let i = s.inflightHead; i < s.inflight.length; i++)
       this.requeue(s.inflight[i] as PendingAppend, why, true);
     s.inflight.length = 0;

@@ -70,8 +70,9 @@ export interface ClientStats {
   /** Appends acknowledged by a node. */
   appended: number;
   /**
-   * Sends of a message after its first send. Each one may produce a duplicate in the log
-   * (at-least-once): it follows a lost result, a broken stream or a retryable error.
+   * Sends of a message after its first send: after a lost result, a broken stream or a
+   * retryable error. A node answers a re-send of a message it stored with the stored result
+   * (same producer id and sequence); only past its dedup window can one store a second copy.
    */
   retries: number;
   /** Requests whose stream broke before their result arrived (a subset of the retry causes). */
