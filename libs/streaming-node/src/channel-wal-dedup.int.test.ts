@@ -157,6 +157,9 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
     // The next owner fences the old one (which never closed: it crashed, say) and reads the tail.
     const next = await open(2);
     expect(next.dedup.size).toBe(3);
+    // Read: the first tick, the three messages and the ticks persisted between them.
+    expect(next.recovery.tailEntriesRead).toBeGreaterThanOrEqual(4);
+    expect(next.recovery.dedupEntries).toBe(3);
     expect(await next.append('v', bytes(2), {}, from('p', 2))).toEqual(acked[1]);
     const four = await next.append('v', bytes(4), {}, from('p', 4));
     expect(four.timeTick).toBeGreaterThan((acked[2] as { timeTick: bigint }).timeTick);

@@ -129,6 +129,12 @@ export class ChannelWal {
   private readonly termText: string;
   /** Retries answered from {@link ProducerDedup} instead of being appended again. */
   deduplicated = 0;
+  /**
+   * What the open did after fencing, for operators: its time (reading the last tick, the
+   * vchannels and the log's tail, writing the first tick), the tail entries read and the
+   * messages remembered from them.
+   */
+  recovery = { durationMs: 0, tailEntriesRead: 0, dedupEntries: 0 };
 
   private constructor(
     readonly name: string,
@@ -183,7 +189,8 @@ export class ChannelWal {
       // After the writer fenced the previous owner (the log's content is final up to here);
       // the three reads are independent.
       const dedup = new ProducerDedup(options.dedupWindowEntries ?? DEDUP_DEFAULTS.windowEntries);
-      const [floor, vchannels] = await Promise.all([
+      const startedAt = performance.now();
+      const [floor, vchannels, scanned] = await Promise.all([
         lastTimeTick(log, signal),
         VChannelRegistry.load(metadata, name, options, signal),
         rebuildDedup(
@@ -209,7 +216,7 @@ export class ChannelWal {
         }),
         signal,
       );
-      return new ChannelWal(
+      const wal = new ChannelWal(
         name,
         term,
         log,
@@ -220,6 +227,12 @@ export class ChannelWal {
         options,
         dedup,
       );
+      wal.recovery = {
+        durationMs: Math.round(performance.now() - startedAt),
+        tailEntriesRead: scanned,
+        dedupEntries: dedup.size,
+      };
+      return wal;
     } catch (err) {
       // Closing waits for what the writer is writing: after an abort, possibly forever. The
       // writer is released in the background then; a newer owner's writer fences it anyway.
@@ -655,7 +668,7 @@ async function lastTimeTick(log: LogHandle, signal?: AbortSignal): Promise<bigin
 }
 
 /**
- * Fills `dedup` with the producer stamps of the log's last entries — at most its capacity, and
+ * Fills `dedup` with the producer stamps of the log's last entries (returns how many it read) — at most its capacity, and
  * about `maxBytes` (segments' sizes tell entries' average size) — so that retries of messages a
  * previous owner stored but could not acknowledge are recognised here. Reads completed segments
  * only: called after the writer's open completed every segment a previous owner left.
@@ -665,13 +678,13 @@ async function rebuildDedup(
   dedup: ProducerDedup,
   maxBytes: number,
   signal?: AbortSignal,
-): Promise<void> {
-  if (dedup.capacity === 0 || maxBytes === 0) return;
+): Promise<number> {
+  if (dedup.capacity === 0 || maxBytes === 0) return 0;
   const segments = (await log.listSegments({ ...(signal ? { signal } : {}) })).filter(
     (s) => s.state === 'completed' && s.lastEntryId >= 0,
   );
   const last = segments[segments.length - 1];
-  if (last === undefined) return;
+  if (last === undefined) return 0;
   // Walk back from the end until the entry or byte budget is spent.
   let from: LogPosition = { segmentId: last.segmentId, entryId: 0 };
   let entries = dedup.capacity;
@@ -694,10 +707,12 @@ async function rebuildDedup(
     if (!(err instanceof TruncatedError)) throw err;
     reader = await log.openReader({ from: 'earliest', ...(signal ? { signal } : {}) });
   }
+  let scanned = 0;
   try {
     for (;;) {
       const entry = await reader.next();
-      if (entry === undefined) return;
+      if (entry === undefined) return scanned;
+      scanned++;
       const props = entry.properties;
       const stamp = parseProducerStamp(props?.[PROP.producer]);
       if (stamp !== undefined && props?.[PROP.type] === 'data') {
@@ -709,7 +724,7 @@ async function rebuildDedup(
           lastConfirmedId: id,
         });
       }
-      if (comparePositions(entry.position, end) >= 0) return;
+      if (comparePositions(entry.position, end) >= 0) return scanned;
     }
   } finally {
     await reader.close();

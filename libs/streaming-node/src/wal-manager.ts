@@ -250,7 +250,11 @@ export class WalManager {
           l.wal = wal;
           l.current = expected;
           l.error = undefined;
-          this.log.info('pchannel WAL opened', { pchannel: name, term: expected.term });
+          this.log.info('pchannel WAL opened', {
+            pchannel: name,
+            term: expected.term,
+            ...wal.recovery,
+          });
           wal.onClose((reason) => {
             // Closed by drive (Remove, a newer term, stop): drive keeps the state itself.
             if (l.wal !== wal) return;
