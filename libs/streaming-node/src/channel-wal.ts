@@ -23,7 +23,6 @@ import {
   producerStamp,
   ProducerDedup,
   WHOLE_RESULT,
-  type DedupSlot,
 } from './producer-dedup.js';
 import { VChannelRegistry } from './vchannel-registry.js';
 
@@ -306,16 +305,8 @@ export class ChannelWal {
     });
     if (from !== undefined) {
       // Recognised while it waits too; `write` keeps this slot and records the outcome in it.
-      const slot = this.dedup.remember(
-        from.producer,
-        from.sequence,
-        0n,
-        undefined,
-        queued,
-        WHOLE_RESULT,
-      );
-      if (slot !== undefined)
-        queued.catch(() => this.dedup.forget(from.producer, from.sequence, slot));
+      const slot = this.dedup.begin(from.producer, from.sequence, 0n, queued, WHOLE_RESULT);
+      if (slot >= 0) queued.catch(() => this.dedup.forget(slot, from.producer, from.sequence));
     }
     return queued;
   }
@@ -415,24 +406,19 @@ export class ChannelWal {
     if (from !== undefined) stamped[PROP.producer] = producerStamp(from.producer, from.sequence);
     this.inflight += 1;
     this.dataSinceTick = true;
-    let slot: DedupSlot | undefined;
+    let slot = -1;
     try {
       // transfer: payloads are views of received frames that nobody changes afterwards (the
       // in-process client copies its callers' payloads), so the WAL keeps them as they are.
       const appended = this.writer.append(payload, { properties: stamped, transfer: true });
       if (from !== undefined)
-        slot = this.dedup.remember(from.producer, from.sequence, timeTick, undefined, appended);
+        slot = this.dedup.begin(from.producer, from.sequence, timeTick, appended, 0);
       const id = await appended;
       this.advance(id);
-      const result = { id, timeTick, lastConfirmedId: id };
-      if (slot !== undefined) {
-        slot.stored = result;
-        slot.pending = undefined;
-      }
-      return result;
+      if (from !== undefined) this.dedup.stored(slot, from.producer, from.sequence, id, timeTick);
+      return { id, timeTick, lastConfirmedId: id };
     } catch (err) {
-      if (from !== undefined && slot !== undefined)
-        this.dedup.forget(from.producer, from.sequence, slot);
+      if (from !== undefined) this.dedup.forget(slot, from.producer, from.sequence);
       throw this.onWriteError(err);
     } finally {
       this.inflight -= 1;
@@ -479,8 +465,8 @@ export class ChannelWal {
     this.dataSinceTick = true;
     // transfer: see write.
     const appended = this.writer.appendBatch(entries, { transfer: true });
-    const slots =
-      producer === undefined ? undefined : this.rememberFrame(producer, messages, ticks, appended);
+    const first =
+      producer === undefined ? -1 : this.dedup.beginFrame(producer, messages, ticks, appended);
     try {
       const ids = await appended;
       this.advance(ids[ids.length - 1] as LogPosition);
@@ -489,45 +475,14 @@ export class ChannelWal {
         timeTick: ticks[i] as bigint,
         lastConfirmedId: id,
       }));
-      if (slots !== undefined) {
-        for (let i = 0; i < slots.length; i++) {
-          const slot = slots[i];
-          if (slot === undefined) continue;
-          slot.stored = results[i];
-          slot.pending = undefined;
-        }
-      }
+      if (first >= 0) this.dedup.storedFrame(first, producer as string, messages, ids, ticks);
       return results;
     } catch (err) {
-      if (slots !== undefined && producer !== undefined) {
-        for (let i = 0; i < slots.length; i++) {
-          const slot = slots[i];
-          if (slot !== undefined)
-            this.dedup.forget(producer, (messages[i] as BatchMessage).sequence, slot);
-        }
-      }
+      if (first >= 0) this.dedup.forgetFrame(first, producer as string, messages);
       throw this.onWriteError(err);
     } finally {
       this.inflight -= messages.length;
     }
-  }
-
-  /** Remembers the sequenced messages of a frame being appended; one slot (or none) each. */
-  private rememberFrame(
-    producer: string,
-    messages: readonly BatchMessage[],
-    ticks: readonly bigint[],
-    appended: Promise<LogPosition[]>,
-  ): (DedupSlot | undefined)[] {
-    const slots = new Array<DedupSlot | undefined>(messages.length);
-    for (let i = 0; i < messages.length; i++) {
-      const sequence = (messages[i] as BatchMessage).sequence;
-      slots[i] =
-        sequence > 0
-          ? this.dedup.remember(producer, sequence, ticks[i] as bigint, undefined, appended, i)
-          : undefined;
-    }
-    return slots;
   }
 
   private advance(id: LogPosition): void {
@@ -718,11 +673,7 @@ async function rebuildDedup(
       if (stamp !== undefined && props?.[PROP.type] === 'data') {
         const tick = BigInt(props[PROP.timeTick] ?? '0');
         const id = entry.position;
-        dedup.remember(stamp.producer, stamp.sequence, tick, {
-          id,
-          timeTick: tick,
-          lastConfirmedId: id,
-        });
+        dedup.remember(stamp.producer, stamp.sequence, { id, timeTick: tick, lastConfirmedId: id });
       }
       if (comparePositions(entry.position, end) >= 0) return scanned;
     }

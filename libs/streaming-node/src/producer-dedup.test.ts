@@ -1,17 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { parseProducerStamp, ProducerDedup, producerStamp } from './producer-dedup.js';
+import {
+  parseProducerStamp,
+  ProducerDedup,
+  producerStamp,
+  WHOLE_RESULT,
+  type StoredResult,
+} from './producer-dedup.js';
 
-const at = (entryId: number) => {
+const at = (entryId: number): StoredResult => {
   const id = { segmentId: 1, entryId };
   return { id, timeTick: BigInt(100 + entryId), lastConfirmedId: id };
 };
+const never = new Promise<never>(() => undefined);
 
 describe('ProducerDedup', () => {
   it('answers a remembered (producer, sequence) with its first result', () => {
     const d = new ProducerDedup(8);
-    d.remember('a', 1, 101n, at(1));
-    d.remember('a', 1, 109n, at(9)); // an older duplicate in the log: the first copy stays
-    d.remember('b', 1, 102n, at(2));
+    d.remember('a', 1, at(1));
+    d.remember('a', 1, at(9)); // an older duplicate in the log: the first copy stays
+    d.remember('b', 1, at(2));
     expect(d.lookup('a', 1)).toEqual(at(1));
     expect(d.lookup('b', 1)).toEqual(at(2));
     expect(d.lookup('a', 2)).toBeUndefined();
@@ -25,29 +32,57 @@ describe('ProducerDedup', () => {
     const appended = new Promise<{ segmentId: number; entryId: number }[]>(
       (resolve) => (complete = resolve),
     );
-    d.remember('a', 7, 107n, undefined, appended, 1);
+    const first = d.beginFrame(
+      'a',
+      [{ sequence: 6 }, { sequence: 0 }, { sequence: 7 }],
+      [106n, 0n, 107n],
+      appended,
+    );
+    expect(first).toBeGreaterThanOrEqual(0);
     const answer = d.lookup('a', 7);
     expect(answer).toBeInstanceOf(Promise);
-    complete([at(6).id, at(7).id]);
-    expect(await answer).toEqual({ id: at(7).id, timeTick: 107n, lastConfirmedId: at(7).id });
+    complete([at(6).id, at(0).id, at(7).id]);
+    expect(await answer).toEqual(at(7));
+    // Recorded: later lookups answer from the ring, not the append.
+    d.storedFrame(
+      first,
+      'a',
+      [{ sequence: 6 }, { sequence: 0 }, { sequence: 7 }],
+      [at(6).id, at(0).id, at(7).id],
+      [106n, 0n, 107n],
+    );
+    expect(d.lookup('a', 6)).toEqual(at(6));
+    expect(d.lookup('a', 7)).toEqual(at(7));
+    expect(d.size).toBe(2);
+  });
+
+  it('keeps the slot of a message remembered while queued when it is written', async () => {
+    const d = new ProducerDedup(8);
+    const queued = Promise.resolve(at(3));
+    const slot = d.begin('a', 3, 0n, queued, WHOLE_RESULT);
+    expect(await d.lookup('a', 3)).toEqual(at(3));
+    expect(d.begin('a', 3, 103n, never, 0)).toBe(slot);
+    d.stored(slot, 'a', 3, at(3).id, 103n);
+    expect(d.lookup('a', 3)).toEqual(at(3));
   });
 
   it('forgets a failed append so that a retry appends again, but not a newer copy', () => {
     const d = new ProducerDedup(8);
-    const failed = d.remember('a', 1, 1n, undefined, Promise.resolve(at(1).id));
-    expect(failed).toBeDefined();
-    d.forget('a', 1, failed!);
+    const failed = d.begin('a', 1, 1n, never, 0);
+    d.forget(failed, 'a', 1);
     expect(d.lookup('a', 1)).toBeUndefined();
-    const again = d.remember('a', 1, 2n, at(2));
-    d.forget('a', 1, failed!); // a stale handle does not remove the newer copy
-    expect(d.lookup('a', 1)).toBe(again?.stored);
+    expect(d.size).toBe(0);
+    d.remember('a', 1, at(2));
+    d.forget(failed, 'a', 1); // the stale slot now holds another message: left alone
+    expect(d.lookup('a', 1)).toEqual(at(2));
   });
 
   it('remembers at most its capacity, forgetting the oldest first', () => {
     const d = new ProducerDedup(3);
-    for (let seq = 1; seq <= 5; seq++) d.remember(seq % 2 === 0 ? 'even' : 'odd', seq, 0n, at(seq));
+    const who = (seq: number) => (seq % 2 === 0 ? 'even' : 'odd');
+    for (let seq = 1; seq <= 5; seq++) d.remember(who(seq), seq, at(seq));
     expect(d.size).toBe(3);
-    expect([1, 2, 3, 4, 5].map((seq) => d.lookup(seq % 2 === 0 ? 'even' : 'odd', seq))).toEqual([
+    expect([1, 2, 3, 4, 5].map((seq) => d.lookup(who(seq), seq))).toEqual([
       undefined,
       undefined,
       at(3),
@@ -55,16 +90,43 @@ describe('ProducerDedup', () => {
       at(5),
     ]);
     // Forgotten slots still take their place in the ring until it passes them.
-    for (let seq = 6; seq <= 100; seq++) d.remember('x', seq, 0n, at(seq));
+    d.forget(0, 'x', 1); // not held: no effect
+    for (let seq = 6; seq <= 100; seq++) d.remember('x', seq, at(seq));
     expect(d.size).toBe(3);
     expect(d.lookup('x', 98)).toEqual(at(98));
     expect(d.lookup('x', 97)).toBeUndefined();
+    expect(d.lookup('odd', 5)).toBeUndefined();
+  });
+
+  it('survives frames larger than the ring: slots reused meanwhile are left alone', async () => {
+    const d = new ProducerDedup(2);
+    const messages = [1, 2, 3, 4, 5].map((sequence) => ({ sequence }));
+    const ids = messages.map((m) => at(m.sequence).id);
+    const first = d.beginFrame(
+      'a',
+      messages,
+      messages.map((m) => BigInt(100 + m.sequence)),
+      Promise.resolve(ids),
+    );
+    d.storedFrame(
+      first,
+      'a',
+      messages,
+      ids,
+      messages.map((m) => BigInt(100 + m.sequence)),
+    );
+    expect(d.size).toBe(2);
+    expect(d.lookup('a', 3)).toBeUndefined();
+    expect(await d.lookup('a', 4)).toEqual(at(4));
+    expect(await d.lookup('a', 5)).toEqual(at(5));
   });
 
   it('remembers nothing with capacity 0', () => {
     const d = new ProducerDedup(0);
-    expect(d.remember('a', 1, 0n, at(1))).toBeUndefined();
+    d.remember('a', 1, at(1));
+    expect(d.begin('a', 2, 0n, never, 0)).toBe(-1);
     expect(d.lookup('a', 1)).toBeUndefined();
+    expect(d.size).toBe(0);
   });
 
   it('round-trips stamps and refuses anything else', () => {

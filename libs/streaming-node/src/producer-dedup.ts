@@ -8,21 +8,15 @@ export interface StoredResult {
   lastConfirmedId: LogPosition;
 }
 
-/** `DedupSlot.index` of a pending append that resolves to the message's whole result. */
-export const WHOLE_RESULT = -1;
-
 /**
- * One remembered message: its result once stored. Before that, what tells it: the writer's
- * append of the message alone (a position) or of its frame (positions; the message's is at
- * `index`), stamped with `timeTick`; or, for a message still waiting to be written, the append
- * itself (index WHOLE_RESULT).
+ * What tells a message's position while it is being written: the writer's append of the
+ * message alone (a position), of its frame (positions; the message's at its index), or, for a
+ * message still waiting to be written, the append itself (index WHOLE_RESULT).
  */
-export interface DedupSlot {
-  stored: StoredResult | undefined;
-  pending: Promise<LogPosition | LogPosition[] | StoredResult> | undefined;
-  index: number;
-  timeTick: bigint;
-}
+export type PendingAppend = Promise<LogPosition | LogPosition[] | StoredResult>;
+
+/** The frame index of a pending append that resolves to the message's whole result. */
+export const WHOLE_RESULT = -1;
 
 /**
  * The producer stamp stored with a message: `<producer id in hex>:<sequence>`. Kept in the log so
@@ -44,6 +38,22 @@ export function parseProducerStamp(
   return { producer: stamp.slice(0, at), sequence };
 }
 
+/** One producer's part of the memory. */
+interface ProducerState {
+  readonly key: string;
+  /** Sequence -> ring slot, for every remembered message of the producer. */
+  readonly slots: Map<number, number>;
+  /**
+   * The largest sequence ever remembered. A producer sends new messages with increasing
+   * sequences, so a message above it is new without a lookup: the hot path.
+   */
+  maxSequence: number;
+}
+
+const EMPTY = 0;
+const PENDING = 1;
+const STORED = 2;
+
 /**
  * The messages of one pchannel that producers may still send again, by (producer, sequence):
  * a retry of a message that is stored (or being stored) gets the first result instead of a
@@ -54,28 +64,43 @@ export function parseProducerStamp(
  * among its last `maxInflightAppends`; as long as the channel's recent messages of all producers
  * fit, every retry is recognised. One that is not (evicted, or capacity 0) is appended again:
  * the guarantee degrades to at-least-once, never to loss.
+ *
+ * Cheap on the produce path: a ring of typed arrays holds the messages (no object per message
+ * that lives as long as the window, which the garbage collector would have to promote and
+ * trace); a message with a sequence above its producer's largest is known new without a lookup.
  */
 export class ProducerDedup {
-  private readonly producers = new Map<string, Map<number, DedupSlot>>();
-  // The remembered messages in the order they were first remembered: a ring of `capacity`.
-  // Invariant: every slot in `producers` is in the ring exactly once; the ring may also hold
-  // slots already forgotten (their append failed), which eviction skips.
-  private readonly ringProducer: (string | undefined)[];
-  private readonly ringSequence: number[];
-  private readonly ringSlot: (DedupSlot | undefined)[];
+  private readonly producers = new Map<string, ProducerState>();
+  // The ring, in the order messages were remembered. Invariant: a slot whose state is not
+  // EMPTY is in its producer's `slots` under its sequence, and nothing else is.
+  private readonly state: Uint8Array;
+  private readonly sequence: Float64Array;
+  private readonly segmentId: Float64Array;
+  private readonly entryId: Float64Array;
+  private readonly timeTick: BigUint64Array;
+  private readonly frameIndex: Int32Array;
+  private readonly owner: (ProducerState | undefined)[];
+  private readonly pending: (PendingAppend | undefined)[];
   private next = 0;
   private count = 0;
 
   constructor(readonly capacity: number) {
     assert(Number.isInteger(capacity) && capacity >= 0, 'dedup capacity is a count');
-    this.ringProducer = [];
-    this.ringSequence = [];
-    this.ringSlot = [];
+    this.state = new Uint8Array(capacity);
+    this.sequence = new Float64Array(capacity);
+    this.segmentId = new Float64Array(capacity);
+    this.entryId = new Float64Array(capacity);
+    this.timeTick = new BigUint64Array(capacity);
+    this.frameIndex = new Int32Array(capacity);
+    this.owner = new Array<ProducerState | undefined>(capacity).fill(undefined);
+    this.pending = new Array<PendingAppend | undefined>(capacity).fill(undefined);
   }
 
   /** Messages remembered now. */
   get size(): number {
-    return this.count;
+    let n = 0;
+    for (const p of this.producers.values()) n += p.slots.size;
+    return n;
   }
 
   /**
@@ -83,11 +108,17 @@ export class ProducerDedup {
    * completes (rejecting as that append does).
    */
   lookup(producer: string, sequence: number): StoredResult | Promise<StoredResult> | undefined {
-    const slot = this.producers.get(producer)?.get(sequence);
-    if (slot === undefined) return undefined;
-    if (slot.stored !== undefined) return slot.stored;
-    const { pending, index, timeTick } = slot;
-    assert(pending !== undefined, 'a remembered message is stored or being stored');
+    const p = this.producers.get(producer);
+    if (p === undefined || sequence > p.maxSequence) return undefined;
+    const at = p.slots.get(sequence);
+    if (at === undefined) return undefined;
+    const timeTick = this.timeTick[at] as bigint;
+    if (this.state[at] === STORED) {
+      const id = { segmentId: this.segmentId[at] as number, entryId: this.entryId[at] as number };
+      return { id, timeTick, lastConfirmedId: id };
+    }
+    const pending = this.pending[at] as PendingAppend;
+    const index = this.frameIndex[at] as number;
     if (index === WHOLE_RESULT) return pending as Promise<StoredResult>;
     return pending.then((ids) => {
       const id = (Array.isArray(ids) ? ids[index] : ids) as LogPosition;
@@ -96,56 +127,159 @@ export class ProducerDedup {
   }
 
   /**
-   * Remembers (producer, sequence), stored with `stored` or being appended by `pending`,
-   * unless it is remembered already (then the first copy stays: the log may hold older
-   * duplicates). Returns the slot to record the result in (`slot.stored = ...`, dropping
-   * `pending`); a message whose append fails must be forgotten (`forget`), so that a retry
-   * appends it again.
+   * Remembers (producer, sequence) as being appended by `pending` (the message at `index` of
+   * its frame, or WHOLE_RESULT). Returns its ring slot, to record the outcome with
+   * {@link stored} or {@link forget} — the slot it already has when it is remembered (a message
+   * queued behind a vchannel registration is remembered first as a whole, then written) — or
+   * -1 when the memory is off. New messages take consecutive slots (modulo the capacity).
    */
-  remember(
+  begin(
     producer: string,
     sequence: number,
     timeTick: bigint,
-    stored: StoredResult | undefined,
-    pending?: Promise<LogPosition | LogPosition[] | StoredResult>,
-    index = 0,
-  ): DedupSlot | undefined {
-    if (this.capacity === 0) return undefined;
-    let seqs = this.producers.get(producer);
-    if (seqs === undefined) {
-      seqs = new Map();
-      this.producers.set(producer, seqs);
-    }
-    const existing = seqs.get(sequence);
+    pending: PendingAppend,
+    index: number,
+  ): number {
+    if (this.capacity === 0) return -1;
+    const existing = this.slotOf(producer, sequence);
     if (existing !== undefined) return existing;
-    if (this.count === this.capacity) this.evictOldest();
-    const slot: DedupSlot = { stored, pending, index, timeTick };
-    seqs.set(sequence, slot);
-    // While the ring fills, `at` is the arrays' length: they grow without holes.
-    const at = (this.next + this.count) % this.capacity;
-    this.ringProducer[at] = producer;
-    this.ringSequence[at] = sequence;
-    this.ringSlot[at] = slot;
-    this.count++;
-    return slot;
+    const at = this.take(producer, sequence, timeTick);
+    this.state[at] = PENDING;
+    this.pending[at] = pending;
+    this.frameIndex[at] = index;
+    return at;
   }
 
-  /** Forgets a slot whose append failed (nothing was stored), if it is still the remembered one. */
-  forget(producer: string, sequence: number, slot: DedupSlot): void {
-    const seqs = this.producers.get(producer);
-    if (seqs?.get(sequence) !== slot) return;
-    seqs.delete(sequence);
-    if (seqs.size === 0) this.producers.delete(producer);
+  /**
+   * {@link begin} for the sequenced messages (sequence > 0) of one frame, in order; returns the
+   * first one's slot (the others follow it), or -1 when none was remembered.
+   */
+  beginFrame(
+    producer: string,
+    messages: readonly { sequence: number }[],
+    ticks: readonly bigint[],
+    pending: PendingAppend,
+  ): number {
+    let first = -1;
+    for (let i = 0; i < messages.length; i++) {
+      const sequence = (messages[i] as { sequence: number }).sequence;
+      if (sequence <= 0) continue;
+      const at = this.begin(producer, sequence, ticks[i] as bigint, pending, i);
+      if (first < 0) first = at;
+    }
+    return first;
   }
 
-  private evictOldest(): void {
-    const at = this.next;
-    const producer = this.ringProducer[at] as string;
-    const slot = this.ringSlot[at];
-    this.ringProducer[at] = undefined;
-    this.ringSlot[at] = undefined;
-    this.next = (this.next + 1) % this.capacity;
-    this.count--;
-    if (slot !== undefined) this.forget(producer, this.ringSequence[at] as number, slot);
+  /** {@link stored} for a frame begun at `first`, with the positions its append gave. */
+  storedFrame(
+    first: number,
+    producer: string,
+    messages: readonly { sequence: number }[],
+    ids: readonly LogPosition[],
+    ticks: readonly bigint[],
+  ): void {
+    for (let i = 0, k = 0; i < messages.length; i++) {
+      const sequence = (messages[i] as { sequence: number }).sequence;
+      if (sequence <= 0) continue;
+      // Checked by `stored`: a slot reused meanwhile (a frame larger than the ring, a
+      // duplicate within the frame) is left alone; such a message stays answerable from its
+      // pending append.
+      const slot = (first + k++) % this.capacity;
+      this.stored(slot, producer, sequence, ids[i] as LogPosition, ticks[i] as bigint);
+    }
+  }
+
+  /** {@link forget} for a frame begun at `first`. */
+  forgetFrame(first: number, producer: string, messages: readonly { sequence: number }[]): void {
+    for (let i = 0, k = 0; i < messages.length; i++) {
+      const sequence = (messages[i] as { sequence: number }).sequence;
+      if (sequence <= 0) continue;
+      this.forget((first + k++) % this.capacity, producer, sequence);
+    }
+  }
+
+  private slotOf(producer: string, sequence: number): number | undefined {
+    const p = this.producers.get(producer);
+    if (p === undefined || sequence > p.maxSequence) return undefined;
+    return p.slots.get(sequence);
+  }
+
+  /**
+   * Remembers a stored message (from the log), unless it is remembered already: the first copy
+   * stays (the log may hold older duplicates).
+   */
+  remember(producer: string, sequence: number, result: StoredResult): void {
+    if (this.capacity === 0 || this.slotOf(producer, sequence) !== undefined) return;
+    const at = this.take(producer, sequence, result.timeTick);
+    this.state[at] = STORED;
+    this.segmentId[at] = result.id.segmentId;
+    this.entryId[at] = result.id.entryId;
+  }
+
+  /** Records where the message in `slot` was stored, with its tick, if the slot still holds it. */
+  stored(
+    slot: number,
+    producer: string,
+    sequence: number,
+    id: LogPosition,
+    timeTick: bigint,
+  ): void {
+    if (!this.holds(slot, producer, sequence)) return;
+    this.state[slot] = STORED;
+    this.timeTick[slot] = timeTick;
+    this.pending[slot] = undefined;
+    this.segmentId[slot] = id.segmentId;
+    this.entryId[slot] = id.entryId;
+  }
+
+  /** Forgets the message in `slot` (its append failed: nothing was stored), if the slot still holds it. */
+  forget(slot: number, producer: string, sequence: number): void {
+    if (!this.holds(slot, producer, sequence)) return;
+    this.clear(slot);
+  }
+
+  private holds(slot: number, producer: string, sequence: number): boolean {
+    return (
+      slot >= 0 &&
+      this.state[slot] !== EMPTY &&
+      this.sequence[slot] === sequence &&
+      this.owner[slot]?.key === producer
+    );
+  }
+
+  /** A slot for a message not remembered yet: the next free one, or the oldest one's. */
+  private take(producer: string, sequence: number, timeTick: bigint): number {
+    let at: number;
+    if (this.count < this.capacity) {
+      at = (this.next + this.count) % this.capacity;
+      this.count++;
+    } else {
+      at = this.next;
+      this.next = (this.next + 1) % this.capacity;
+      if (this.state[at] !== EMPTY) this.clear(at);
+    }
+    // After the eviction: it may have dropped this very producer.
+    let p = this.producers.get(producer);
+    if (p === undefined) {
+      p = { key: producer, slots: new Map(), maxSequence: 0 };
+      this.producers.set(producer, p);
+    }
+    this.owner[at] = p;
+    this.sequence[at] = sequence;
+    this.timeTick[at] = timeTick;
+    p.slots.set(sequence, at);
+    if (sequence > p.maxSequence) p.maxSequence = sequence;
+    return at;
+  }
+
+  private clear(at: number): void {
+    const p = this.owner[at] as ProducerState;
+    p.slots.delete(this.sequence[at] as number);
+    // A producer's last remembered message gone: so is the producer (memory stays bounded
+    // however many producers come and go).
+    if (p.slots.size === 0 && this.producers.get(p.key) === p) this.producers.delete(p.key);
+    this.state[at] = EMPTY;
+    this.owner[at] = undefined;
+    this.pending[at] = undefined;
   }
 }
