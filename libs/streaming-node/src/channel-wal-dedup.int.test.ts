@@ -140,10 +140,11 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
     expect(two).toEqual(firsts?.[1]);
     // Sequence 0 in a frame means "none": stored every time.
     await channel.appendBatch(batch([0, 0]), 'a');
+    // A frame of consecutive sequences carries one stamp, on its first message.
     expect(await stored()).toEqual([
       [undefined, 0],
-      ['a:1', 1],
-      ['a:2', 2],
+      ['a:1+2', 1],
+      [undefined, 2],
       [undefined, 0],
       [undefined, 0],
     ]);
@@ -165,6 +166,37 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
     expect(four.timeTick).toBeGreaterThan((acked[2] as { timeTick: bigint }).timeTick);
     expect(next.deduplicated).toBe(1);
     expect((await stored()).map(([stamp]) => stamp)).toEqual(['p:1', 'p:2', 'p:3', 'p:4']);
+  });
+
+  it('recognises after a takeover every message of frames stamped once, and of frames stamped per message', async () => {
+    const old = await open(1);
+    await old.append('v', bytes(0), {}); // registers the vchannel: frames go as one batch
+    const frame = (seqs: number[]) =>
+      seqs.map((sequence) => ({
+        vchannel: 'v',
+        payload: bytes(sequence),
+        properties: {},
+        sequence,
+      }));
+    const run = await old.appendBatch(frame([1, 2, 3, 4, 5]), 'p');
+    const gappy = await old.appendBatch(frame([7, 9]), 'p');
+    expect(run).toHaveLength(5);
+    expect(gappy).toHaveLength(2);
+    const next = await open(2);
+    for (let i = 0; i < 5; i++) expect(next.dedup.lookup('p', i + 1)).toEqual(run?.[i]);
+    expect(next.dedup.lookup('p', 6)).toBeUndefined();
+    expect(next.dedup.lookup('p', 7)).toEqual(gappy?.[0]);
+    expect(next.dedup.lookup('p', 9)).toEqual(gappy?.[1]);
+    expect((await stored()).map(([stamp]) => stamp)).toEqual([
+      undefined,
+      'p:1+5',
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      'p:7',
+      'p:9',
+    ]);
   });
 
   it('rebuilds from what truncation left when it cut into the tail', async () => {

@@ -19,6 +19,7 @@ import {
   type Woodpecker,
 } from '@woodstream/woodpecker';
 import {
+  consecutiveRun,
   parseProducerStamp,
   producerStamp,
   ProducerDedup,
@@ -447,6 +448,8 @@ export class ChannelWal {
   ): Promise<AppendResult[]> {
     const ticks = new Array<bigint>(messages.length);
     this.announcedAboveLog = false;
+    // A frame of consecutive sequences is stamped once, on its first message (see producerStamp).
+    const run = producer === undefined ? 0 : consecutiveRun(messages);
     const entries = messages.map((m, i) => {
       const timeTick = this.ticks.next();
       ticks[i] = timeTick;
@@ -457,8 +460,8 @@ export class ChannelWal {
         [PROP.term]: this.termText,
         [PROP.type]: 'data',
       };
-      if (producer !== undefined && m.sequence > 0)
-        properties[PROP.producer] = producerStamp(producer, m.sequence);
+      if (producer !== undefined && m.sequence > 0 && (run === 0 || i === 0))
+        properties[PROP.producer] = producerStamp(producer, m.sequence, run === 0 ? 1 : run);
       return { payload: m.payload, properties };
     });
     this.inflight += messages.length;
@@ -663,17 +666,32 @@ async function rebuildDedup(
     reader = await log.openReader({ from: 'earliest', ...(signal ? { signal } : {}) });
   }
   let scanned = 0;
+  // The rest of a frame stamped on its first message: the next `left` data entries.
+  let run = { producer: '', next: 0, left: 0 };
   try {
     for (;;) {
       const entry = await reader.next();
       if (entry === undefined) return scanned;
       scanned++;
       const props = entry.properties;
-      const stamp = parseProducerStamp(props?.[PROP.producer]);
-      if (stamp !== undefined && props?.[PROP.type] === 'data') {
-        const tick = BigInt(props[PROP.timeTick] ?? '0');
-        const id = entry.position;
-        dedup.remember(stamp.producer, stamp.sequence, { id, timeTick: tick, lastConfirmedId: id });
+      if (props?.[PROP.type] === 'data') {
+        const stamp = parseProducerStamp(props[PROP.producer]);
+        let producer: string | undefined;
+        let sequence = 0;
+        if (stamp !== undefined) {
+          producer = stamp.producer;
+          sequence = stamp.sequence;
+          run = { producer, next: sequence + 1, left: stamp.count - 1 };
+        } else if (run.left > 0) {
+          producer = run.producer;
+          sequence = run.next++;
+          run.left--;
+        }
+        if (producer !== undefined) {
+          const tick = BigInt(props[PROP.timeTick] ?? '0');
+          const id = entry.position;
+          dedup.remember(producer, sequence, { id, timeTick: tick, lastConfirmedId: id });
+        }
       }
       if (comparePositions(entry.position, end) >= 0) return scanned;
     }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  consecutiveRun,
   parseProducerStamp,
   ProducerDedup,
   producerStamp,
@@ -121,6 +122,56 @@ describe('ProducerDedup', () => {
     expect(await d.lookup('a', 5)).toEqual(at(5));
   });
 
+  it('agrees with a plain model over many producers, evictions and forgets', () => {
+    // A seeded generator: the same sequence of operations on every run.
+    let state = 12345;
+    const random = (n: number) => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state % n;
+    };
+    const capacity = 37;
+    const d = new ProducerDedup(capacity);
+    // The model: the last `capacity` remembered (producer, sequence) in order, minus forgotten.
+    const order: { key: string; slot: number; alive: boolean }[] = [];
+    const next = new Map<string, number>();
+    for (let step = 0; step < 20_000; step++) {
+      const producer = `p${random(9)}`;
+      if (random(10) === 0 && order.length > 0) {
+        // Forget a random live message still in the window.
+        const window = order.slice(-capacity).filter((e) => e.alive);
+        const victim = window[random(window.length || 1)];
+        if (victim !== undefined) {
+          const [who, seq] = victim.key.split('/');
+          d.forget(victim.slot, who as string, Number(seq));
+          victim.alive = false;
+        }
+        continue;
+      }
+      // Mostly increasing sequences, sometimes far apart (past 2^32 too), sometimes repeated.
+      const last = next.get(producer) ?? (random(2) === 0 ? 1 : 2 ** 32 - 3);
+      const sequence = random(5) === 0 ? last + 1000 + random(1000) : last + 1;
+      next.set(producer, sequence);
+      const slot = d.begin(producer, sequence, BigInt(sequence), never, 0);
+      order.push({ key: `${producer}/${sequence}`, slot, alive: true });
+      d.stored(slot, producer, sequence, { segmentId: 0, entryId: sequence }, BigInt(sequence));
+      if (step % 97 === 0) {
+        const window = order.slice(-capacity);
+        const alive = window.filter((e) => e.alive);
+        expect(d.size).toBe(alive.length);
+        for (const e of window) {
+          const [who, seq] = e.key.split('/');
+          const found = d.lookup(who as string, Number(seq));
+          if (e.alive) expect(found).toMatchObject({ id: { entryId: Number(seq) } });
+          else expect(found).toBeUndefined();
+        }
+        for (const e of order.slice(0, -capacity).slice(-50)) {
+          const [who, seq] = e.key.split('/');
+          expect(d.lookup(who as string, Number(seq))).toBeUndefined();
+        }
+      }
+    }
+  });
+
   it('remembers nothing with capacity 0', () => {
     const d = new ProducerDedup(0);
     d.remember('a', 1, at(1));
@@ -130,9 +181,18 @@ describe('ProducerDedup', () => {
   });
 
   it('round-trips stamps and refuses anything else', () => {
+    expect(parseProducerStamp(producerStamp('ff00', 42, 64))).toEqual({
+      producer: 'ff00',
+      sequence: 42,
+      count: 64,
+    });
+    expect(consecutiveRun([{ sequence: 4 }, { sequence: 5 }, { sequence: 6 }])).toBe(3);
+    expect(consecutiveRun([{ sequence: 4 }, { sequence: 6 }])).toBe(0);
+    expect(consecutiveRun([{ sequence: 0 }, { sequence: 1 }])).toBe(0);
     expect(parseProducerStamp(producerStamp('ff00', 42))).toEqual({
       producer: 'ff00',
       sequence: 42,
+      count: 1,
     });
     for (const bad of [
       undefined,
@@ -145,6 +205,9 @@ describe('ProducerDedup', () => {
       'ff:1.5',
       'ff:x',
       'ff:1e400',
+      'ff:1+0',
+      'ff:1+x',
+      'ff:1+',
     ])
       expect(parseProducerStamp(bad)).toBeUndefined();
   });

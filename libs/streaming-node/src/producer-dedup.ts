@@ -19,30 +19,49 @@ export type PendingAppend = Promise<LogPosition | LogPosition[] | StoredResult>;
 export const WHOLE_RESULT = -1;
 
 /**
- * The producer stamp stored with a message: `<producer id in hex>:<sequence>`. Kept in the log so
- * that a new owner can rebuild what it must recognise from the log itself.
+ * The producer stamp stored with a message: `<producer id in hex>:<sequence>`, or, on the first
+ * message of a frame whose `count` messages carry consecutive sequences (and are stored
+ * contiguously, as a frame is), `<producer id>:<first sequence>+<count>` and nothing on the
+ * others: one stamp per frame instead of one per message. Kept in the log so that a new owner
+ * can rebuild what it must recognise from the log itself.
  */
-export function producerStamp(producer: string, sequence: number): string {
-  return `${producer}:${sequence}`;
+export function producerStamp(producer: string, sequence: number, count = 1): string {
+  return count === 1 ? `${producer}:${sequence}` : `${producer}:${sequence}+${count}`;
 }
 
-/** The producer key and sequence of a stamp, or undefined for anything else. */
+/** The producer key, first sequence and message count of a stamp, or undefined for anything else. */
 export function parseProducerStamp(
   stamp: string | undefined,
-): { producer: string; sequence: number } | undefined {
+): { producer: string; sequence: number; count: number } | undefined {
   if (stamp === undefined) return undefined;
   const at = stamp.lastIndexOf(':');
   if (at <= 0) return undefined;
-  const sequence = Number(stamp.slice(at + 1));
+  const rest = stamp.slice(at + 1);
+  const plus = rest.indexOf('+');
+  const sequence = Number(plus < 0 ? rest : rest.slice(0, plus));
+  const count = plus < 0 ? 1 : Number(rest.slice(plus + 1));
   if (!Number.isSafeInteger(sequence) || sequence <= 0) return undefined;
-  return { producer: stamp.slice(0, at), sequence };
+  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(sequence + count))
+    return undefined;
+  return { producer: stamp.slice(0, at), sequence, count };
+}
+
+/** The length of the run of consecutive sequences (> 0) `messages` form, or 0 when they do not. */
+export function consecutiveRun(messages: readonly { sequence: number }[]): number {
+  const first = messages[0]?.sequence ?? 0;
+  if (first <= 0) return 0;
+  for (let i = 1; i < messages.length; i++)
+    if ((messages[i] as { sequence: number }).sequence !== first + i) return 0;
+  return messages.length;
 }
 
 /** One producer's part of the memory. */
 interface ProducerState {
   readonly key: string;
-  /** Sequence -> ring slot, for every remembered message of the producer. */
-  readonly slots: Map<number, number>;
+  /** Its number in the index (unique among the producers ever seen here). */
+  readonly id: number;
+  /** Its messages in the ring. */
+  live: number;
   /**
    * The largest sequence ever remembered. A producer sends new messages with increasing
    * sequences, so a message above it is new without a lookup: the hot path.
@@ -72,7 +91,7 @@ const STORED = 2;
 export class ProducerDedup {
   private readonly producers = new Map<string, ProducerState>();
   // The ring, in the order messages were remembered. Invariant: a slot whose state is not
-  // EMPTY is in its producer's `slots` under its sequence, and nothing else is.
+  // EMPTY is in the index under (its producer's id, its sequence), and nothing else is.
   private readonly state: Uint8Array;
   private readonly sequence: Float64Array;
   private readonly segmentId: Float64Array;
@@ -83,6 +102,14 @@ export class ProducerDedup {
   private readonly pending: (PendingAppend | undefined)[];
   private next = 0;
   private count = 0;
+  private live = 0;
+  private nextProducerId = 1;
+  // (producer id, sequence) -> ring slot: open addressing with linear probing over typed arrays,
+  // at most half full (no rehash, no allocation per message). indexProducer 0 marks a free cell.
+  private readonly indexProducer: Float64Array;
+  private readonly indexSequence: Float64Array;
+  private readonly indexSlot: Int32Array;
+  private readonly indexMask: number;
 
   constructor(readonly capacity: number) {
     assert(Number.isInteger(capacity) && capacity >= 0, 'dedup capacity is a count');
@@ -94,13 +121,17 @@ export class ProducerDedup {
     this.frameIndex = new Int32Array(capacity);
     this.owner = new Array<ProducerState | undefined>(capacity).fill(undefined);
     this.pending = new Array<PendingAppend | undefined>(capacity).fill(undefined);
+    let cells = 16;
+    while (cells < 2 * capacity) cells *= 2;
+    this.indexProducer = new Float64Array(capacity === 0 ? 0 : cells);
+    this.indexSequence = new Float64Array(capacity === 0 ? 0 : cells);
+    this.indexSlot = new Int32Array(capacity === 0 ? 0 : cells);
+    this.indexMask = cells - 1;
   }
 
   /** Messages remembered now. */
   get size(): number {
-    let n = 0;
-    for (const p of this.producers.values()) n += p.slots.size;
-    return n;
+    return this.live;
   }
 
   /**
@@ -110,8 +141,9 @@ export class ProducerDedup {
   lookup(producer: string, sequence: number): StoredResult | Promise<StoredResult> | undefined {
     const p = this.producers.get(producer);
     if (p === undefined || sequence > p.maxSequence) return undefined;
-    const at = p.slots.get(sequence);
-    if (at === undefined) return undefined;
+    const cell = this.find(p.id, sequence);
+    if (cell < 0) return undefined;
+    const at = this.indexSlot[cell] as number;
     const timeTick = this.timeTick[at] as bigint;
     if (this.state[at] === STORED) {
       const id = { segmentId: this.segmentId[at] as number, entryId: this.entryId[at] as number };
@@ -201,7 +233,50 @@ export class ProducerDedup {
   private slotOf(producer: string, sequence: number): number | undefined {
     const p = this.producers.get(producer);
     if (p === undefined || sequence > p.maxSequence) return undefined;
-    return p.slots.get(sequence);
+    const cell = this.find(p.id, sequence);
+    return cell < 0 ? undefined : this.indexSlot[cell];
+  }
+
+  private cellOf(producerId: number, sequence: number): number {
+    // Mix both halves of the sequence (it may pass 2^32) with the producer.
+    let h = Math.imul((sequence >>> 0) ^ Math.imul(producerId, 0x9e3779b1), 0x85ebca6b);
+    h ^= Math.floor(sequence / 0x1_0000_0000);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return (h ^ (h >>> 16)) & this.indexMask;
+  }
+
+  /** The index cell of (producer, sequence), or -1. */
+  private find(producerId: number, sequence: number): number {
+    for (let cell = this.cellOf(producerId, sequence); ; cell = (cell + 1) & this.indexMask) {
+      const owner = this.indexProducer[cell] as number;
+      if (owner === 0) return -1;
+      if (owner === producerId && this.indexSequence[cell] === sequence) return cell;
+    }
+  }
+
+  private insert(producerId: number, sequence: number, slot: number): void {
+    let cell = this.cellOf(producerId, sequence);
+    while (this.indexProducer[cell] !== 0) cell = (cell + 1) & this.indexMask;
+    this.indexProducer[cell] = producerId;
+    this.indexSequence[cell] = sequence;
+    this.indexSlot[cell] = slot;
+  }
+
+  /** Frees a cell, moving later cells of its probe chain back so that every lookup still finds them. */
+  private remove(cell: number): void {
+    const mask = this.indexMask;
+    let hole = cell;
+    for (let at = (hole + 1) & mask; this.indexProducer[at] !== 0; at = (at + 1) & mask) {
+      const home = this.cellOf(this.indexProducer[at] as number, this.indexSequence[at] as number);
+      // Stays where it is when its home lies cyclically in (hole, at].
+      const stays = hole <= at ? hole < home && home <= at : hole < home || home <= at;
+      if (stays) continue;
+      this.indexProducer[hole] = this.indexProducer[at] as number;
+      this.indexSequence[hole] = this.indexSequence[at] as number;
+      this.indexSlot[hole] = this.indexSlot[at] as number;
+      hole = at;
+    }
+    this.indexProducer[hole] = 0;
   }
 
   /**
@@ -261,23 +336,29 @@ export class ProducerDedup {
     // After the eviction: it may have dropped this very producer.
     let p = this.producers.get(producer);
     if (p === undefined) {
-      p = { key: producer, slots: new Map(), maxSequence: 0 };
+      p = { key: producer, id: this.nextProducerId++, live: 0, maxSequence: 0 };
       this.producers.set(producer, p);
     }
     this.owner[at] = p;
     this.sequence[at] = sequence;
     this.timeTick[at] = timeTick;
-    p.slots.set(sequence, at);
+    this.insert(p.id, sequence, at);
+    p.live++;
+    this.live++;
     if (sequence > p.maxSequence) p.maxSequence = sequence;
     return at;
   }
 
   private clear(at: number): void {
     const p = this.owner[at] as ProducerState;
-    p.slots.delete(this.sequence[at] as number);
+    const cell = this.find(p.id, this.sequence[at] as number);
+    assert(cell >= 0, 'a remembered message is in the index');
+    this.remove(cell);
+    p.live--;
+    this.live--;
     // A producer's last remembered message gone: so is the producer (memory stays bounded
     // however many producers come and go).
-    if (p.slots.size === 0 && this.producers.get(p.key) === p) this.producers.delete(p.key);
+    if (p.live === 0 && this.producers.get(p.key) === p) this.producers.delete(p.key);
     this.state[at] = EMPTY;
     this.owner[at] = undefined;
     this.pending[at] = undefined;
