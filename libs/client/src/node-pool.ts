@@ -18,11 +18,14 @@ import type { ResolvedOptions } from './options.js';
 import type { ClientStats } from './types.js';
 
 /**
- * One client per node address, shared by every producer and consumer on that node: a gRPC
- * channel, or a direct path to a node in this process (see `inProcessNodes`).
+ * One client per node address, shared by every producer and consumer on that node: for a remote
+ * node a gRPC channel (consume, and produce when framed produce is off or the node does not
+ * speak it) plus one framed-stream connection per open produce stream (ADR 0005); for a node in
+ * this process a direct path (see `inProcessNodes`).
  * Bounded by the number of node addresses the coordinator ever published to this client; a
  * long-lived client in a cluster whose nodes churn through fresh addresses keeps idle channels,
- * which grpc-js lets go idle (no connection) on their own.
+ * which grpc-js lets go idle (no connection) on their own; framed connections close with their
+ * produce streams.
  */
 export class NodePool {
   private readonly clients = new Map<string, NodeHandlerClient>();
