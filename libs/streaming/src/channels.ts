@@ -25,13 +25,22 @@ export function pchannelName(prefix: string, index: number): string {
   return `${prefix}-${String(index).padStart(4, '0')}`;
 }
 
-/** FNV-1a, 32 bit: stable across processes, versions and platforms. */
+/** FNV-1a, 32 bit, of the UTF-8 bytes of `text`: stable across processes, versions and platforms. */
 export function fnv1a32(text: string): number {
+  // Every append routes through this: ASCII names (the usual case) are hashed from their
+  // character codes, which are their UTF-8 bytes, without encoding them into a buffer first.
   let hash = 0x811c9dc5;
-  for (const byte of Buffer.from(text, 'utf8')) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return fnv1a32Bytes(Buffer.from(text, 'utf8'));
+    hash = Math.imul(hash ^ code, 0x01000193);
   }
+  return hash >>> 0;
+}
+
+function fnv1a32Bytes(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
   return hash >>> 0;
 }
 

@@ -117,6 +117,25 @@ describe('channels', () => {
   it('maps a vchannel to the same pchannel every time, spreading names evenly', () => {
     const pchannels = Array.from({ length: 16 }, (_, i) => `wal-${i}`);
     expect(fnv1a32('hello')).toBe(0x4f9f2cab);
+    expect(fnv1a32('')).toBe(0x811c9dc5);
+    // The hash of the UTF-8 bytes, for ASCII and non-ASCII names alike (the reference below
+    // hashes the encoded bytes one by one).
+    const reference = (text: string): number => {
+      let hash = 0x811c9dc5;
+      for (const byte of Buffer.from(text, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+      return hash >>> 0;
+    };
+    for (const name of [
+      'a',
+      'orders',
+      'v-0001_x',
+      'ü',
+      'ordres-é',
+      '日本',
+      'a😀b',
+      'x'.repeat(300),
+    ])
+      expect(fnv1a32(name)).toBe(reference(name));
     expect(pchannelForVChannel('orders', pchannels)).toBe(
       pchannelForVChannel('orders', [...pchannels]),
     );
