@@ -55,10 +55,26 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
     return out;
   };
 
+  // Uploads that reach the store fail while set (behind the gate: a held upload fails on release).
+  let failUploads = false;
+
   beforeEach(async () => {
     dir = await makeTempDir('channel-wal-dedup');
     metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
-    gated = gatedObjectStore(new MemoryObjectStore());
+    failUploads = false;
+    const memory = new MemoryObjectStore();
+    const failing = new Proxy(memory, {
+      get(target, key, receiver) {
+        if (key === 'put')
+          return (...args: Parameters<MemoryObjectStore['put']>) =>
+            failUploads
+              ? Promise.reject(new Error('injected upload failure'))
+              : target.put(...args);
+        const value: unknown = Reflect.get(target, key, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    gated = gatedObjectStore(failing);
     wal = Woodpecker.open({
       metadata,
       storage: { mode: 'object', objectStore: gated.store },
@@ -166,6 +182,50 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
     expect(four.timeTick).toBeGreaterThan((acked[2] as { timeTick: bigint }).timeTick);
     expect(next.deduplicated).toBe(1);
     expect((await stored()).map(([stamp]) => stamp)).toEqual(['p:1', 'p:2', 'p:3', 'p:4']);
+  });
+
+  it('survives a re-sent frame meeting a write that then fails', async () => {
+    const channel = await open(1);
+    await channel.append('v', bytes(0), {});
+    const frame = (seqs: number[]) =>
+      seqs.map((sequence) => ({
+        vchannel: 'v',
+        payload: bytes(sequence),
+        properties: {},
+        sequence,
+      }));
+    gated.close();
+    const first = channel.appendBatch(frame([1, 2]), 'a');
+    const outcome = first?.then(
+      () => 'stored',
+      (err: unknown) => err,
+    );
+    // Known (being written): the frame goes the one-by-one way, and nothing is left unhandled.
+    expect(channel.appendBatch(frame([1, 2]), 'a')).toBeUndefined();
+    failUploads = true;
+    gated.open();
+    expect(await outcome).toBeInstanceOf(Error);
+  });
+
+  it('does not give the missing messages of a cut frame to entries written after it', async () => {
+    // A frame of three whose writer stored only the first (then failed), written by hand.
+    const log = await wal.createLog('wal-0000');
+    const stamped = (tick: number, extra: Record<string, string>) => ({
+      properties: { _tt: String(tick), _vc: 'v', _wt: '1', _t: 'data', ...extra },
+    });
+    const cut = await log.openWriter({ ownerTerm: 1 });
+    await cut.append(bytes(5), stamped(10, { [PROP.producer]: 'p:5+3' }));
+    await cut.close();
+    // The next owner writes messages of an anonymous producer right after it.
+    const later = await log.openWriter({ ownerTerm: 2 });
+    await later.append(bytes(100), stamped(20, {}));
+    await later.append(bytes(101), stamped(21, {}));
+    await later.close();
+    const next = await open(3);
+    expect(next.dedup.lookup('p', 5)).toMatchObject({ timeTick: 10n });
+    expect(next.dedup.lookup('p', 6)).toBeUndefined();
+    expect(next.dedup.lookup('p', 7)).toBeUndefined();
+    expect(next.dedup.size).toBe(1);
   });
 
   it('recognises after a takeover every message of frames stamped once, and of frames stamped per message', async () => {

@@ -327,11 +327,9 @@ export class ChannelWal {
     if (this.closed || this.waiting.length > 0) return undefined;
     for (const m of messages) {
       if (!this.vchannels.has(m.vchannel)) return undefined;
-      if (
-        producer !== undefined &&
-        m.sequence > 0 &&
-        this.dedup.lookup(producer, m.sequence) !== undefined
-      )
+      // `has`, not `lookup`: a lookup of a message being written makes a promise that nobody
+      // would handle if that write failed.
+      if (producer !== undefined && m.sequence > 0 && this.dedup.has(producer, m.sequence))
         return undefined;
       try {
         this.validate(m.payload, m.properties);
@@ -666,14 +664,19 @@ async function rebuildDedup(
     reader = await log.openReader({ from: 'earliest', ...(signal ? { signal } : {}) });
   }
   let scanned = 0;
-  // The rest of a frame stamped on its first message: the next `left` data entries.
-  let run = { producer: '', next: 0, left: 0 };
+  // The rest of a frame stamped on its first message: the `left` entries right after it. A
+  // frame is stored contiguously; a frame cut short (its writer failed, its segment was
+  // completed) ends where the next entry is anything else, which then belongs to nobody's run.
+  let run = { producer: '', next: 0, left: 0, segmentId: -1, entryId: -1 };
   try {
     for (;;) {
       const entry = await reader.next();
       if (entry === undefined) return scanned;
       scanned++;
       const props = entry.properties;
+      const { segmentId, entryId } = entry.position;
+      const inRun = run.left > 0 && segmentId === run.segmentId && entryId === run.entryId;
+      if (!inRun) run.left = 0;
       if (props?.[PROP.type] === 'data') {
         const stamp = parseProducerStamp(props[PROP.producer]);
         let producer: string | undefined;
@@ -681,11 +684,18 @@ async function rebuildDedup(
         if (stamp !== undefined) {
           producer = stamp.producer;
           sequence = stamp.sequence;
-          run = { producer, next: sequence + 1, left: stamp.count - 1 };
-        } else if (run.left > 0) {
+          run = {
+            producer,
+            next: sequence + 1,
+            left: stamp.count - 1,
+            segmentId,
+            entryId: entryId + 1,
+          };
+        } else if (inRun) {
           producer = run.producer;
           sequence = run.next++;
           run.left--;
+          run.entryId = entryId + 1;
         }
         if (producer !== undefined) {
           const tick = BigInt(props[PROP.timeTick] ?? '0');

@@ -134,9 +134,14 @@ export class ProducerDedup {
     return this.live;
   }
 
+  /** Whether (producer, sequence) is remembered (stored or being stored); creates nothing. */
+  has(producer: string, sequence: number): boolean {
+    return this.slotOf(producer, sequence) !== undefined;
+  }
+
   /**
    * The result of (producer, sequence) if remembered: as stored, or once its append in flight
-   * completes (rejecting as that append does).
+   * completes (rejecting as that append does: the caller must handle the promise).
    */
   lookup(producer: string, sequence: number): StoredResult | Promise<StoredResult> | undefined {
     const p = this.producers.get(producer);
