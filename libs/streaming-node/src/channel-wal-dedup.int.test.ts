@@ -71,7 +71,9 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
               ? Promise.reject(new Error('injected upload failure'))
               : target.put(...args);
         const value: unknown = Reflect.get(target, key, receiver);
-        return typeof value === 'function' ? value.bind(target) : value;
+        return typeof value === 'function'
+          ? (value as (...args: unknown[]) => unknown).bind(target)
+          : value;
       },
     });
     gated = gatedObjectStore(failing);
