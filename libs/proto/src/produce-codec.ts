@@ -322,16 +322,24 @@ function readVarint32(c: Cursor): number {
   return v + b * 0x1000_0000;
 }
 
-function readVarint64(c: Cursor): bigint {
+// The high 32 bits of the last varint readVarint64Parts read (module scratch: decoding is
+// synchronous), so that reading a uint64 allocates nothing.
+let varintHigh = 0;
+
+/**
+ * Reads a uint64 varint: returns its low 32 bits and leaves the high ones in `varintHigh`. The
+ * low 28 bits, then the high 36 in 32-bit pieces: no BigInt arithmetic per byte.
+ */
+function readVarint64Parts(c: Cursor): number {
   const { buf } = c;
-  // The low 28 bits, then the high 36 in 32-bit pieces: no BigInt arithmetic per byte.
   let lo = 0;
   let b = 0;
+  varintHigh = 0;
   for (let shift = 0; shift < 28; shift += 7) {
     if (c.pos >= buf.length) throw notCovered;
     b = buf[c.pos++] as number;
     lo |= (b & 0x7f) << shift;
-    if (b < 0x80) return BigInt(lo);
+    if (b < 0x80) return lo;
   }
   if (c.pos >= buf.length) throw notCovered;
   b = buf[c.pos++] as number;
@@ -346,35 +354,22 @@ function readVarint64(c: Cursor): bigint {
       if (b < 0x80) break;
     }
   }
+  varintHigh = hi;
+  return lo;
+}
+
+function readVarint64(c: Cursor): bigint {
+  const lo = readVarint64Parts(c);
+  const hi = varintHigh;
   if (hi < 0x20_0000) return BigInt(hi * 0x1_0000_0000 + lo); // below 2^53: exact as a number
   return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 /** A uint64 below 2^53 as a number; larger ones go to the generated decoder (which refuses them). */
 function readVarintNumber(c: Cursor): number {
-  const { buf } = c;
-  let lo = 0;
-  let b = 0;
-  for (let shift = 0; shift < 28; shift += 7) {
-    if (c.pos >= buf.length) throw notCovered;
-    b = buf[c.pos++] as number;
-    lo |= (b & 0x7f) << shift;
-    if (b < 0x80) return lo;
-  }
-  if (c.pos >= buf.length) throw notCovered;
-  b = buf[c.pos++] as number;
-  lo = (lo | ((b & 0x0f) << 28)) >>> 0;
-  let hi = (b & 0x7f) >> 4;
-  if (b >= 0x80) {
-    for (let shift = 3; ; shift += 7) {
-      if (shift > 31 || c.pos >= buf.length) throw notCovered;
-      b = buf[c.pos++] as number;
-      hi = (hi | ((b & 0x7f) << shift)) >>> 0;
-      if (b < 0x80) break;
-    }
-  }
-  if (hi >= 0x20_0000) throw notCovered;
-  return hi * 0x1_0000_0000 + lo;
+  const lo = readVarint64Parts(c);
+  if (varintHigh >= 0x20_0000) throw notCovered;
+  return varintHigh * 0x1_0000_0000 + lo;
 }
 
 /** End of a length-delimited field whose length starts at the cursor. */
