@@ -17,7 +17,7 @@ import { fromServiceError } from '@woodstream/streaming';
 import { makeTempDir, waitFor } from '@woodstream/testing';
 import { FileMetadataStore, Woodpecker } from '@woodstream/woodpecker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StreamingNode } from './streaming-node.js';
+import { StreamingNode, type StreamingNodeOptions } from './streaming-node.js';
 
 describe('node limit metrics', () => {
   const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
@@ -46,24 +46,41 @@ describe('node limit metrics', () => {
     return out;
   }
 
-  it('reports open streams, refused streams and the node in-flight bytes', async () => {
+  /**
+   * Runs `body` against a node (local WAL in a temp dir) with `pchannel` assigned at term 1,
+   * then stops everything, also when `body` fails.
+   */
+  async function withNode(
+    options: Partial<StreamingNodeOptions>,
+    pchannel: { name: string; term: bigint; accessMode: number },
+    body: (handler: InstanceType<typeof HandlerServiceClient>) => Promise<void>,
+  ): Promise<void> {
     await using dir = await makeTempDir('node-telemetry');
     const metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
     const wal = Woodpecker.open({
       metadata,
       storage: { mode: 'local', rootDir: join(dir.path, 'wal') },
     });
-    const node = await StreamingNode.start(
-      { timeTickIntervalMs: 50, maxStreamsPerNode: 1, drainTimeoutMs: 0 },
-      { wal, metadata },
-    );
+    const node = await StreamingNode.start({ drainTimeoutMs: 0, ...options }, { wal, metadata });
     const manager = new ManagerServiceClient(node.address, credentials.createInsecure());
     const handler = new HandlerServiceClient(node.address, credentials.createInsecure());
     try {
-      const pchannel = { name: 'wal-0000', term: 1n, accessMode: 1 };
       await new Promise<void>((resolve, reject) =>
         manager.assign({ pchannel }, (err) => (err ? reject(fromServiceError(err)) : resolve())),
       );
+      await body(handler);
+    } finally {
+      manager.close();
+      handler.close();
+      await node.stop({ drain: false });
+      await wal.close();
+      await metadata.close();
+    }
+  }
+
+  it('reports open streams, refused streams and the node in-flight bytes', async () => {
+    const pchannel = { name: 'wal-0000', term: 1n, accessMode: 1 };
+    await withNode({ timeTickIntervalMs: 50, maxStreamsPerNode: 1 }, pchannel, async (handler) => {
       const first = handler.produce();
       let opened = false;
       first.on('data', () => (opened = true));
@@ -85,30 +102,12 @@ describe('node limit metrics', () => {
         timeoutMs: 10_000,
         description: 'the slot released',
       });
-    } finally {
-      manager.close();
-      handler.close();
-      await node.stop({ drain: false });
-      await wal.close();
-      await metadata.close();
-    }
+    });
   });
 
   it('counts re-sent messages answered with their stored result', async () => {
-    await using dir = await makeTempDir('node-telemetry');
-    const metadata = await FileMetadataStore.open({ path: join(dir.path, 'meta.log') });
-    const wal = Woodpecker.open({
-      metadata,
-      storage: { mode: 'local', rootDir: join(dir.path, 'wal') },
-    });
-    const node = await StreamingNode.start({ drainTimeoutMs: 0 }, { wal, metadata });
-    const manager = new ManagerServiceClient(node.address, credentials.createInsecure());
-    const handler = new HandlerServiceClient(node.address, credentials.createInsecure());
-    try {
-      const pchannel = { name: 'wal-0001', term: 1n, accessMode: 1 };
-      await new Promise<void>((resolve, reject) =>
-        manager.assign({ pchannel }, (err) => (err ? reject(fromServiceError(err)) : resolve())),
-      );
+    const pchannel = { name: 'wal-0001', term: 1n, accessMode: 1 };
+    await withNode({}, pchannel, async (handler) => {
       const call = handler.produce();
       let answered = 0;
       call.on('data', (res: ProduceResponse) => {
@@ -137,12 +136,6 @@ describe('node limit metrics', () => {
       expect(seen.get(METRICS.produceDeduplicated.name)).toBe(1);
       expect(seen.get(METRICS.produceMessages.name)).toBe(2);
       call.end();
-    } finally {
-      manager.close();
-      handler.close();
-      await node.stop({ drain: false });
-      await wal.close();
-      await metadata.close();
-    }
+    });
   });
 });
