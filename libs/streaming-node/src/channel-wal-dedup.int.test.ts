@@ -13,6 +13,9 @@ const options: ChannelWalOptions = {
 };
 const bytes = (n: number) => new Uint8Array([n]);
 const from = (producer: string, sequence: number) => ({ producer, sequence });
+/** A frame of messages to vchannel `v` with these sequences (each payload is its sequence). */
+const frame = (seqs: number[]) =>
+  seqs.map((sequence) => ({ vchannel: 'v', payload: bytes(sequence), properties: {}, sequence }));
 
 describe('deduplication of re-sent messages in a channel WAL', () => {
   let dir: TempDir;
@@ -143,21 +146,14 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
 
   it('sends a frame holding a re-sent message down the one-by-one path, which answers it', async () => {
     const channel = await open(1);
-    const batch = (seqs: number[]) =>
-      seqs.map((sequence) => ({
-        vchannel: 'v',
-        payload: bytes(sequence),
-        properties: {},
-        sequence,
-      }));
     await channel.append('v', bytes(0), {}); // a frame goes as one batch once its vchannel is known
-    const firsts = await channel.appendBatch(batch([1, 2]), 'a');
+    const firsts = await channel.appendBatch(frame([1, 2]), 'a');
     expect(firsts).toHaveLength(2);
-    expect(channel.appendBatch(batch([2, 3]), 'a')).toBeUndefined();
+    expect(channel.appendBatch(frame([2, 3]), 'a')).toBeUndefined();
     const two = await channel.append('v', bytes(2), {}, from('a', 2));
     expect(two).toEqual(firsts?.[1]);
     // Sequence 0 in a frame means "none": stored every time.
-    await channel.appendBatch(batch([0, 0]), 'a');
+    await channel.appendBatch(frame([0, 0]), 'a');
     // A frame of consecutive sequences carries one stamp, on its first message.
     expect(await stored()).toEqual([
       [undefined, 0],
@@ -189,13 +185,6 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
   it('survives a re-sent frame meeting a write that then fails', async () => {
     const channel = await open(1);
     await channel.append('v', bytes(0), {});
-    const frame = (seqs: number[]) =>
-      seqs.map((sequence) => ({
-        vchannel: 'v',
-        payload: bytes(sequence),
-        properties: {},
-        sequence,
-      }));
     gated.close();
     const first = channel.appendBatch(frame([1, 2]), 'a');
     const outcome = first?.then(
@@ -233,13 +222,6 @@ describe('deduplication of re-sent messages in a channel WAL', () => {
   it('recognises after a takeover every message of frames stamped once, and of frames stamped per message', async () => {
     const old = await open(1);
     await old.append('v', bytes(0), {}); // registers the vchannel: frames go as one batch
-    const frame = (seqs: number[]) =>
-      seqs.map((sequence) => ({
-        vchannel: 'v',
-        payload: bytes(sequence),
-        properties: {},
-        sequence,
-      }));
     const run = await old.appendBatch(frame([1, 2, 3, 4, 5]), 'p');
     const gappy = await old.appendBatch(frame([7, 9]), 'p');
     expect(run).toHaveLength(5);
