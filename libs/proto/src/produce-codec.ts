@@ -60,15 +60,7 @@ function varintNumberSize(v: number): number {
 
 function writeVarintNumber(buf: Buffer, pos: number, v: number): number {
   if (v < 0x1_0000_0000) return writeVarint32(buf, pos, v);
-  let lo = v >>> 0;
-  let hi = Math.floor(v / 0x1_0000_0000);
-  while (hi > 0 || lo > 0x7f) {
-    buf[pos++] = (lo & 0x7f) | 0x80;
-    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-    hi >>>= 7;
-  }
-  buf[pos++] = lo;
-  return pos;
+  return writeVarintParts(buf, pos, v >>> 0, Math.floor(v / 0x1_0000_0000));
 }
 
 function writeVarint32(buf: Buffer, pos: number, v: number): number {
@@ -82,8 +74,11 @@ function writeVarint32(buf: Buffer, pos: number, v: number): number {
 
 function writeVarint64(buf: Buffer, pos: number, v: bigint): number {
   if (v <= 0xffff_ffffn) return writeVarint32(buf, pos, Number(v));
-  let lo = Number(v & 0xffff_ffffn);
-  let hi = Number(v >> 32n);
+  return writeVarintParts(buf, pos, Number(v & 0xffff_ffffn), Number(v >> 32n));
+}
+
+/** A uint64 varint from its low and high 32 bits (each an unsigned 32-bit number). */
+function writeVarintParts(buf: Buffer, pos: number, lo: number, hi: number): number {
   while (hi > 0 || lo > 0x7f) {
     buf[pos++] = (lo & 0x7f) | 0x80;
     lo = ((lo >>> 7) | (hi << 25)) >>> 0;
