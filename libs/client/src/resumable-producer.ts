@@ -12,6 +12,7 @@ import { fromServiceError, MESSAGE_BYTES, StreamingError } from '@woodstream/str
 import type { Route } from './assignment-snapshot.js';
 import type { AssignmentWatcher } from './assignment-watcher.js';
 import { AbortFanout } from './abort-fanout.js';
+import type { AppendResults } from './append-results.js';
 import { Backoff } from './backoff.js';
 import { abortReason, deferred, type Deferred } from './deferred.js';
 import type { NodePool } from './node-pool.js';
@@ -45,7 +46,9 @@ interface PendingAppend {
   // sequence on the wire, the same on every send: the node answers a re-send of a message it
   // stored with the stored result (see OpenProducer.producer_id).
   readonly seq: number;
-  readonly result: Deferred<AppendResult>;
+  /** Where its outcome goes: slot `index` of its call's results. */
+  readonly results: AppendResults;
+  readonly index: number;
   readonly signal: AbortSignal | undefined;
   /** Only with a signal: no closure per append otherwise. */
   onAbort: (() => void) | undefined;
@@ -158,16 +161,19 @@ export class ResumableProducer {
   ) {}
 
   /**
-   * Admits the messages in order (waiting for room when the producer is full) and returns one
-   * promise per message. Sends them back to back once a stream is open. Rejects, without
-   * admitting the rest, with `signal.reason` when aborted while waiting for room.
+   * Admits the messages in order (waiting for room when the producer is full); message i's
+   * outcome goes to slot `indexes[i]` of `results` (slot i without `indexes`). Sends them back
+   * to back once a stream is open. Rejects, without admitting the rest, with `signal.reason`
+   * when aborted while waiting for room.
    */
   async append(
     messages: readonly WireMessage[],
+    results: AppendResults,
+    indexes: readonly number[] | undefined,
     signal?: AbortSignal,
-  ): Promise<Promise<AppendResult>[]> {
-    const results: Promise<AppendResult>[] = [];
-    for (const message of messages) {
+  ): Promise<void> {
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i] as WireMessage;
       if (this.isClosing) throw clientClosed();
       signal?.throwIfAborted();
       // No node takes more (its own limit may be lower and answers that message alone).
@@ -188,10 +194,9 @@ export class ResumableProducer {
         this.kick();
         await this.reserve(message.bytes, signal);
       }
-      results.push(this.enqueue(message, signal));
+      this.enqueue(message, results, indexes === undefined ? i : (indexes[i] as number), signal);
     }
     this.kick();
-    return results;
   }
 
   /**
@@ -267,11 +272,17 @@ export class ResumableProducer {
     }
   }
 
-  private enqueue(message: WireMessage, signal: AbortSignal | undefined): Promise<AppendResult> {
+  private enqueue(
+    message: WireMessage,
+    results: AppendResults,
+    index: number,
+    signal: AbortSignal | undefined,
+  ): void {
     const p: PendingAppend = {
       message,
       seq: this.nextSeq++,
-      result: deferred<AppendResult>(),
+      results,
+      index,
       signal,
       onAbort: undefined,
       requestId: 0n,
@@ -292,14 +303,13 @@ export class ResumableProducer {
           // On the wire already: the outcome will be known only when its result comes back or
           // the stream ends; keep the slot until then, but let the caller go now.
           p.abandoned = true;
-          p.result.reject(abortReason(signal));
+          p.results.reject(p.index, abortReason(signal));
         }
       };
       p.onAbort = onAbort;
       if (signal.aborted) onAbort();
       else this.aborts.add(signal, onAbort);
     }
-    return p.result.promise;
   }
 
   /** Settles an append exactly once and frees its room. */
@@ -312,8 +322,8 @@ export class ResumableProducer {
     assert(this.usedSlots >= 0 && this.usedBytes >= 0, 'producer capacity never goes negative');
     if (p.signal !== undefined && p.onAbort !== undefined) this.aborts.remove(p.signal, p.onAbort);
     if (!p.abandoned) {
-      if (outcome instanceof Error) p.result.reject(outcome);
-      else p.result.resolve(outcome);
+      if (outcome instanceof Error) p.results.reject(p.index, outcome);
+      else p.results.resolve(p.index, outcome);
     }
     this.wakeWaiters();
   }

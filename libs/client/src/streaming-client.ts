@@ -21,6 +21,7 @@ import {
   toDeliverPolicy,
   type Subscription,
 } from './resumable-consumer.js';
+import { AppendResults } from './append-results.js';
 import { ResumableProducer, type WireMessage } from './resumable-producer.js';
 import {
   newStats,
@@ -149,14 +150,17 @@ export class StreamingClient {
     if (snapshot === undefined) throw closedError(); // connect() guarantees one
     const pchannelOf = (m: AppendMessage): string =>
       snapshot.pchannelFor(validateChannelName(m.vchannel, 'vchannel'), m.pchannel);
+    const results = new AppendResults(messages.length);
     if (messages.length === 1) {
       // The common call (`append`): one producer, no grouping by pchannel.
       const m = messages[0] as AppendMessage;
-      const [result] = await this.producer(pchannelOf(m)).append(
+      await this.producer(pchannelOf(m)).append(
         [toWire(m, traceContext)],
+        results,
+        undefined,
         options.signal,
       );
-      return [await (result as Promise<AppendResult>)];
+      return results.promise;
     }
     const byPChannel = new Map<string, { indexes: number[]; wire: WireMessage[] }>();
     messages.forEach((m, i) => {
@@ -166,19 +170,21 @@ export class StreamingClient {
       group.indexes.push(i);
       group.wire.push(toWire(m, traceContext));
     });
-    const results: Promise<AppendResult>[] = new Array<Promise<AppendResult>>(messages.length);
-    await Promise.all(
-      [...byPChannel].map(async ([pchannel, group]) => {
-        const promises = await this.producer(pchannel).append(group.wire, options.signal);
-        promises.forEach((p, j) => {
-          results[group.indexes[j] as number] = p;
-        });
-      }),
-    );
-    const settled = await Promise.allSettled(results);
-    const failed = settled.find((s) => s.status === 'rejected');
-    if (failed !== undefined) throw failed.reason;
-    return settled.map((s) => (s as PromiseFulfilledResult<AppendResult>).value);
+    if (byPChannel.size === 1) {
+      // One pchannel: message i is slot i.
+      const [pchannel, group] = byPChannel.entries().next().value as [
+        string,
+        { wire: WireMessage[] },
+      ];
+      await this.producer(pchannel).append(group.wire, results, undefined, options.signal);
+    } else {
+      await Promise.all(
+        [...byPChannel].map(([pchannel, group]) =>
+          this.producer(pchannel).append(group.wire, results, group.indexes, options.signal),
+        ),
+      );
+    }
+    return results.promise;
   }
 
   /**
@@ -270,9 +276,25 @@ export class StreamingClient {
   }
 }
 
+/** Shared by every message without properties; nothing writes to a message's properties. */
+const NO_PROPERTIES: Record<string, string> = Object.freeze({});
+
+function isEmpty(properties: Readonly<Record<string, string>>): boolean {
+  for (const key in properties) if (Object.hasOwn(properties, key)) return false;
+  return true;
+}
+
 function toWire(m: AppendMessage, traceContext: Context | undefined): WireMessage {
   if (!(m.payload instanceof Uint8Array)) {
     throw new StreamingError('INVALID_ARGUMENT', 'payload must be a Uint8Array');
+  }
+  // A view, not a copy: the caller's bytes are encoded when the frame is written.
+  const payload = Buffer.isBuffer(m.payload)
+    ? m.payload
+    : Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
+  if (traceContext === undefined && (m.properties === undefined || isEmpty(m.properties))) {
+    // The common message: no properties to copy or check.
+    return { vchannel: m.vchannel, payload, properties: NO_PROPERTIES, bytes: payload.byteLength };
   }
   const properties: Record<string, string> = { ...m.properties };
   let bytes = m.payload.byteLength;
@@ -296,8 +318,6 @@ function toWire(m: AppendMessage, traceContext: Context | undefined): WireMessag
     injectTraceContext(properties, traceContext);
     bytes += traceContextBytes(properties);
   }
-  // A view, not a copy: the caller's bytes are encoded when the frame is written.
-  const payload = Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
   return { vchannel: m.vchannel, payload, properties, bytes };
 }
 
