@@ -86,6 +86,16 @@ describe('block codec (format v1)', () => {
     expect(Buffer.concat(parts).equals(bytes)).toBe(true);
   });
 
+  it('checksums record heads of every size alike, short (table walk) or long (native)', () => {
+    for (let valueBytes = 0; valueBytes <= 300; valueBytes += 7) {
+      const e: EntryData = {
+        payload: enc.encode('payload'),
+        properties: { key: 'v'.repeat(valueBytes), other: 'é'.repeat(valueBytes % 5) },
+      };
+      expect(Buffer.concat([encodeRecordHead(e), e.payload]).equals(encodeRecord(e))).toBe(true);
+    }
+  });
+
   it('gives a record with an empty payload the same checksum whatever buffer the payload views', () => {
     // An empty view of a zero-length buffer has no storage; zlib's CRC read it as 0.
     const empties = [

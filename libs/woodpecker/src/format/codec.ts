@@ -139,7 +139,10 @@ function writeRecord(entry: EntryData, withPayload: boolean): Buffer {
     buf.set(entry.payload, off);
     buf.writeUInt32LE(crc32(buf.subarray(8)), 4);
   } else {
-    buf.writeUInt32LE(crc32(entry.payload, crc32(buf.subarray(8))), 4);
+    // The head is short (tens of bytes): a table walk in place beats a view plus a native call.
+    const headCrc =
+      headBytes <= SHORT_HEAD_BYTES ? crc32Range(buf, 8, headBytes, 0) : crc32(buf.subarray(8));
+    buf.writeUInt32LE(crc32(entry.payload, headCrc), 4);
   }
   return buf;
 }
@@ -171,8 +174,16 @@ const CRC_TABLE = (() => {
  * cheaper than a view plus a native call, and this runs for every record written or read.
  */
 export function crc32Prefix8(buf: Uint8Array, off: number, crc: number): number {
+  return crc32Range(buf, off, off + 8, crc);
+}
+
+/** Record heads up to this size get their CRC from {@link crc32Range}. */
+const SHORT_HEAD_BYTES = 160;
+
+/** `crc32(buf.subarray(from, to), crc)` by table walk: no view, no native call. */
+export function crc32Range(buf: Uint8Array, from: number, to: number, crc: number): number {
   let c = ~crc;
-  for (let i = off; i < off + 8; i++)
+  for (let i = from; i < to; i++)
     c = (CRC_TABLE[(c ^ (buf[i] as number)) & 0xff] as number) ^ (c >>> 8);
   return ~c >>> 0;
 }

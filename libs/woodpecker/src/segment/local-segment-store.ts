@@ -232,7 +232,8 @@ class LocalSegmentSink implements SegmentSink {
       for (const part of parts) {
         for (let at = 0; at < part.byteLength;) {
           const n = Math.min(part.byteLength - at, staging.byteLength - filled);
-          staging.set(part.subarray(at, at + n), filled);
+          // Nearly every part fits whole: no view for it.
+          staging.set(n === part.byteLength ? part : part.subarray(at, at + n), filled);
           filled += n;
           at += n;
           if (filled === staging.byteLength) await flush();
