@@ -53,7 +53,7 @@ interface PendingAppend {
   /** Only with a signal: no closure per append otherwise. */
   onAbort: (() => void) | undefined;
   /** The request id of its latest send. */
-  requestId: bigint;
+  requestId: number;
   state: 'queued' | 'sent' | 'settled';
   /** The caller gave up (aborted) after the append was sent; its result is dropped. */
   abandoned: boolean;
@@ -144,7 +144,7 @@ export class ResumableProducer {
   private nextSeq = 1;
   private readonly producerId = newProducerId();
   // Unique per producer, so also unique per stream as the protocol requires.
-  private nextRequestId = 1n;
+  private nextRequestId = 1;
   private session: Session | undefined;
   private loop: Promise<void> | undefined;
   private opens = 0;
@@ -285,7 +285,7 @@ export class ResumableProducer {
       index,
       signal,
       onAbort: undefined,
-      requestId: 0n,
+      requestId: 0,
       state: 'queued',
       abandoned: false,
       attempts: 0,

@@ -19,7 +19,7 @@ const generatedResponse = (r: ProduceResponse): Buffer =>
   Buffer.from(ProduceResponse.encode(r).finish());
 
 const message = (i: number, payloadBytes: number): ProduceMessage => ({
-  requestId: BigInt(i),
+  requestId: i,
   vchannel: i % 3 === 0 ? '' : `vc-${i}-é`,
   message:
     i % 5 === 4
@@ -43,7 +43,7 @@ const requests: ProduceRequest[] = [
     request: {
       $case: 'produce',
       produce: {
-        requestId: 2n ** 64n - 1n,
+        requestId: Number.MAX_SAFE_INTEGER,
         vchannel: 'v',
         message: undefined,
         sequence: Number.MAX_SAFE_INTEGER,
@@ -70,7 +70,7 @@ const requests: ProduceRequest[] = [
 ];
 
 const success = (i: bigint): ProduceResult => ({
-  requestId: i,
+  requestId: Number(i),
   outcome: {
     $case: 'success',
     success: {
@@ -98,7 +98,7 @@ const responses: ProduceResponse[] = [
         results: [
           success(1n),
           {
-            requestId: 2n,
+            requestId: 2,
             outcome: {
               $case: 'error',
               error: {
@@ -154,7 +154,7 @@ describe('produce codec', () => {
       request: {
         $case: 'produce',
         produce: {
-          requestId: 3n,
+          requestId: 3,
           vchannel: 'v',
           message: { payload: view as Buffer, properties: {} },
           sequence: 12,
@@ -184,7 +184,7 @@ describe('produce codec', () => {
       request: {
         $case: 'produce',
         produce: {
-          requestId: 1n,
+          requestId: 1,
           vchannel: 'v',
           message: { payload: Buffer.from([1]), properties: {} },
           sequence: 0,
@@ -199,22 +199,26 @@ describe('produce codec', () => {
     expect(decodeProduceRequest(frame)).toEqual(ProduceRequest.decode(frame));
   });
 
-  it('rejects uint64 values out of range like the generated encoder', () => {
-    const bad: ProduceRequest = {
-      request: {
-        $case: 'produce',
-        produce: { requestId: 2n ** 64n, vchannel: '', message: undefined, sequence: 0 },
-      },
-    };
-    expect(() => encodeProduceRequest(bad)).toThrow(/too large/);
-    for (const sequence of [-1, 1.5, 2 ** 53, Number.NaN]) {
+  it('refuses request ids and sequences that are not uint64 values below 2^53', () => {
+    for (const bad of [-1, 1.5, 2 ** 53, Number.NaN]) {
+      const badId: ProduceRequest = {
+        request: {
+          $case: 'produce',
+          produce: { requestId: bad, vchannel: '', message: undefined, sequence: 0 },
+        },
+      };
+      expect(() => encodeProduceRequest(badId)).toThrow(/requestId/);
       const badSeq: ProduceRequest = {
         request: {
           $case: 'produce',
-          produce: { requestId: 1n, vchannel: '', message: undefined, sequence },
+          produce: { requestId: 1, vchannel: '', message: undefined, sequence: bad },
         },
       };
       expect(() => encodeProduceRequest(badSeq)).toThrow(/sequence/);
+      const badResult: ProduceResponse = {
+        response: { $case: 'result', result: { ...success(1n), requestId: bad } },
+      };
+      expect(() => encodeProduceResponse(badResult)).toThrow(/requestId/);
     }
   });
 
@@ -225,7 +229,7 @@ describe('produce codec', () => {
       const r: ProduceRequest = {
         request: {
           $case: 'produce',
-          produce: { requestId: 9n, vchannel: 'v', message: undefined, sequence },
+          produce: { requestId: 9, vchannel: 'v', message: undefined, sequence },
         },
       };
       const bytes = encodeProduceRequest(r);
@@ -234,12 +238,18 @@ describe('produce codec', () => {
     }
   });
 
-  it('leaves a sequence of 2^53 or more to the generated decoder, which refuses it', () => {
-    // requestId 1, then field 4 = 2^53 as a varint.
-    const inner = Buffer.from([8, 1, 32, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
-    const frame = Buffer.concat([Buffer.from([18, inner.length]), inner]);
-    expect(() => ProduceRequest.decode(frame)).toThrow();
-    expect(() => decodeProduceRequest(frame)).toThrow();
+  it('leaves a sequence or request id of 2^53 or more to the generated decoder, which refuses it', () => {
+    const twoTo53 = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10];
+    // requestId 1, then field 4 = 2^53; then field 1 = 2^53.
+    for (const inner of [Buffer.from([8, 1, 32, ...twoTo53]), Buffer.from([8, ...twoTo53])]) {
+      const frame = Buffer.concat([Buffer.from([18, inner.length]), inner]);
+      expect(() => ProduceRequest.decode(frame)).toThrow();
+      expect(() => decodeProduceRequest(frame)).toThrow();
+    }
+    // A result (field 2) whose request id is 2^53.
+    const result = Buffer.from([18, 9, 8, ...twoTo53]);
+    expect(() => ProduceResponse.decode(result)).toThrow();
+    expect(() => decodeProduceResponse(result)).toThrow();
   });
 
   it('round-trips uint64 values at every varint length', () => {
@@ -250,7 +260,8 @@ describe('produce codec', () => {
         response: {
           $case: 'result',
           result: {
-            requestId: v,
+            // A request id is below 2^53 (see the sequence test for its varints).
+            requestId: Number(v & (2n ** 53n - 1n)),
             outcome: {
               $case: 'success',
               success: {

@@ -172,9 +172,9 @@ function writeMessage(buf: Buffer, pos: number, m: Message): number {
 
 function sizeProduceMessage(pm: ProduceMessage): number {
   let size = 0;
-  if (pm.requestId !== 0n) {
-    checkU64(pm.requestId, 'requestId');
-    size += 1 + varint64Size(pm.requestId);
+  if (pm.requestId !== 0) {
+    checkSafeU64(pm.requestId, 'requestId');
+    size += 1 + varintNumberSize(pm.requestId);
   }
   if (pm.vchannel !== '') size += sizeString(pm.vchannel);
   if (pm.message !== undefined) {
@@ -193,9 +193,9 @@ function sizeProduceMessage(pm: ProduceMessage): number {
 }
 
 function writeProduceMessage(buf: Buffer, pos: number, pm: ProduceMessage): number {
-  if (pm.requestId !== 0n) {
+  if (pm.requestId !== 0) {
     buf[pos++] = 8;
-    pos = writeVarint64(buf, pos, pm.requestId);
+    pos = writeVarintNumber(buf, pos, pm.requestId);
   }
   if (pm.vchannel !== '') pos = writeString(buf, pos, 18, pm.vchannel);
   if (pm.message !== undefined) {
@@ -410,10 +410,10 @@ function decodeMessage(c: Cursor, end: number): Message {
 }
 
 function decodeProduceMessage(c: Cursor, end: number): ProduceMessage {
-  const pm: ProduceMessage = { requestId: 0n, vchannel: '', message: undefined, sequence: 0 };
+  const pm: ProduceMessage = { requestId: 0, vchannel: '', message: undefined, sequence: 0 };
   while (c.pos < end) {
     const tag = c.buf[c.pos++];
-    if (tag === 8) pm.requestId = readVarint64(c);
+    if (tag === 8) pm.requestId = readVarintNumber(c);
     else if (tag === 32) pm.sequence = readVarintNumber(c);
     else if (tag === 18) pm.vchannel = readString(c, end);
     else if (tag === 26) {
@@ -504,9 +504,9 @@ function sizeResult(r: ProduceResult): number {
   }
   lens.push(success);
   let size = 1 + varint32Size(success) + success;
-  if (r.requestId !== 0n) {
-    checkU64(r.requestId, 'requestId');
-    size += 1 + varint64Size(r.requestId);
+  if (r.requestId !== 0) {
+    checkSafeU64(r.requestId, 'requestId');
+    size += 1 + varintNumberSize(r.requestId);
   }
   lens.push(size);
   return size;
@@ -518,9 +518,9 @@ function writeResult(buf: Buffer, pos: number, r: ProduceResult): number {
   const lcSize = s.lastConfirmedId !== undefined ? (lens[lenAt++] as number) : 0;
   const success = lens[lenAt++] as number;
   lenAt++; // the result's own size, written by the caller
-  if (r.requestId !== 0n) {
+  if (r.requestId !== 0) {
     buf[pos++] = 8;
-    pos = writeVarint64(buf, pos, r.requestId);
+    pos = writeVarintNumber(buf, pos, r.requestId);
   }
   buf[pos++] = 18;
   pos = writeVarint32(buf, pos, success);
@@ -585,11 +585,11 @@ function decodeId(c: Cursor, end: number): MessageID {
 }
 
 function decodeResult(c: Cursor, end: number): ProduceResult {
-  let requestId = 0n;
+  let requestId = 0;
   let success: ProduceSuccess | undefined;
   while (c.pos < end) {
     const tag = c.buf[c.pos++];
-    if (tag === 8) requestId = readVarint64(c);
+    if (tag === 8) requestId = readVarintNumber(c);
     else if (tag === 18 && success === undefined) {
       const e = readEnd(c, end);
       const s: ProduceSuccess = { id: undefined, timeTick: 0n, lastConfirmedId: undefined };

@@ -643,7 +643,7 @@ function produceOne(
   );
 }
 
-function successResult(requestId: bigint, ok: AppendResult): ProduceResult {
+function successResult(requestId: number, ok: AppendResult): ProduceResult {
   const id = toWire(ok.id);
   // A message's own position is its last-confirmed id (log order is tick order): one object.
   const lastConfirmedId = ok.lastConfirmedId === ok.id ? id : toWire(ok.lastConfirmedId);
@@ -653,7 +653,7 @@ function successResult(requestId: bigint, ok: AppendResult): ProduceResult {
   };
 }
 
-function failedResult(requestId: bigint, err: unknown): ProduceResult {
+function failedResult(requestId: number, err: unknown): ProduceResult {
   return { requestId, outcome: { $case: 'error', error: toStreamingError(err).toProto() } };
 }
 

@@ -115,7 +115,7 @@ describe('node limit metrics', () => {
       });
       call.on('error', () => undefined);
       call.write({ request: { $case: 'open', open: { pchannel, producerId: 7n } } });
-      const send = (requestId: bigint) =>
+      const send = (requestId: number) =>
         call.write({
           request: {
             $case: 'produce',
@@ -128,9 +128,9 @@ describe('node limit metrics', () => {
           },
         });
       // The same message twice (a retry on the same stream, say after a lost answer).
-      send(1n);
+      send(1);
       await waitFor(() => answered === 1, { timeoutMs: 10_000 });
-      send(2n);
+      send(2);
       await waitFor(() => answered === 2, { timeoutMs: 10_000 });
       const seen = await collect();
       expect(seen.get(METRICS.produceDeduplicated.name)).toBe(1);

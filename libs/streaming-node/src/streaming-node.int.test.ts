@@ -123,7 +123,7 @@ describe('streaming node', () => {
         request: {
           $case: 'produce',
           produce: {
-            requestId: BigInt(i + 1),
+            requestId: i + 1,
             vchannel,
             message: { payload: Buffer.alloc(bytes, i), properties: {} },
             sequence: 0,
@@ -145,7 +145,7 @@ describe('streaming node', () => {
       description: 'every message of the producer answered',
     });
     expect(results().map((r) => [r.requestId, r.outcome?.$case])).toEqual(
-      Array.from({ length: p.count }, (_, i) => [BigInt(i + 1), 'success']),
+      Array.from({ length: p.count }, (_, i) => [i + 1, 'success']),
     );
     p.call.end();
     await waitFor(() => p.state.ended(), { timeoutMs: 10_000 });
@@ -161,7 +161,7 @@ describe('streaming node', () => {
         open: { pchannel: { name, term: BigInt(term), accessMode: 1 }, producerId },
       },
     });
-    let next = 1n;
+    let next = 1;
     return {
       ...state,
       call,
@@ -170,7 +170,7 @@ describe('streaming node', () => {
         text: string | Uint8Array,
         properties: Record<string, string> = {},
         sequence = 0,
-      ): bigint {
+      ): number {
         const requestId = next++;
         const payload =
           typeof text === 'string' ? Buffer.from(enc.encode(text)) : Buffer.from(text);
@@ -348,7 +348,7 @@ describe('streaming node', () => {
         request: {
           $case: 'produce',
           produce: {
-            requestId: 1n,
+            requestId: 1,
             vchannel: 'v',
             message: { payload: Buffer.from('x'), properties: {} },
             sequence: 0,
@@ -453,9 +453,7 @@ describe('streaming node', () => {
     for (let i = 0; i < 20; i++) p.send(i % 2 === 0 ? 'even' : 'odd', `m${i}`, { i: String(i) });
     await waitFor(() => p.results().length === 20, { timeoutMs: 10_000 });
     const results = p.results();
-    expect(results.map((r) => r.requestId)).toEqual(
-      Array.from({ length: 20 }, (_, i) => BigInt(i + 1)),
-    );
+    expect(results.map((r) => r.requestId)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     const ticks = results.map((r) =>
       r.outcome?.$case === 'success' ? r.outcome.success.timeTick : -1n,
     );
@@ -500,19 +498,19 @@ describe('streaming node', () => {
         produceBatch: {
           messages: [
             {
-              requestId: 1n,
+              requestId: 1,
               vchannel: 'b',
               message: { payload: payload('one'), properties: {} },
               sequence: 0,
             },
             {
-              requestId: 2n,
+              requestId: 2,
               vchannel: 'bad/name',
               message: { payload: payload('two'), properties: {} },
               sequence: 0,
             },
             {
-              requestId: 3n,
+              requestId: 3,
               vchannel: 'b',
               message: { payload: payload('three'), properties: {} },
               sequence: 0,
@@ -527,9 +525,9 @@ describe('streaming node', () => {
     const frame = p.frames.find((f) => f.response?.$case === 'results');
     const results = frame?.response?.$case === 'results' ? frame.response.results.results : [];
     expect(results.map((r) => [r.requestId, r.outcome?.$case])).toEqual([
-      [1n, 'success'],
-      [2n, 'error'],
-      [3n, 'success'],
+      [1, 'success'],
+      [2, 'error'],
+      [3, 'success'],
     ]);
     const c = consumer('wal-0004', 1, 'b');
     await waitFor(() => c.messages().length === 2, { timeoutMs: 10_000 });
@@ -592,7 +590,7 @@ describe('streaming node', () => {
     await waitFor(() => p.results().length === count + 1, { timeoutMs: 10_000 });
     const results = p.results();
     expect(results.map((r) => [r.requestId, r.outcome?.$case])).toEqual(
-      Array.from({ length: count + 1 }, (_, i) => [BigInt(i + 1), 'success']),
+      Array.from({ length: count + 1 }, (_, i) => [i + 1, 'success']),
     );
     // One response per frame would be 50; frames appended in the same turn share one.
     const responses = p.frames.filter((f) => answers(f).length > 0).length - 1;
@@ -617,7 +615,7 @@ describe('streaming node', () => {
           $case: 'produceBatch',
           produceBatch: {
             messages: vchannels.map((vchannel, i) => ({
-              requestId: BigInt(first + i),
+              requestId: first + i,
               vchannel,
               message: { payload: Buffer.from(`m${first + i}`), properties: { k: 'v' } },
               sequence: 0,
@@ -636,7 +634,7 @@ describe('streaming node', () => {
     await waitFor(() => resultFrames().length === 2, { timeoutMs: 10_000 });
     const all = resultFrames().flat();
     expect(all.map((r) => [r.requestId, r.outcome?.$case])).toEqual(
-      [1n, 2n, 3n, 4n, 5n, 6n].map((id) => [id, 'success']),
+      [1, 2, 3, 4, 5, 6].map((id) => [id, 'success']),
     );
     const ok = all.map((r) => (r.outcome?.$case === 'success' ? r.outcome.success : undefined));
     const entryIds = ok.map((s) => Number(s?.id?.entryId));
@@ -799,7 +797,7 @@ describe('streaming node', () => {
       request: {
         $case: 'produce',
         produce: {
-          requestId: 1n,
+          requestId: 1,
           vchannel: 'ok',
           message: { payload: Buffer.from('x'), properties: {} },
           sequence: 0,
@@ -898,6 +896,8 @@ describe('streaming node', () => {
     for (const frames of [
       [Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x01])], // undecodable message
       [openFrame, Buffer.from([0x0a, 0x7f])], // open, then a truncated one
+      // open, then a produce whose request id is 2^53 (request ids are below it)
+      [openFrame, Buffer.from([18, 9, 8, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10])],
     ]) {
       const call = framedRaw();
       const f = collect(call as unknown as ClientDuplexStream<Buffer, Buffer>);

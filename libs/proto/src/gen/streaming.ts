@@ -225,8 +225,11 @@ export interface OpenProducer {
 }
 
 export interface ProduceMessage {
-  /** Chosen by the client, unique per stream; the result carries it back. */
-  requestId: bigint;
+  /**
+   * Chosen by the client, unique per stream; the result carries it back. Below 2^53 (JavaScript
+   * numbers: no bigint per message); a node refuses a frame with a larger one as malformed.
+   */
+  requestId: number;
   vchannel: string;
   message:
     | Message
@@ -262,7 +265,7 @@ export interface ProducerOpened {
 }
 
 export interface ProduceResult {
-  requestId: bigint;
+  requestId: number;
   outcome: { $case: "success"; success: ProduceSuccess } | { $case: "error"; error: StreamingError } | undefined;
 }
 
@@ -2064,16 +2067,16 @@ export const OpenProducer: MessageFns<OpenProducer> = {
 };
 
 function createBaseProduceMessage(): ProduceMessage {
-  return { requestId: 0n, vchannel: "", message: undefined, sequence: 0 };
+  return { requestId: 0, vchannel: "", message: undefined, sequence: 0 };
 }
 
 export const ProduceMessage: MessageFns<ProduceMessage> = {
   encode(message: ProduceMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.requestId !== 0n) {
-      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
-        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+    if (message.requestId !== 0) {
+      if (BigInt.asUintN(64, BigInt(message.requestId)) !== BigInt(message.requestId)) {
+        throw new globalThis.Error("value provided for field BigInt(message.requestId) of type uint64 too large");
       }
-      writer.uint32(8).uint64(message.requestId);
+      writer.uint32(8).uint64(BigInt(message.requestId));
     }
     if (message.vchannel !== "") {
       writer.uint32(18).string(message.vchannel);
@@ -2108,7 +2111,7 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
               break;
             }
 
-            message.requestId = reader.uint64() as bigint;
+            message.requestId = longToNumber(reader.uint64());
             continue;
           }
           case 2: {
@@ -2150,10 +2153,10 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
   fromJSON(object: any): ProduceMessage {
     return {
       requestId: isSet(object.requestId)
-        ? BigInt(object.requestId)
+        ? globalThis.Number(object.requestId)
         : isSet(object.request_id)
-        ? BigInt(object.request_id)
-        : 0n,
+        ? globalThis.Number(object.request_id)
+        : 0,
       vchannel: isSet(object.vchannel) ? globalThis.String(object.vchannel) : "",
       message: isSet(object.message) ? Message.fromJSON(object.message) : undefined,
       sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
@@ -2162,8 +2165,8 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
 
   toJSON(message: ProduceMessage): unknown {
     const obj: any = {};
-    if (message.requestId !== 0n) {
-      obj.requestId = message.requestId.toString();
+    if (message.requestId !== 0) {
+      obj.requestId = globalThis.Number(message.requestId);
     }
     if (message.vchannel !== "") {
       obj.vchannel = message.vchannel;
@@ -2182,7 +2185,7 @@ export const ProduceMessage: MessageFns<ProduceMessage> = {
   },
   fromPartial<I extends Exact<DeepPartial<ProduceMessage>, I>>(object: I): ProduceMessage {
     const message = createBaseProduceMessage();
-    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
+    message.requestId = object.requestId ?? 0;
     message.vchannel = object.vchannel ?? "";
     message.message = (object.message !== undefined && object.message !== null)
       ? Message.fromPartial(object.message)
@@ -2535,16 +2538,16 @@ export const ProducerOpened: MessageFns<ProducerOpened> = {
 };
 
 function createBaseProduceResult(): ProduceResult {
-  return { requestId: 0n, outcome: undefined };
+  return { requestId: 0, outcome: undefined };
 }
 
 export const ProduceResult: MessageFns<ProduceResult> = {
   encode(message: ProduceResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.requestId !== 0n) {
-      if (BigInt.asUintN(64, message.requestId) !== message.requestId) {
-        throw new globalThis.Error("value provided for field message.requestId of type uint64 too large");
+    if (message.requestId !== 0) {
+      if (BigInt.asUintN(64, BigInt(message.requestId)) !== BigInt(message.requestId)) {
+        throw new globalThis.Error("value provided for field BigInt(message.requestId) of type uint64 too large");
       }
-      writer.uint32(8).uint64(message.requestId);
+      writer.uint32(8).uint64(BigInt(message.requestId));
     }
     switch (message.outcome?.$case) {
       case "success":
@@ -2575,7 +2578,7 @@ export const ProduceResult: MessageFns<ProduceResult> = {
               break;
             }
 
-            message.requestId = reader.uint64() as bigint;
+            message.requestId = longToNumber(reader.uint64());
             continue;
           }
           case 2: {
@@ -2609,10 +2612,10 @@ export const ProduceResult: MessageFns<ProduceResult> = {
   fromJSON(object: any): ProduceResult {
     return {
       requestId: isSet(object.requestId)
-        ? BigInt(object.requestId)
+        ? globalThis.Number(object.requestId)
         : isSet(object.request_id)
-        ? BigInt(object.request_id)
-        : 0n,
+        ? globalThis.Number(object.request_id)
+        : 0,
       outcome: isSet(object.success)
         ? { $case: "success", success: ProduceSuccess.fromJSON(object.success) }
         : isSet(object.error)
@@ -2623,8 +2626,8 @@ export const ProduceResult: MessageFns<ProduceResult> = {
 
   toJSON(message: ProduceResult): unknown {
     const obj: any = {};
-    if (message.requestId !== 0n) {
-      obj.requestId = message.requestId.toString();
+    if (message.requestId !== 0) {
+      obj.requestId = globalThis.Number(message.requestId);
     }
     if (message.outcome?.$case === "success") {
       obj.success = ProduceSuccess.toJSON(message.outcome.success);
@@ -2639,7 +2642,7 @@ export const ProduceResult: MessageFns<ProduceResult> = {
   },
   fromPartial<I extends Exact<DeepPartial<ProduceResult>, I>>(object: I): ProduceResult {
     const message = createBaseProduceResult();
-    message.requestId = (object.requestId !== undefined && object.requestId !== null) ? BigInt(object.requestId) : 0n;
+    message.requestId = object.requestId ?? 0;
     switch (object.outcome?.$case) {
       case "success": {
         if (object.outcome?.success !== undefined && object.outcome?.success !== null) {
