@@ -102,9 +102,29 @@ export function encodeRecordHead(entry: EntryData): Buffer {
   return writeRecord(entry, false);
 }
 
+// Scratch of writeRecord (synchronous, so one set serves every call): each property's strings
+// and UTF-8 lengths from the measuring walk, so that writing does not walk the object again.
+const scratchKeys: string[] = [];
+const scratchValues: string[] = [];
+const scratchKeyBytes: number[] = [];
+const scratchValueBytes: number[] = [];
+
+/** Little-endian stores without the bounds checks and calls of Buffer's write methods. */
+function putU16(buf: Buffer, off: number, v: number): void {
+  buf[off] = v & 0xff;
+  buf[off + 1] = v >>> 8;
+}
+
+function putU32(buf: Buffer, off: number, v: number): void {
+  buf[off] = v & 0xff;
+  buf[off + 1] = (v >>> 8) & 0xff;
+  buf[off + 2] = (v >>> 16) & 0xff;
+  buf[off + 3] = v >>> 24;
+}
+
 function writeRecord(entry: EntryData, withPayload: boolean): Buffer {
-  // Strings are measured and written in place, in one walk of the properties each: no
-  // intermediate arrays or byte arrays per property (this runs once per appended entry).
+  // One walk of the properties measures them; the write reads the scratch arrays. No
+  // intermediate byte arrays per property (this runs once per appended entry).
   const properties = entry.properties;
   const payloadBytes = entry.payload.byteLength;
   let headBytes = RECORD_HEADER_BYTES;
@@ -112,37 +132,43 @@ function writeRecord(entry: EntryData, withPayload: boolean): Buffer {
   if (properties !== undefined) {
     for (const key in properties) {
       if (!Object.hasOwn(properties, key)) continue;
-      headBytes += 6 + utf8Length(key) + utf8Length(properties[key] as string);
-      count++;
-    }
-  }
-  const buf = Buffer.allocUnsafe(withPayload ? headBytes + payloadBytes : headBytes);
-  let off = 8;
-  buf.writeUInt16LE(count, off);
-  buf.writeUInt16LE(0, off + 2);
-  off += 4;
-  if (properties !== undefined) {
-    for (const key in properties) {
-      if (!Object.hasOwn(properties, key)) continue;
       const value = properties[key] as string;
       const keyBytes = utf8Length(key);
       const valueBytes = utf8Length(value);
-      writeUtf8(buf, off + 6, key, keyBytes);
-      writeUtf8(buf, off + 6 + keyBytes, value, valueBytes);
-      buf.writeUInt16LE(keyBytes, off);
-      buf.writeUInt32LE(valueBytes, off + 2);
-      off += 6 + keyBytes + valueBytes;
+      scratchKeys[count] = key;
+      scratchValues[count] = value;
+      scratchKeyBytes[count] = keyBytes;
+      scratchValueBytes[count] = valueBytes;
+      headBytes += 6 + keyBytes + valueBytes;
+      count++;
     }
   }
-  buf.writeUInt32LE(headBytes + payloadBytes - 8, 0);
+  assert(count <= 0xffff, 'a record has at most 65535 properties');
+  const buf = Buffer.allocUnsafe(withPayload ? headBytes + payloadBytes : headBytes);
+  putU16(buf, 8, count);
+  putU16(buf, 10, 0);
+  let off = RECORD_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    const keyBytes = scratchKeyBytes[i] as number;
+    const valueBytes = scratchValueBytes[i] as number;
+    putU16(buf, off, keyBytes);
+    putU32(buf, off + 2, valueBytes);
+    writeUtf8(buf, off + 6, scratchKeys[i] as string, keyBytes);
+    writeUtf8(buf, off + 6 + keyBytes, scratchValues[i] as string, valueBytes);
+    off += 6 + keyBytes + valueBytes;
+  }
+  // Drop the strings: the scratch must not keep a record's properties alive.
+  scratchKeys.fill('', 0, count);
+  scratchValues.fill('', 0, count);
+  putU32(buf, 0, headBytes + payloadBytes - 8);
   if (withPayload) {
     buf.set(entry.payload, off);
-    buf.writeUInt32LE(crc32(buf.subarray(8)), 4);
+    putU32(buf, 4, crc32(buf.subarray(8)));
   } else {
     // The head is short (tens of bytes): a table walk in place beats a view plus a native call.
     const headCrc =
       headBytes <= SHORT_HEAD_BYTES ? crc32Range(buf, 8, headBytes, 0) : crc32(buf.subarray(8));
-    buf.writeUInt32LE(crc32(entry.payload, headCrc), 4);
+    putU32(buf, 4, crc32(entry.payload, headCrc));
   }
   return buf;
 }
