@@ -4,6 +4,7 @@ import { crc32 } from 'node:zlib';
 import {
   BLOCK_HEADER_BYTES,
   crc32Prefix8,
+  crc32Range,
   decodeBlock,
   decodeWholeBlock,
   encodeBlock,
@@ -132,6 +133,15 @@ describe('block codec (format v1)', () => {
       running = crc32Prefix8(buf, off, running);
       viaZlib = crc32(buf.subarray(off, off + 8), viaZlib);
       expect(running).toBe(viaZlib);
+    }
+  });
+
+  it('computes CRC-32 over any range like zlib, four bytes at a time and the rest byte by byte', () => {
+    const buf = Uint8Array.from({ length: 300 }, (_, i) => (i * 131 + 7) & 0xff);
+    for (let from = 0; from < 5; from++) {
+      for (let to = from; to <= 200; to++) {
+        expect(crc32Range(buf, from, to, to * 7919)).toBe(crc32(buf.subarray(from, to), to * 7919));
+      }
     }
   });
 
