@@ -179,6 +179,35 @@ describe('produce codec', () => {
     expect(decoded.produce.message?.payload.buffer).toBe(bytes.buffer);
   });
 
+  it('decodes runs of the same vchannel name, and names that change, like the generated decoder', () => {
+    const long = 'n'.repeat(300);
+    const names = ['a', 'a', 'b', 'a', '', '', 'é-x', 'é-x', long, long, 'a'];
+    const batch = (vchannels: string[]): Buffer =>
+      encodeProduceRequest({
+        request: {
+          $case: 'produceBatch',
+          produceBatch: {
+            messages: vchannels.map((vchannel, i) => ({
+              requestId: i + 1,
+              vchannel,
+              message: undefined,
+              sequence: 0,
+            })),
+          },
+        },
+      });
+    const frame = batch(names);
+    expect(decodeProduceRequest(frame)).toEqual(ProduceRequest.decode(frame));
+    // The remembered name is a copy: memory of an earlier frame that changes afterwards (a
+    // reused buffer) does not make a different name look like the remembered one.
+    const first = batch(['same']);
+    expect(decodeProduceRequest(first)).toEqual(ProduceRequest.decode(first));
+    const at = first.indexOf('same');
+    first.write('samf', at);
+    const other = batch(['samf']);
+    expect(decodeProduceRequest(other)).toEqual(ProduceRequest.decode(other));
+  });
+
   it('falls back to the generated decoder for fields it does not know', () => {
     const small: ProduceRequest = {
       request: {

@@ -93,8 +93,19 @@ function writeVarintParts(buf: Buffer, pos: number, lo: number, hi: number): num
 const lens: number[] = [];
 let lenAt = 0;
 
+/** Strings up to this length are measured and written in JavaScript when they are ASCII. */
+const SHORT_STRING = 64;
+
+/** UTF-8 length of `s`: checked in JavaScript for short strings (cheaper than a native call). */
+function utf8Length(s: string): number {
+  const n = s.length;
+  if (n > SHORT_STRING) return Buffer.byteLength(s, 'utf8');
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, 'utf8');
+  return n;
+}
+
 function sizeString(s: string): number {
-  const n = Buffer.byteLength(s, 'utf8');
+  const n = utf8Length(s);
   lens.push(n);
   return 1 + varint32Size(n) + n;
 }
@@ -103,7 +114,12 @@ function writeString(buf: Buffer, pos: number, tag: number, s: string): number {
   const n = lens[lenAt++] as number;
   buf[pos++] = tag;
   pos = writeVarint32(buf, pos, n);
-  if (n > 0) buf.write(s, pos, n, 'utf8');
+  if (n === s.length && n <= SHORT_STRING) {
+    // ASCII (its UTF-8 length is its length): byte by byte.
+    for (let i = 0; i < n; i++) buf[pos + i] = s.charCodeAt(i);
+  } else if (n > 0) {
+    buf.write(s, pos, n, 'utf8');
+  }
   return pos + n;
 }
 
@@ -382,6 +398,33 @@ function readString(c: Cursor, limit: number): string {
   return s;
 }
 
+// The last vchannel name decoded, and its bytes: a stream nearly always writes one vchannel, so
+// most messages reuse the string instead of decoding (and allocating) it again.
+let lastVchannel = '';
+let lastVchannelBytes: Uint8Array = new Uint8Array(0);
+/** Names longer than this are decoded every time (and not remembered). */
+const MAX_REMEMBERED_NAME_BYTES = 256;
+
+function readVchannel(c: Cursor, limit: number): string {
+  const end = readEnd(c, limit);
+  const { buf } = c;
+  const n = end - c.pos;
+  let same = n === lastVchannelBytes.length;
+  for (let i = 0; same && i < n; i++) same = buf[c.pos + i] === lastVchannelBytes[i];
+  if (same) {
+    c.pos = end;
+    return lastVchannel;
+  }
+  const s = buf.toString('utf8', c.pos, end);
+  if (n <= MAX_REMEMBERED_NAME_BYTES) {
+    // A copy: the frame's buffer is the message's own and may be large; keep only the name.
+    lastVchannelBytes = new Uint8Array(buf.subarray(c.pos, end));
+    lastVchannel = s;
+  }
+  c.pos = end;
+  return s;
+}
+
 function decodeMessage(c: Cursor, end: number): Message {
   const m: Message = { payload: EMPTY, properties: {} };
   while (c.pos < end) {
@@ -415,7 +458,7 @@ function decodeProduceMessage(c: Cursor, end: number): ProduceMessage {
     const tag = c.buf[c.pos++];
     if (tag === 8) pm.requestId = readVarintNumber(c);
     else if (tag === 32) pm.sequence = readVarintNumber(c);
-    else if (tag === 18) pm.vchannel = readString(c, end);
+    else if (tag === 18) pm.vchannel = readVchannel(c, end);
     else if (tag === 26) {
       // A repeated message field is merged by the generated code; we never send one.
       if (pm.message !== undefined) throw notCovered;
