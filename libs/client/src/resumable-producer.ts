@@ -585,10 +585,15 @@ export class ResumableProducer {
       let value: AppendResult;
       try {
         const success = outcome.success;
+        const messageId = fromProtoId(success.id, 'message id');
         value = {
-          messageId: fromProtoId(success.id, 'message id'),
+          messageId,
           timeTick: success.timeTick,
-          lastConfirmedId: fromProtoId(success.lastConfirmedId, 'last confirmed id'),
+          // Nearly always the message's own id, decoded as the same object: convert it once.
+          lastConfirmedId:
+            success.lastConfirmedId === success.id
+              ? messageId
+              : fromProtoId(success.lastConfirmedId, 'last confirmed id'),
         };
       } catch (err) {
         this.settle(p, err as Error);

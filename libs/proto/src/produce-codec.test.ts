@@ -308,6 +308,39 @@ describe('produce codec', () => {
     }
   });
 
+  it('decodes a last-confirmed id with the bytes of the id as the same object', () => {
+    const id = { segmentId: 3n, entryId: 77n };
+    const frame = encodeProduceResponse({
+      response: {
+        $case: 'results',
+        results: {
+          results: [
+            {
+              requestId: 1,
+              outcome: { $case: 'success', success: { id, timeTick: 5n, lastConfirmedId: id } },
+            },
+            {
+              requestId: 2,
+              outcome: {
+                $case: 'success',
+                success: { id, timeTick: 6n, lastConfirmedId: { segmentId: 3n, entryId: 76n } },
+              },
+            },
+          ],
+        },
+      },
+    });
+    const decoded = decodeProduceResponse(frame);
+    expect(decoded).toEqual(ProduceResponse.decode(frame));
+    const r = decoded.response?.$case === 'results' ? decoded.response.results.results : [];
+    const [same, other] = r.map((x) =>
+      x.outcome?.$case === 'success' ? x.outcome.success : undefined,
+    );
+    expect(same?.lastConfirmedId).toBe(same?.id);
+    expect(other?.lastConfirmedId).not.toBe(other?.id);
+    expect(other?.lastConfirmedId).toEqual({ segmentId: 3n, entryId: 76n });
+  });
+
   it('encodes and decodes produce responses like the generated code', () => {
     for (const r of responses) {
       const bytes = generatedResponse(r);

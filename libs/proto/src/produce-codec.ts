@@ -91,7 +91,18 @@ function writeVarintParts(buf: Buffer, pos: number, lo: number, hi: number): num
 // Byte lengths measured by the sizing pass, consumed in the same order by the writing pass.
 // Module scratch: encoding is synchronous, so one array serves every call.
 const lens: number[] = [];
+// Entries of `lens` in use: it is reset by this count, not by its length, so that its storage is
+// kept between frames instead of regrown for each.
+let lensUsed = 0;
 let lenAt = 0;
+/** Storage kept between frames; a frame that needed more (many properties) releases it. */
+const KEPT_LENS = 4096;
+
+function resetLens(): void {
+  if (lensUsed > KEPT_LENS) lens.length = 0;
+  lensUsed = 0;
+  lenAt = 0;
+}
 
 /** Strings up to this length are measured and written in JavaScript when they are ASCII. */
 const SHORT_STRING = 64;
@@ -106,7 +117,7 @@ function utf8Length(s: string): number {
 
 function sizeString(s: string): number {
   const n = utf8Length(s);
-  lens.push(n);
+  lens[lensUsed++] = n;
   return 1 + varint32Size(n) + n;
 }
 
@@ -148,7 +159,7 @@ function sizeMessage(m: Message): number {
     let entry = 0;
     if (key !== '') entry += sizeString(key);
     if (value !== '') entry += sizeString(value);
-    lens.push(entry);
+    lens[lensUsed++] = entry;
     size += 1 + varint32Size(entry) + entry;
   }
   return size;
@@ -195,8 +206,8 @@ function sizeProduceMessage(pm: ProduceMessage): number {
   if (pm.vchannel !== '') size += sizeString(pm.vchannel);
   if (pm.message !== undefined) {
     // Its length goes before its contents' lengths: reserve the slot.
-    const slot = lens.length;
-    lens.push(0);
+    const slot = lensUsed;
+    lens[lensUsed++] = 0;
     const m = sizeMessage(pm.message);
     lens[slot] = m;
     size += 1 + varint32Size(m) + m;
@@ -267,8 +278,7 @@ export function encodeProduceRequestParts(
 function encodeProduceFrames(
   r: Extract<ProduceRequest['request'], { $case: 'produce' | 'produceBatch' }>,
 ): Buffer {
-  lens.length = 0;
-  lenAt = 0;
+  resetLens();
   try {
     let inner: number;
     if (r.$case === 'produce') {
@@ -276,8 +286,8 @@ function encodeProduceFrames(
     } else {
       inner = 0;
       for (const pm of r.produceBatch.messages) {
-        const slot = lens.length;
-        lens.push(0);
+        const slot = lensUsed;
+        lens[lensUsed++] = 0;
         const n = sizeProduceMessage(pm);
         lens[slot] = n;
         inner += 1 + varint32Size(n) + n;
@@ -300,7 +310,7 @@ function encodeProduceFrames(
     if (pos !== total) throw new Error(`produce frame: wrote ${pos} of ${total} bytes`);
     return buf;
   } finally {
-    lens.length = 0;
+    resetLens();
   }
 }
 
@@ -533,7 +543,7 @@ function sizeResult(r: ProduceResult): number {
   let success = 0;
   if (s.id !== undefined) {
     const n = sizeId(s.id);
-    lens.push(n);
+    lens[lensUsed++] = n;
     success += 1 + varint32Size(n) + n;
   }
   if (s.timeTick !== 0n) {
@@ -542,16 +552,16 @@ function sizeResult(r: ProduceResult): number {
   }
   if (s.lastConfirmedId !== undefined) {
     const n = sizeId(s.lastConfirmedId);
-    lens.push(n);
+    lens[lensUsed++] = n;
     success += 1 + varint32Size(n) + n;
   }
-  lens.push(success);
+  lens[lensUsed++] = success;
   let size = 1 + varint32Size(success) + success;
   if (r.requestId !== 0) {
     checkSafeU64(r.requestId, 'requestId');
     size += 1 + varintNumberSize(r.requestId);
   }
-  lens.push(size);
+  lens[lensUsed++] = size;
   return size;
 }
 
@@ -581,8 +591,7 @@ export function encodeProduceResponse(value: ProduceResponse): Buffer {
   const r = value.response;
   try {
     if (r?.$case !== 'result' && r?.$case !== 'results') throw notCovered;
-    lens.length = 0;
-    lenAt = 0;
+    resetLens();
     const results = r.$case === 'result' ? [r.result] : r.results.results;
     let inner = 0;
     for (const result of results) {
@@ -611,7 +620,7 @@ export function encodeProduceResponse(value: ProduceResponse): Buffer {
     if (err !== notCovered) throw err;
     return Buffer.from(ProduceResponse.encode(value).finish());
   } finally {
-    lens.length = 0;
+    resetLens();
   }
 }
 
@@ -627,6 +636,12 @@ function decodeId(c: Cursor, end: number): MessageID {
   return id;
 }
 
+function sameBytes(buf: Buffer, a: number, aEnd: number, b: number, bEnd: number): boolean {
+  if (aEnd - a !== bEnd - b) return false;
+  for (let i = 0; i < aEnd - a; i++) if (buf[a + i] !== buf[b + i]) return false;
+  return true;
+}
+
 function decodeResult(c: Cursor, end: number): ProduceResult {
   let requestId = 0;
   let success: ProduceSuccess | undefined;
@@ -636,13 +651,27 @@ function decodeResult(c: Cursor, end: number): ProduceResult {
     else if (tag === 18 && success === undefined) {
       const e = readEnd(c, end);
       const s: ProduceSuccess = { id: undefined, timeTick: 0n, lastConfirmedId: undefined };
+      let idStart = 0;
+      let idEnd = 0;
       while (c.pos < e) {
         const t = c.buf[c.pos++];
-        if (t === 10 && s.id === undefined) s.id = decodeId(c, readEnd(c, e));
-        else if (t === 16) s.timeTick = readVarint64(c);
-        else if (t === 26 && s.lastConfirmedId === undefined)
-          s.lastConfirmedId = decodeId(c, readEnd(c, e));
-        else throw notCovered;
+        if (t === 10 && s.id === undefined) {
+          const idLimit = readEnd(c, e);
+          idStart = c.pos;
+          idEnd = idLimit;
+          s.id = decodeId(c, idLimit);
+        } else if (t === 16) s.timeTick = readVarint64(c);
+        else if (t === 26 && s.lastConfirmedId === undefined) {
+          const lcLimit = readEnd(c, e);
+          // A message's last-confirmed id is nearly always its own id: the same bytes decode
+          // to the same object (as the node encodes one object twice).
+          if (s.id !== undefined && sameBytes(c.buf, idStart, idEnd, c.pos, lcLimit)) {
+            s.lastConfirmedId = s.id;
+            c.pos = lcLimit;
+          } else {
+            s.lastConfirmedId = decodeId(c, lcLimit);
+          }
+        } else throw notCovered;
       }
       if (c.pos !== e) throw notCovered;
       success = s;
