@@ -99,15 +99,13 @@ export function newStats(): ClientStats {
   };
 }
 
-/** Wire id → SDK id; rejects ids that would lose precision as numbers. */
+/**
+ * Wire id → SDK id. The wire's parts are already numbers below 2^53 (a frame with larger ones
+ * does not decode), so the decoded object is the id: nothing is allocated per message.
+ */
 export function fromProtoId(id: MessageIdProto | undefined, what: string): MessageId {
   if (id === undefined) throw new StreamingError('INNER', `the node sent no ${what}`);
-  const segmentId = Number(id.segmentId);
-  const entryId = Number(id.entryId);
-  if (!Number.isSafeInteger(segmentId) || !Number.isSafeInteger(entryId)) {
-    throw new StreamingError('INNER', `${what} ${id.segmentId}/${id.entryId} exceeds 2^53`);
-  }
-  return { segmentId, entryId };
+  return id;
 }
 
 /** SDK id → wire id; rejects ids a caller made up that cannot be positions. */
@@ -118,7 +116,10 @@ export function toProtoId(id: MessageId, what: string): MessageIdProto {
     id.segmentId < 0 ||
     id.entryId < 0
   ) {
-    throw new StreamingError('INVALID_ARGUMENT', `${what} must hold two non-negative integers`);
+    throw new StreamingError(
+      'INVALID_ARGUMENT',
+      `${what} must hold two non-negative integers below 2^53`,
+    );
   }
-  return { segmentId: BigInt(id.segmentId), entryId: BigInt(id.entryId) };
+  return { segmentId: id.segmentId, entryId: id.entryId };
 }

@@ -50,8 +50,8 @@ export interface LogEntry {
 /** One pchannel's log: segment = owner generation, entries dense per segment. */
 export class FakeLog {
   readonly entries: LogEntry[] = [];
-  private segmentId = 0n;
-  private entryId = 0n;
+  private segmentId = 0;
+  private entryId = 0;
   private tick = 1000n;
   private readonly listeners = new Set<() => void>();
 
@@ -61,9 +61,9 @@ export class FakeLog {
 
   /** A new writer (after a move) starts a new segment, as a fenced WAL does. */
   newSegment(): void {
-    if (this.entryId === 0n) return;
+    if (this.entryId === 0) return;
     this.segmentId++;
-    this.entryId = 0n;
+    this.entryId = 0;
   }
 
   append(

@@ -2,10 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { MessageID, StreamingCode, StreamingError, streamingCodeFromJSON } from './index.js';
 
 describe('common.proto', () => {
-  it('round-trips a MessageID with 64-bit ids through the binary encoding', () => {
-    const id = { segmentId: 2n ** 53n + 7n, entryId: 18_446_744_073_709_551_615n };
+  it('round-trips a MessageID with ids up to 2^53 - 1 and refuses larger ones', () => {
+    const id = { segmentId: 2 ** 40 + 7, entryId: Number.MAX_SAFE_INTEGER };
     const bytes = MessageID.encode(id).finish();
     expect(MessageID.decode(bytes)).toEqual(id);
+    // entry_id = 2^53 (field 2, varint): does not decode.
+    const big = Uint8Array.from([16, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+    expect(() => MessageID.decode(big)).toThrow();
   });
 
   it('round-trips a StreamingError and keeps its code and retryable flag', () => {
@@ -25,7 +28,7 @@ describe('common.proto', () => {
   });
 
   it('rejects a truncated frame instead of returning a partial message', () => {
-    const bytes = MessageID.encode({ segmentId: 300n, entryId: 1n }).finish();
+    const bytes = MessageID.encode({ segmentId: 300, entryId: 1 }).finish();
     expect(() => MessageID.decode(bytes.subarray(0, bytes.length - 1))).toThrow();
   });
 });

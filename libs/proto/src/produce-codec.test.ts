@@ -74,9 +74,10 @@ const success = (i: bigint): ProduceResult => ({
   outcome: {
     $case: 'success',
     success: {
-      id: { segmentId: i % 3n, entryId: i * 1000n },
+      id: { segmentId: Number(i % 3n), entryId: Number(i * 1000n) },
       timeTick: i === 0n ? 0n : (1_764_000_000_000n << 18n) | i,
-      lastConfirmedId: i % 4n === 0n ? undefined : { segmentId: 2n ** 63n, entryId: 0n },
+      lastConfirmedId:
+        i % 4n === 0n ? undefined : { segmentId: Number.MAX_SAFE_INTEGER, entryId: 0 },
     },
   },
 });
@@ -228,7 +229,7 @@ describe('produce codec', () => {
     expect(decodeProduceRequest(frame)).toEqual(ProduceRequest.decode(frame));
   });
 
-  it('refuses request ids and sequences that are not uint64 values below 2^53', () => {
+  it('refuses request ids, sequences and message ids that are not uint64 values below 2^53', () => {
     for (const bad of [-1, 1.5, 2 ** 53, Number.NaN]) {
       const badId: ProduceRequest = {
         request: {
@@ -248,6 +249,23 @@ describe('produce codec', () => {
         response: { $case: 'result', result: { ...success(1n), requestId: bad } },
       };
       expect(() => encodeProduceResponse(badResult)).toThrow(/requestId/);
+      const badMessageId: ProduceResponse = {
+        response: {
+          $case: 'result',
+          result: {
+            requestId: 1,
+            outcome: {
+              $case: 'success',
+              success: {
+                id: { segmentId: 0, entryId: bad },
+                timeTick: 1n,
+                lastConfirmedId: undefined,
+              },
+            },
+          },
+        },
+      };
+      expect(() => encodeProduceResponse(badMessageId)).toThrow(/entryId/);
     }
   });
 
@@ -294,7 +312,7 @@ describe('produce codec', () => {
             outcome: {
               $case: 'success',
               success: {
-                id: { segmentId: v, entryId: v },
+                id: { segmentId: Number(v & (2n ** 53n - 1n)), entryId: Number(v >> 11n) },
                 timeTick: v,
                 lastConfirmedId: undefined,
               },
@@ -309,7 +327,7 @@ describe('produce codec', () => {
   });
 
   it('decodes a last-confirmed id with the bytes of the id as the same object', () => {
-    const id = { segmentId: 3n, entryId: 77n };
+    const id = { segmentId: 3, entryId: 77 };
     const frame = encodeProduceResponse({
       response: {
         $case: 'results',
@@ -323,7 +341,7 @@ describe('produce codec', () => {
               requestId: 2,
               outcome: {
                 $case: 'success',
-                success: { id, timeTick: 6n, lastConfirmedId: { segmentId: 3n, entryId: 76n } },
+                success: { id, timeTick: 6n, lastConfirmedId: { segmentId: 3, entryId: 76 } },
               },
             },
           ],
@@ -338,7 +356,7 @@ describe('produce codec', () => {
     );
     expect(same?.lastConfirmedId).toBe(same?.id);
     expect(other?.lastConfirmedId).not.toBe(other?.id);
-    expect(other?.lastConfirmedId).toEqual({ segmentId: 3n, entryId: 76n });
+    expect(other?.lastConfirmedId).toEqual({ segmentId: 3, entryId: 76 });
   });
 
   it('encodes and decodes produce responses like the generated code', () => {

@@ -510,13 +510,13 @@ export function decodeProduceRequest(value: Buffer): ProduceRequest {
 
 function sizeId(id: MessageID): number {
   let n = 0;
-  if (id.segmentId !== 0n) {
-    checkU64(id.segmentId, 'segmentId');
-    n += 1 + varint64Size(id.segmentId);
+  if (id.segmentId !== 0) {
+    checkSafeU64(id.segmentId, 'segmentId');
+    n += 1 + varintNumberSize(id.segmentId);
   }
-  if (id.entryId !== 0n) {
-    checkU64(id.entryId, 'entryId');
-    n += 1 + varint64Size(id.entryId);
+  if (id.entryId !== 0) {
+    checkSafeU64(id.entryId, 'entryId');
+    n += 1 + varintNumberSize(id.entryId);
   }
   return n;
 }
@@ -524,13 +524,13 @@ function sizeId(id: MessageID): number {
 function writeId(buf: Buffer, pos: number, tag: number, id: MessageID, size: number): number {
   buf[pos++] = tag;
   pos = writeVarint32(buf, pos, size);
-  if (id.segmentId !== 0n) {
+  if (id.segmentId !== 0) {
     buf[pos++] = 8;
-    pos = writeVarint64(buf, pos, id.segmentId);
+    pos = writeVarintNumber(buf, pos, id.segmentId);
   }
-  if (id.entryId !== 0n) {
+  if (id.entryId !== 0) {
     buf[pos++] = 16;
-    pos = writeVarint64(buf, pos, id.entryId);
+    pos = writeVarintNumber(buf, pos, id.entryId);
   }
   return pos;
 }
@@ -625,11 +625,11 @@ export function encodeProduceResponse(value: ProduceResponse): Buffer {
 }
 
 function decodeId(c: Cursor, end: number): MessageID {
-  const id: MessageID = { segmentId: 0n, entryId: 0n };
+  const id: MessageID = { segmentId: 0, entryId: 0 };
   while (c.pos < end) {
     const tag = c.buf[c.pos++];
-    if (tag === 8) id.segmentId = readVarint64(c);
-    else if (tag === 16) id.entryId = readVarint64(c);
+    if (tag === 8) id.segmentId = readVarintNumber(c);
+    else if (tag === 16) id.entryId = readVarintNumber(c);
     else throw notCovered;
   }
   if (c.pos !== end) throw notCovered;

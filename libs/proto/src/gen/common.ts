@@ -116,13 +116,15 @@ export function streamingCodeToJSON(object: StreamingCode): string {
 
 /**
  * MessageID is the position of a message in a pchannel's log. Positions are
- * ordered lexicographically by (segment_id, entry_id).
+ * ordered lexicographically by (segment_id, entry_id). Both parts are below 2^53
+ * (JavaScript numbers on both sides, no bigint per message); a frame carrying a
+ * larger one does not decode and is refused as malformed.
  */
 export interface MessageID {
   /** The log segment holding the message. Segments of one log are numbered from 0. */
-  segmentId: bigint;
+  segmentId: number;
   /** Dense per segment, starting at 0, assigned by the segment's single writer. */
-  entryId: bigint;
+  entryId: number;
 }
 
 /** StreamingError travels in gRPC status details so clients can rebuild a typed error. */
@@ -138,22 +140,22 @@ export interface StreamingError {
 }
 
 function createBaseMessageID(): MessageID {
-  return { segmentId: 0n, entryId: 0n };
+  return { segmentId: 0, entryId: 0 };
 }
 
 export const MessageID: MessageFns<MessageID> = {
   encode(message: MessageID, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.segmentId !== 0n) {
-      if (BigInt.asUintN(64, message.segmentId) !== message.segmentId) {
-        throw new globalThis.Error("value provided for field message.segmentId of type uint64 too large");
+    if (message.segmentId !== 0) {
+      if (BigInt.asUintN(64, BigInt(message.segmentId)) !== BigInt(message.segmentId)) {
+        throw new globalThis.Error("value provided for field BigInt(message.segmentId) of type uint64 too large");
       }
-      writer.uint32(8).uint64(message.segmentId);
+      writer.uint32(8).uint64(BigInt(message.segmentId));
     }
-    if (message.entryId !== 0n) {
-      if (BigInt.asUintN(64, message.entryId) !== message.entryId) {
-        throw new globalThis.Error("value provided for field message.entryId of type uint64 too large");
+    if (message.entryId !== 0) {
+      if (BigInt.asUintN(64, BigInt(message.entryId)) !== BigInt(message.entryId)) {
+        throw new globalThis.Error("value provided for field BigInt(message.entryId) of type uint64 too large");
       }
-      writer.uint32(16).uint64(message.entryId);
+      writer.uint32(16).uint64(BigInt(message.entryId));
     }
     return writer;
   },
@@ -176,7 +178,7 @@ export const MessageID: MessageFns<MessageID> = {
               break;
             }
 
-            message.segmentId = reader.uint64() as bigint;
+            message.segmentId = longToNumber(reader.uint64());
             continue;
           }
           case 2: {
@@ -184,7 +186,7 @@ export const MessageID: MessageFns<MessageID> = {
               break;
             }
 
-            message.entryId = reader.uint64() as bigint;
+            message.entryId = longToNumber(reader.uint64());
             continue;
           }
         }
@@ -202,21 +204,25 @@ export const MessageID: MessageFns<MessageID> = {
   fromJSON(object: any): MessageID {
     return {
       segmentId: isSet(object.segmentId)
-        ? BigInt(object.segmentId)
+        ? globalThis.Number(object.segmentId)
         : isSet(object.segment_id)
-        ? BigInt(object.segment_id)
-        : 0n,
-      entryId: isSet(object.entryId) ? BigInt(object.entryId) : isSet(object.entry_id) ? BigInt(object.entry_id) : 0n,
+        ? globalThis.Number(object.segment_id)
+        : 0,
+      entryId: isSet(object.entryId)
+        ? globalThis.Number(object.entryId)
+        : isSet(object.entry_id)
+        ? globalThis.Number(object.entry_id)
+        : 0,
     };
   },
 
   toJSON(message: MessageID): unknown {
     const obj: any = {};
-    if (message.segmentId !== 0n) {
-      obj.segmentId = message.segmentId.toString();
+    if (message.segmentId !== 0) {
+      obj.segmentId = globalThis.Number(message.segmentId);
     }
-    if (message.entryId !== 0n) {
-      obj.entryId = message.entryId.toString();
+    if (message.entryId !== 0) {
+      obj.entryId = globalThis.Number(message.entryId);
     }
     return obj;
   },
@@ -226,8 +232,8 @@ export const MessageID: MessageFns<MessageID> = {
   },
   fromPartial<I extends Exact<DeepPartial<MessageID>, I>>(object: I): MessageID {
     const message = createBaseMessageID();
-    message.segmentId = (object.segmentId !== undefined && object.segmentId !== null) ? BigInt(object.segmentId) : 0n;
-    message.entryId = (object.entryId !== undefined && object.entryId !== null) ? BigInt(object.entryId) : 0n;
+    message.segmentId = object.segmentId ?? 0;
+    message.entryId = object.entryId ?? 0;
     return message;
   },
 };
@@ -345,6 +351,17 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
