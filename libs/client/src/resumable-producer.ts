@@ -3,6 +3,7 @@ import { status as GrpcStatus, type ClientDuplexStream, type StatusObject } from
 import { assert, sleep } from '@woodstream/common';
 import {
   PRODUCE_VIEW_MIN_BYTES,
+  type Message,
   type ProduceMessage,
   type ProduceRequest,
   type ProduceResponse,
@@ -34,8 +35,8 @@ type ProduceCall = ClientDuplexStream<ProduceRequest, ProduceResponse>;
 /** A message validated and converted for the wire. */
 export interface WireMessage {
   readonly vchannel: string;
-  readonly payload: Buffer;
-  readonly properties: Record<string, string>;
+  /** Payload and properties as sent (the same object on every send). */
+  readonly body: Message;
   /** What the message counts against maxInflightBytes. */
   readonly bytes: number;
 }
@@ -75,11 +76,11 @@ interface CapacityWaiter {
  * (not copied), and the socket may still hold them when an aborted append has settled, after
  * which its caller may reuse the buffer: an append that can be aborted sends a private copy.
  */
-function sendable(p: PendingAppend): Buffer {
-  const payload = p.message.payload;
-  return p.signal !== undefined && payload.byteLength >= PRODUCE_VIEW_MIN_BYTES
-    ? Buffer.from(payload)
-    : payload;
+function sendable(p: PendingAppend): Message {
+  const body = p.message.body;
+  return p.signal !== undefined && body.payload.byteLength >= PRODUCE_VIEW_MIN_BYTES
+    ? { payload: Buffer.from(body.payload), properties: body.properties }
+    : body;
 }
 
 /** One Produce call to one node at one term. */
@@ -130,9 +131,11 @@ function newProducerId(): bigint {
  * maxAppendAttempts sends.
  */
 export class ResumableProducer {
-  // Every admitted, unsettled append. Invariant: usedSlots === pending.size and
-  // usedBytes === sum of pending bytes (plus reservations handed to waiters being admitted).
-  private readonly pending = new Set<PendingAppend>();
+  // Admitted, unsettled appends. Each is in exactly one place: the send queue ('queued') or the
+  // open session's in-flight queue ('sent'; a session's end puts them back in the send queue).
+  // A count, not a set of them: no hashing per message. Invariant: usedSlots === unsettled and
+  // usedBytes === their bytes (plus reservations handed to waiters being admitted).
+  private unsettled = 0;
   // Appends to send, ordered by seq. Invariant: every entry has state 'queued'.
   private readonly sendQueue: PendingAppend[] = [];
   private readonly waiters: CapacityWaiter[] = [];
@@ -177,10 +180,10 @@ export class ResumableProducer {
       if (this.isClosing) throw clientClosed();
       signal?.throwIfAborted();
       // No node takes more (its own limit may be lower and answers that message alone).
-      if (message.payload.byteLength > MESSAGE_BYTES.max) {
+      if (message.body.payload.byteLength > MESSAGE_BYTES.max) {
         throw new StreamingError(
           'INVALID_ARGUMENT',
-          `a message of ${message.payload.byteLength} bytes exceeds the largest a node accepts (${MESSAGE_BYTES.max})`,
+          `a message of ${message.body.payload.byteLength} bytes exceeds the largest a node accepts (${MESSAGE_BYTES.max})`,
         );
       }
       if (message.bytes > this.options.maxInflightBytes) {
@@ -222,7 +225,9 @@ export class ResumableProducer {
     this.lifetime.abort(clientClosed());
     this.session?.call.cancel();
     await this.loop;
-    for (const p of [...this.pending]) this.settle(p, clientClosed());
+    // The loop has ended, and with it every session: what is unsettled waits in the send queue.
+    for (const p of this.sendQueue.splice(0)) this.settle(p, clientClosed());
+    assert(this.unsettled === 0, 'a closed producer leaves no append unsettled');
     clearTimeout(this.flushTimer);
   }
 
@@ -292,7 +297,7 @@ export class ResumableProducer {
       notBeforeMs: 0,
       lastError: undefined,
     };
-    this.pending.add(p);
+    this.unsettled++;
     this.sendQueue.push(p);
     if (signal !== undefined) {
       const onAbort = (): void => {
@@ -316,7 +321,7 @@ export class ResumableProducer {
   private settle(p: PendingAppend, outcome: AppendResult | Error): void {
     if (p.state === 'settled') return;
     p.state = 'settled';
-    this.pending.delete(p);
+    this.unsettled--;
     this.usedSlots--;
     this.usedBytes -= p.message.bytes;
     assert(this.usedSlots >= 0 && this.usedBytes >= 0, 'producer capacity never goes negative');
@@ -360,11 +365,11 @@ export class ResumableProducer {
   /** Sends work now if a stream is open, else makes sure the loop that opens one runs. */
   private kick(): void {
     if (this.session?.isOpen === true) this.scheduleFlush();
-    else if (this.loop === undefined && !this.isClosing && this.pending.size > 0) {
+    else if (this.loop === undefined && !this.isClosing && this.unsettled > 0) {
       this.loop = this.run().finally(() => {
         this.loop = undefined;
         // Appends admitted while the loop was winding down.
-        if (!this.isClosing && this.pending.size > 0) this.kick();
+        if (!this.isClosing && this.unsettled > 0) this.kick();
       });
     }
   }
@@ -387,7 +392,7 @@ export class ResumableProducer {
         const p = this.sendQueue[0];
         if (p === undefined) break;
         // A large message goes in a frame of its own, so frames stay under the gRPC limit.
-        if (batch.length > 0 && bytes + p.message.payload.byteLength > MAX_BATCH_BYTES) break;
+        if (batch.length > 0 && bytes + p.message.body.payload.byteLength > MAX_BATCH_BYTES) break;
         if (p.notBeforeMs > now) {
           // Order is kept: later appends wait behind a delayed retry.
           delayedUntil = p.notBeforeMs;
@@ -400,11 +405,11 @@ export class ResumableProducer {
         if (p.attempts > 1) this.stats.retries++;
         p.requestId = requestId;
         s.inflight.push(p);
-        bytes += p.message.payload.byteLength;
+        bytes += p.message.body.payload.byteLength;
         batch.push({
           requestId,
           vchannel: p.message.vchannel,
-          message: { payload: sendable(p), properties: p.message.properties ?? {} },
+          message: sendable(p),
           sequence: p.seq,
         });
       }
@@ -449,7 +454,7 @@ export class ResumableProducer {
     const backoff = new Backoff(this.options.minBackoffMs, this.options.maxBackoffMs);
     const signal = this.lifetime.signal;
     try {
-      while (!this.isClosing && this.pending.size > 0) {
+      while (!this.isClosing && this.unsettled > 0) {
         const route = this.watcher.route(this.pchannel, 'write');
         if (route === undefined) {
           // Not assigned (or read-only) right now: wait for the coordinator to publish an owner.

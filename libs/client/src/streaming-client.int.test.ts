@@ -640,6 +640,23 @@ describe('read', () => {
 });
 
 describe('close', () => {
+  it('fails appends still waiting for an owner with ON_SHUTDOWN when closed', async () => {
+    const cluster = await startCluster(1);
+    const client = await connect(cluster, { minBackoffMs: 10, maxBackoffMs: 50 });
+    const v = vchannelOn('pc-0000');
+    await client.append({ vchannel: v, payload: text('a') });
+    cluster.node(0).stop();
+    const waiting = client.appendBatch([
+      { vchannel: v, payload: text('b') },
+      { vchannel: v, payload: text('c') },
+    ]);
+    const failed = expect(waiting).rejects.toMatchObject({ code: 'ON_SHUTDOWN' });
+    await waitFor(() => cluster.coordinator.reports.length >= 1, { timeoutMs: 5_000 });
+    await client.close();
+    await failed;
+    expect(cluster.log('pc-0000').payloads()).toEqual(['a']);
+  });
+
   it('closes producers, reads and the discovery stream with the close handshake', async () => {
     const cluster = await startCluster(1);
     const client = await connect(cluster);

@@ -294,7 +294,11 @@ function toWire(m: AppendMessage, traceContext: Context | undefined): WireMessag
     : Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
   if (traceContext === undefined && (m.properties === undefined || isEmpty(m.properties))) {
     // The common message: no properties to copy or check.
-    return { vchannel: m.vchannel, payload, properties: NO_PROPERTIES, bytes: payload.byteLength };
+    return {
+      vchannel: m.vchannel,
+      body: { payload, properties: NO_PROPERTIES },
+      bytes: payload.byteLength,
+    };
   }
   const properties: Record<string, string> = { ...m.properties };
   let bytes = m.payload.byteLength;
@@ -318,7 +322,7 @@ function toWire(m: AppendMessage, traceContext: Context | undefined): WireMessag
     injectTraceContext(properties, traceContext);
     bytes += traceContextBytes(properties);
   }
-  return { vchannel: m.vchannel, payload, properties, bytes };
+  return { vchannel: m.vchannel, body: { payload, properties }, bytes };
 }
 
 function traceContextBytes(properties: Record<string, string>): number {

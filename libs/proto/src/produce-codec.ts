@@ -19,6 +19,11 @@ import {
 
 const MAX_U64 = 0xffff_ffff_ffff_ffffn;
 const EMPTY = Buffer.alloc(0);
+/**
+ * The properties of every decoded message that has none: one frozen object rather than one
+ * per message. Readers of decoded frames copy properties before adding to them.
+ */
+const NO_PROPERTIES: Record<string, string> = Object.freeze({});
 
 /** Thrown inside a fast decoder for input it does not cover; the generated decoder takes over. */
 class NotCovered extends Error {}
@@ -436,7 +441,7 @@ function readVchannel(c: Cursor, limit: number): string {
 }
 
 function decodeMessage(c: Cursor, end: number): Message {
-  const m: Message = { payload: EMPTY, properties: {} };
+  const m: Message = { payload: EMPTY, properties: NO_PROPERTIES };
   while (c.pos < end) {
     const tag = c.buf[c.pos++];
     if (tag === 10) {
@@ -455,6 +460,7 @@ function decodeMessage(c: Cursor, end: number): Message {
         else if (t === 18) value = readString(c, e);
         else throw notCovered;
       }
+      if (m.properties === NO_PROPERTIES) m.properties = {};
       m.properties[key] = value;
     } else throw notCovered;
   }
@@ -480,7 +486,10 @@ function decodeProduceMessage(c: Cursor, end: number): ProduceMessage {
   return pm;
 }
 
-/** `ProduceRequest.decode(value)`, with payloads as views into `value`. */
+/**
+ * `ProduceRequest.decode(value)`, with payloads as views into `value`; messages without
+ * properties share one frozen empty object (copy before adding to it).
+ */
 export function decodeProduceRequest(value: Buffer): ProduceRequest {
   try {
     const c: Cursor = { buf: value, pos: 0 };
