@@ -34,8 +34,8 @@ describe('proto:check', () => {
     const file = join(dir.path, 'common.proto');
     const source = await readFile(file, 'utf8');
     const changed = source.replace(
-      'uint64 entry_id = 2;',
-      'uint64 entry_id = 2;\n  uint32 stale_field = 3;',
+      'uint64 entry_id = 2 [jstype = JS_NUMBER];',
+      'uint64 entry_id = 2 [jstype = JS_NUMBER];\n  uint32 stale_field = 3;',
     );
     expect(changed).not.toBe(source);
     await writeFile(file, changed);
