@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { status as GrpcStatus, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
-import { assert, sleep } from '@woodstream/common';
+import { AbortFanout, assert, sleep } from '@woodstream/common';
 import {
   PRODUCE_VIEW_MIN_BYTES,
   type Message,
@@ -12,7 +12,7 @@ import {
 import { fromServiceError, MESSAGE_BYTES, StreamingError } from '@woodstream/streaming';
 import type { Route } from './assignment-snapshot.js';
 import type { AssignmentWatcher } from './assignment-watcher.js';
-import { AbortFanout } from './abort-fanout.js';
+
 import type { AppendResults } from './append-results.js';
 import { Backoff } from './backoff.js';
 import { abortReason, deferred, type Deferred } from './deferred.js';

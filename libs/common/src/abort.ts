@@ -1,3 +1,10 @@
+import { AbortFanout } from './abort-fanout.js';
+
+// One `abort` listener per signal for every sleep and abortable call waiting on it: callers
+// share a signal among many concurrent operations (a lifetime signal, a test's signal), and a
+// listener each tripped Node's listener-leak warning past ten.
+const waiting = new AbortFanout();
+
 /** Resolves after `ms`, or rejects with `signal.reason` as soon as the signal aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -10,10 +17,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       reject(signal?.reason as Error);
     };
     const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
+      if (signal !== undefined) waiting.remove(signal, onAbort);
       resolve();
     }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal !== undefined) waiting.add(signal, onAbort);
   });
 }
 
@@ -26,14 +33,14 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
   if (signal.aborted) return Promise.reject(signal.reason as Error);
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
+    waiting.add(signal, onAbort);
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
+        waiting.remove(signal, onAbort);
         resolve(value);
       },
       (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        waiting.remove(signal, onAbort);
         reject(err instanceof Error ? err : new Error(String(err)));
       },
     );

@@ -1,5 +1,6 @@
 // Public entry of @woodstream/common.
 export { abortable, sleep } from './abort.js';
+export { AbortFanout } from './abort-fanout.js';
 export { assert, AssertionError } from './assert.js';
 export { errorCode, isRetryable, WoodstreamError } from './errors.js';
 export { intOption } from './options.js';
