@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
@@ -85,6 +86,42 @@ function describeS3Contract(
 
 describeS3Contract('s3rver', false, 'wal/');
 describeS3Contract('radosgw', true, '');
+
+describe('S3ObjectStore with one signal shared by many calls', () => {
+  it("adds no abort listener per request to the caller's signal", async ({ signal }) => {
+    await using bucket = await createTestBucket(harness().s3rver, 'shared-signal');
+    const store = await S3ObjectStore.open(s3BucketConfig(harness().s3rver, bucket.name), {
+      signal,
+    });
+    try {
+      const shared = new AbortController();
+      const onTest = (): void => shared.abort(signal.reason);
+      signal.addEventListener('abort', onTest, { once: true });
+      const warnings: Error[] = [];
+      const onWarning = (w: Error): void => void warnings.push(w);
+      process.on('warning', onWarning);
+      try {
+        const calls = Array.from({ length: 24 }, (_, i) =>
+          store.put(`k${i}`, Uint8Array.of(i), { signal: shared.signal }),
+        );
+        await Promise.all(calls);
+        const heads = await Promise.all(
+          Array.from({ length: 24 }, (_, i) => store.head(`k${i}`, { signal: shared.signal })),
+        );
+        expect(heads.every((h) => h?.sizeBytes === 1)).toBe(true);
+        // Every request has settled: nothing is left listening on the shared signal.
+        expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
+        await new Promise((resolve) => setImmediate(resolve));
+      } finally {
+        process.off('warning', onWarning);
+        signal.removeEventListener('abort', onTest);
+      }
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 describe('S3ObjectStore.open', () => {
   it('detects that s3rver ignores conditional writes', async ({ signal }) => {

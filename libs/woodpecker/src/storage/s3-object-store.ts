@@ -186,7 +186,9 @@ export class S3ObjectStore implements ObjectStore {
     const client = makeClient(resolved);
     try {
       await client
-        .send(new HeadBucketCommand({ Bucket: resolved.bucket }), { abortSignal: signal })
+        .send(new HeadBucketCommand({ Bucket: resolved.bucket }), {
+          abortSignal: perRequest(signal),
+        })
         .catch((err: unknown) => {
           throw toStorageError(err, `S3 bucket ${resolved.bucket} check`, signal);
         });
@@ -231,7 +233,7 @@ export class S3ObjectStore implements ObjectStore {
         IfNoneMatch: ifNoneMatch ? '*' : undefined,
       });
       try {
-        const output = await this.#client.send(command, { abortSignal: signal });
+        const output = await this.#client.send(command, { abortSignal: perRequest(signal) });
         // Real stores always send an ETag; for a single-part put it is the body's MD5.
         const etag = output.ETag !== undefined ? unquoteEtag(output.ETag) : md5Hex(body);
         return { status: 'created', etag };
@@ -267,7 +269,7 @@ export class S3ObjectStore implements ObjectStore {
       });
       let output;
       try {
-        output = await this.#client.send(command, { abortSignal: signal });
+        output = await this.#client.send(command, { abortSignal: perRequest(signal) });
       } catch (err) {
         if (errorName(err) === 'NoSuchKey') return undefined;
         // 416: the range starts at or after the end (radosgw also says so for any range of
@@ -328,7 +330,7 @@ export class S3ObjectStore implements ObjectStore {
       const command = new HeadObjectCommand({ Bucket: this.#bucket, Key: fullKey });
       let output;
       try {
-        output = await this.#client.send(command, { abortSignal: signal });
+        output = await this.#client.send(command, { abortSignal: perRequest(signal) });
       } catch (err) {
         // A HEAD response has no body, so the SDK names every 404 NotFound.
         const name = errorName(err);
@@ -372,7 +374,7 @@ export class S3ObjectStore implements ObjectStore {
         ContinuationToken: continuationToken,
         StartAfter: startAfter === undefined ? undefined : this.#keyPrefix + startAfter,
       });
-      const output = await this.#client.send(command, { abortSignal: signal });
+      const output = await this.#client.send(command, { abortSignal: perRequest(signal) });
       const objects = (output.Contents ?? []).map((object): ObjectInfo => {
         const fullKey = object.Key;
         if (fullKey === undefined || !fullKey.startsWith(fullPrefix)) {
@@ -421,7 +423,7 @@ export class S3ObjectStore implements ObjectStore {
       for (const fullKey of undeleted) {
         await this.#call(`delete of ${fullKey}`, signal, async () => {
           const command = new DeleteObjectCommand({ Bucket: this.#bucket, Key: fullKey });
-          await this.#client.send(command, { abortSignal: signal });
+          await this.#client.send(command, { abortSignal: perRequest(signal) });
         });
       }
     }
@@ -444,7 +446,7 @@ export class S3ObjectStore implements ObjectStore {
       Delete: { Objects: fullKeys.map((Key) => ({ Key })), Quiet: true },
     });
     addContentMd5(command);
-    const output = await this.#client.send(command, { abortSignal: signal });
+    const output = await this.#client.send(command, { abortSignal: perRequest(signal) });
     // Deleting a missing key succeeds on S3; a store that reports it anyway is still right.
     const failed = (output.Errors ?? []).filter((error) => error.Code !== 'NoSuchKey');
     const denied = failed.filter((error) => error.Code === 'AccessDenied');
@@ -494,6 +496,16 @@ export class S3ObjectStore implements ObjectStore {
 }
 
 /**
+ * The signal to give the SDK for one request. The SDK adds abort listeners to it per request:
+ * given the caller's own signal, callers that share one among many concurrent calls (a writer's
+ * lifetime signal) tripped Node's listener-leak warning. A dependent signal per request adds
+ * no listener to the caller's.
+ */
+function perRequest(signal: AbortSignal | undefined): AbortSignal | undefined {
+  return signal === undefined ? undefined : AbortSignal.any([signal]);
+}
+
+/**
  * Whether the store enforces `If-None-Match: *`: writes a fresh key twice with it and looks at
  * the second answer. Deletes the probe key afterwards, also when the probe failed.
  */
@@ -513,7 +525,7 @@ async function probeConditionalWrites(
         ContentLength: 0,
         IfNoneMatch: '*',
       }),
-      { abortSignal: signal },
+      { abortSignal: perRequest(signal) },
     );
   let result: boolean | undefined;
   let failure: Error | undefined;
@@ -531,7 +543,7 @@ async function probeConditionalWrites(
   }
   try {
     await client.send(new DeleteObjectCommand({ Bucket: config.bucket, Key: key }), {
-      abortSignal: signal,
+      abortSignal: perRequest(signal),
     });
   } catch (err) {
     // The probe's own failure says more than the cleanup's; a leftover empty object is harmless.
