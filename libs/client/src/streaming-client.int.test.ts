@@ -197,6 +197,8 @@ describe('append', () => {
       vchannel: i % 2 === 0 ? v : w,
       payload: text(`m${i}`),
     }));
+    // An empty batch appends nothing and answers with no results.
+    expect(await client.appendBatch([])).toEqual([]);
     const results = await client.appendBatch(batch);
     expect(results).toHaveLength(50);
     expect(results.filter((_, i) => i % 2 === 0).map((r) => r.messageId.entryId)).toEqual(

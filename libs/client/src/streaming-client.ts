@@ -150,6 +150,7 @@ export class StreamingClient {
     if (snapshot === undefined) throw closedError(); // connect() guarantees one
     const pchannelOf = (m: AppendMessage): string =>
       snapshot.pchannelFor(validateChannelName(m.vchannel, 'vchannel'), m.pchannel);
+    if (messages.length === 0) return [];
     const results = new AppendResults(messages.length);
     if (messages.length === 1) {
       // The common call (`append`): one producer, no grouping by pchannel.

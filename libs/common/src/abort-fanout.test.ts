@@ -29,4 +29,18 @@ describe('AbortFanout', () => {
     controller.abort();
     expect(called).toBe(true);
   });
+
+  it('calls a callback added to an aborted signal at once, also while the abort is dispatched', () => {
+    const fanout = new AbortFanout();
+    const controller = new AbortController();
+    const calls: string[] = [];
+    fanout.add(controller.signal, () => {
+      calls.push('first');
+      fanout.add(controller.signal, () => calls.push('added during dispatch'));
+    });
+    controller.abort();
+    fanout.add(controller.signal, () => calls.push('added after'));
+    expect(calls).toEqual(['first', 'added during dispatch', 'added after']);
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+  });
 });

@@ -10,14 +10,30 @@ export class AbortFanout {
     { listener: () => void; callbacks: Set<() => void> }
   >();
 
-  /** Calls `onAbort` once when `signal` aborts, unless removed first. */
+  /**
+   * Calls `onAbort` once when `signal` aborts, unless removed first; at once when it has
+   * aborted already (also while its abort is being dispatched).
+   */
   add(signal: AbortSignal, onAbort: () => void): void {
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
     let entry = this.bySignal.get(signal);
     if (entry === undefined) {
       const callbacks = new Set<() => void>();
       const listener = (): void => {
         this.bySignal.delete(signal);
-        for (const callback of callbacks) callback();
+        // Each callback runs even when an earlier one throws; the first error is rethrown.
+        let failure: { error: unknown } | undefined;
+        for (const callback of callbacks) {
+          try {
+            callback();
+          } catch (error) {
+            failure ??= { error };
+          }
+        }
+        if (failure !== undefined) throw failure.error;
       };
       entry = { listener, callbacks };
       this.bySignal.set(signal, entry);

@@ -122,7 +122,8 @@ export class LogReader implements AsyncIterable<LogEntry>, AsyncDisposable {
       throw err;
     }
     const stored = this.batch.shift() as StoredEntry;
-    const position = { segmentId: this.batchSegmentId, entryId: stored.entryId };
+    // Frozen, as the writer's acknowledged positions are.
+    const position = Object.freeze({ segmentId: this.batchSegmentId, entryId: stored.entryId });
     this.position = { segmentId: this.batchSegmentId, entryId: stored.entryId + 1 };
     const entry: LogEntry = { position, payload: stored.data.payload };
     if (stored.data.properties !== undefined) entry.properties = { ...stored.data.properties };

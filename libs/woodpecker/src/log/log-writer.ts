@@ -698,7 +698,9 @@ export class LogWriter {
       released += e.sizeBytes;
       payloadBytes += e.data.payload.byteLength;
       telemetry.recordAppendLatency(now - e.startedAt);
-      const position = { segmentId, entryId: info.firstEntryId + i };
+      // Frozen: positions are values, handed as they are to callers (and, in one process, to SDK
+      // callers as message ids); nobody may change one another holds.
+      const position = Object.freeze({ segmentId, entryId: info.firstEntryId + i });
       e.span?.end();
       if (e.batch === undefined) e.resolve(position);
       else e.batch.settle(e.batchIndex, position);

@@ -189,6 +189,11 @@ export function describeWalSuite(
       expect(read.map(text)).toEqual([...acks.map((_, i) => `m${i}`), 'b0', 'b1']);
       expect(read[7]?.properties).toEqual({ i: '7' });
       expect(read[8]?.properties).toBeUndefined();
+      // Positions are values shared as they are (acks, reads, message ids): frozen.
+      expect(acks.every((p) => Object.isFrozen(p)) && batch.every((p) => Object.isFrozen(p))).toBe(
+        true,
+      );
+      expect(read.every((e) => Object.isFrozen(e.position))).toBe(true);
       await reader.close();
       await writer.close();
     });

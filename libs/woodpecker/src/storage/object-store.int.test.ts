@@ -88,7 +88,9 @@ describeS3Contract('s3rver', false, 'wal/');
 describeS3Contract('radosgw', true, '');
 
 describe('S3ObjectStore with one signal shared by many calls', () => {
-  it("adds no abort listener per request to the caller's signal", async ({ signal }) => {
+  it("keeps one abort listener on the caller's signal for all its requests in flight", async ({
+    signal,
+  }) => {
     await using bucket = await createTestBucket(harness().s3rver, 'shared-signal');
     const store = await S3ObjectStore.open(s3BucketConfig(harness().s3rver, bucket.name), {
       signal,
@@ -104,6 +106,9 @@ describe('S3ObjectStore with one signal shared by many calls', () => {
         const calls = Array.from({ length: 24 }, (_, i) =>
           store.put(`k${i}`, Uint8Array.of(i), { signal: shared.signal }),
         );
+        // All 24 requests are in flight: one listener serves them (not one each, and not none:
+        // aborting the shared signal still aborts every request).
+        expect(getEventListeners(shared.signal, 'abort')).toHaveLength(1);
         await Promise.all(calls);
         const heads = await Promise.all(
           Array.from({ length: 24 }, (_, i) => store.head(`k${i}`, { signal: shared.signal })),

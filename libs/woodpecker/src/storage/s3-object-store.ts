@@ -1,3 +1,4 @@
+import { AbortFanout } from '@woodstream/common';
 import { createHash, randomUUID } from 'node:crypto';
 import {
   DeleteObjectCommand,
@@ -185,13 +186,11 @@ export class S3ObjectStore implements ObjectStore {
     signal?.throwIfAborted();
     const client = makeClient(resolved);
     try {
-      await client
-        .send(new HeadBucketCommand({ Bucket: resolved.bucket }), {
-          abortSignal: perRequest(signal),
-        })
-        .catch((err: unknown) => {
-          throw toStorageError(err, `S3 bucket ${resolved.bucket} check`, signal);
-        });
+      await withRequestSignal(signal, (abortSignal) =>
+        client.send(new HeadBucketCommand({ Bucket: resolved.bucket }), { abortSignal }),
+      ).catch((err: unknown) => {
+        throw toStorageError(err, `S3 bucket ${resolved.bucket} check`, signal);
+      });
       let conditionalWrites = false;
       if (resolved.conditionalWrites !== 'disabled') {
         conditionalWrites = await probeConditionalWrites(client, resolved, signal);
@@ -233,7 +232,9 @@ export class S3ObjectStore implements ObjectStore {
         IfNoneMatch: ifNoneMatch ? '*' : undefined,
       });
       try {
-        const output = await this.#client.send(command, { abortSignal: perRequest(signal) });
+        const output = await withRequestSignal(signal, (abortSignal) =>
+          this.#client.send(command, { abortSignal }),
+        );
         // Real stores always send an ETag; for a single-part put it is the body's MD5.
         const etag = output.ETag !== undefined ? unquoteEtag(output.ETag) : md5Hex(body);
         return { status: 'created', etag };
@@ -269,7 +270,9 @@ export class S3ObjectStore implements ObjectStore {
       });
       let output;
       try {
-        output = await this.#client.send(command, { abortSignal: perRequest(signal) });
+        output = await withRequestSignal(signal, (abortSignal) =>
+          this.#client.send(command, { abortSignal }),
+        );
       } catch (err) {
         if (errorName(err) === 'NoSuchKey') return undefined;
         // 416: the range starts at or after the end (radosgw also says so for any range of
@@ -330,7 +333,9 @@ export class S3ObjectStore implements ObjectStore {
       const command = new HeadObjectCommand({ Bucket: this.#bucket, Key: fullKey });
       let output;
       try {
-        output = await this.#client.send(command, { abortSignal: perRequest(signal) });
+        output = await withRequestSignal(signal, (abortSignal) =>
+          this.#client.send(command, { abortSignal }),
+        );
       } catch (err) {
         // A HEAD response has no body, so the SDK names every 404 NotFound.
         const name = errorName(err);
@@ -374,7 +379,9 @@ export class S3ObjectStore implements ObjectStore {
         ContinuationToken: continuationToken,
         StartAfter: startAfter === undefined ? undefined : this.#keyPrefix + startAfter,
       });
-      const output = await this.#client.send(command, { abortSignal: perRequest(signal) });
+      const output = await withRequestSignal(signal, (abortSignal) =>
+        this.#client.send(command, { abortSignal }),
+      );
       const objects = (output.Contents ?? []).map((object): ObjectInfo => {
         const fullKey = object.Key;
         if (fullKey === undefined || !fullKey.startsWith(fullPrefix)) {
@@ -423,7 +430,9 @@ export class S3ObjectStore implements ObjectStore {
       for (const fullKey of undeleted) {
         await this.#call(`delete of ${fullKey}`, signal, async () => {
           const command = new DeleteObjectCommand({ Bucket: this.#bucket, Key: fullKey });
-          await this.#client.send(command, { abortSignal: perRequest(signal) });
+          await withRequestSignal(signal, (abortSignal) =>
+            this.#client.send(command, { abortSignal }),
+          );
         });
       }
     }
@@ -446,7 +455,9 @@ export class S3ObjectStore implements ObjectStore {
       Delete: { Objects: fullKeys.map((Key) => ({ Key })), Quiet: true },
     });
     addContentMd5(command);
-    const output = await this.#client.send(command, { abortSignal: perRequest(signal) });
+    const output = await withRequestSignal(signal, (abortSignal) =>
+      this.#client.send(command, { abortSignal }),
+    );
     // Deleting a missing key succeeds on S3; a store that reports it anyway is still right.
     const failed = (output.Errors ?? []).filter((error) => error.Code !== 'NoSuchKey');
     const denied = failed.filter((error) => error.Code === 'AccessDenied');
@@ -495,14 +506,29 @@ export class S3ObjectStore implements ObjectStore {
   }
 }
 
+// One abort listener per caller signal for all of its requests in flight (see withRequestSignal).
+const requestAborts = new AbortFanout();
+
 /**
- * The signal to give the SDK for one request. The SDK adds abort listeners to it per request:
- * given the caller's own signal, callers that share one among many concurrent calls (a writer's
- * lifetime signal) tripped Node's listener-leak warning. A dependent signal per request adds
- * no listener to the caller's.
+ * Runs one SDK request with a signal of its own, aborted with the caller's. The SDK adds abort
+ * listeners to the signal it is given, per request: given the caller's own signal, callers that
+ * share one among many concurrent calls (a writer's lifetime signal) tripped Node's
+ * listener-leak warning. (`AbortSignal.any` adds no listener, but on Node 20 each derived signal
+ * stays registered on its source until that is aborted or collected: a leak for a long-lived one.)
  */
-function perRequest(signal: AbortSignal | undefined): AbortSignal | undefined {
-  return signal === undefined ? undefined : AbortSignal.any([signal]);
+async function withRequestSignal<T>(
+  signal: AbortSignal | undefined,
+  request: (abortSignal: AbortSignal | undefined) => Promise<T>,
+): Promise<T> {
+  if (signal === undefined) return request(undefined);
+  const own = new AbortController();
+  const onAbort = (): void => own.abort(signal.reason);
+  requestAborts.add(signal, onAbort);
+  try {
+    return await request(own.signal);
+  } finally {
+    requestAborts.remove(signal, onAbort);
+  }
 }
 
 /**
@@ -517,15 +543,17 @@ async function probeConditionalWrites(
   const key = `${config.keyPrefix}.probe/${randomUUID()}`;
   const what = `S3 conditional-write probe of ${config.bucket}/${key}`;
   const putIfAbsent = (): Promise<unknown> =>
-    client.send(
-      new PutObjectCommand({
-        Bucket: config.bucket,
-        Key: key,
-        Body: new Uint8Array(0),
-        ContentLength: 0,
-        IfNoneMatch: '*',
-      }),
-      { abortSignal: perRequest(signal) },
+    withRequestSignal(signal, (abortSignal) =>
+      client.send(
+        new PutObjectCommand({
+          Bucket: config.bucket,
+          Key: key,
+          Body: new Uint8Array(0),
+          ContentLength: 0,
+          IfNoneMatch: '*',
+        }),
+        { abortSignal },
+      ),
     );
   let result: boolean | undefined;
   let failure: Error | undefined;
@@ -542,9 +570,9 @@ async function probeConditionalWrites(
     failure = toStorageError(err, what, signal);
   }
   try {
-    await client.send(new DeleteObjectCommand({ Bucket: config.bucket, Key: key }), {
-      abortSignal: perRequest(signal),
-    });
+    await withRequestSignal(signal, (abortSignal) =>
+      client.send(new DeleteObjectCommand({ Bucket: config.bucket, Key: key }), { abortSignal }),
+    );
   } catch (err) {
     // The probe's own failure says more than the cleanup's; a leftover empty object is harmless.
     failure ??= toStorageError(err, `${what} (cleanup)`, signal);
