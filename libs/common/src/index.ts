@@ -6,3 +6,4 @@ export { errorCode, isRetryable, WoodstreamError } from './errors.js';
 export { intOption } from './options.js';
 export { retry } from './retry.js';
 export type { RetryPolicy } from './retry.js';
+export { utf8Length, writeUtf8 } from './utf8.js';

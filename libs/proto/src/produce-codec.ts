@@ -7,6 +7,7 @@
 //   * decode returns payloads as views into the received frame instead of copies.
 // Frames they do not cover (open, close, error outcomes, unknown fields) go through the
 // generated code.
+import { utf8Length, writeUtf8 } from '@woodstream/common';
 import type { MessageID } from './gen/common.js';
 import {
   ProduceRequest,
@@ -109,17 +110,6 @@ function resetLens(): void {
   lenAt = 0;
 }
 
-/** Strings up to this length are measured and written in JavaScript when they are ASCII. */
-const SHORT_STRING = 64;
-
-/** UTF-8 length of `s`: checked in JavaScript for short strings (cheaper than a native call). */
-function utf8Length(s: string): number {
-  const n = s.length;
-  if (n > SHORT_STRING) return Buffer.byteLength(s, 'utf8');
-  for (let i = 0; i < n; i++) if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, 'utf8');
-  return n;
-}
-
 function sizeString(s: string): number {
   const n = utf8Length(s);
   lens[lensUsed++] = n;
@@ -130,12 +120,7 @@ function writeString(buf: Buffer, pos: number, tag: number, s: string): number {
   const n = lens[lenAt++] as number;
   buf[pos++] = tag;
   pos = writeVarint32(buf, pos, n);
-  if (n === s.length && n <= SHORT_STRING) {
-    // ASCII (its UTF-8 length is its length): byte by byte.
-    for (let i = 0; i < n; i++) buf[pos + i] = s.charCodeAt(i);
-  } else if (n > 0) {
-    buf.write(s, pos, n, 'utf8');
-  }
+  writeUtf8(buf, pos, s, n);
   return pos + n;
 }
 

@@ -1,4 +1,4 @@
-import { assert } from '@woodstream/common';
+import { assert, utf8Length, writeUtf8 } from '@woodstream/common';
 import { CorruptDataError } from '../errors.js';
 import { crc32 } from './crc32.js';
 
@@ -64,23 +64,6 @@ export function recordSize(entry: EntryData): number {
     }
   }
   return size;
-}
-
-/** UTF-8 length of `s`: its length when it is ASCII (checked in JS, cheaper than a native call for short strings). */
-function utf8Length(s: string): number {
-  const n = s.length;
-  if (n > 64) return Buffer.byteLength(s, 'utf8');
-  for (let i = 0; i < n; i++) if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, 'utf8');
-  return n;
-}
-
-/** Writes `s` (of UTF-8 length `bytes`) at `off`; short ASCII strings byte by byte. */
-function writeUtf8(buf: Buffer, off: number, s: string, bytes: number): void {
-  if (bytes === s.length && bytes <= 64) {
-    for (let i = 0; i < bytes; i++) buf[off + i] = s.charCodeAt(i);
-  } else {
-    buf.write(s, off, bytes, 'utf8');
-  }
 }
 
 /**
